@@ -1,0 +1,61 @@
+"""The fraud network: preprocessing layers followed by a small MLP that outputs a logit."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from fraud_core.model.preprocessing import CategoryEmbeddings, Standardize
+
+# Counts and durations are heavy-tailed: log1p before standardising.
+LOG_FEATURES = frozenset(
+    {
+        "days_since_policy_start",
+        "report_delay_days",
+        "witnesses",
+        "asset_age_years",
+        "prior_claims",
+        "ph_claims_30d",
+        "ph_claims_365d",
+        "prov_claims_90d",
+    }
+)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Architecture of :class:`FraudNet` (stored in the bundle's manifest)."""
+
+    numeric: list[str]
+    cardinalities: list[int]
+    hidden: list[int] = field(default_factory=lambda: [64, 32])
+    dropout: float = 0.1
+    embedding_dim: int = 4
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class FraudNet(nn.Module):
+    """Standardize numeric inputs, embed categories, MLP to one fraud logit per claim."""
+
+    def __init__(self, config: NetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.standardize = Standardize(
+            len(config.numeric), [name in LOG_FEATURES for name in config.numeric]
+        )
+        self.embeddings = CategoryEmbeddings(config.cardinalities, config.embedding_dim)
+        layers: list[nn.Module] = []
+        width = len(config.numeric) + self.embeddings.out_features
+        for size in config.hidden:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(config.dropout)]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.standardize(numeric), self.embeddings(codes)], dim=1)
+        return self.mlp(x).squeeze(1)

@@ -1,0 +1,149 @@
+"""The training loop: in-memory tensors sliced per batch, weighted loss, early stopping on AP.
+
+Class imbalance is handled with a positive weight of ``sqrt(negatives / positives)`` in the
+binary cross-entropy. The full ratio (~70 at a 1.4% fraud rate) makes the network chase every
+positive and ranks worse on validation here; the square root keeps rare fraud visible in the
+gradient while leaving the ranking stable. Scores are recalibrated afterwards (Platt), so the
+weighting does not bias the probabilities the service returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from fraud_core.metrics import average_precision
+from fraud_core.model.network import FraudNet, NetConfig
+from fraud_core.model.preprocessing import Vocabulary
+from fraud_core.schema import LABEL_COLUMN
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (one point of the search grid)."""
+
+    hidden: list[int] = field(default_factory=lambda: [64, 32])
+    dropout: float = 0.1
+    embedding_dim: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 1024
+    max_epochs: int = 20
+    patience: int = 3
+    seed: int = 0
+    pos_weight: float | None = None  # None: sqrt(negatives / positives)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    """A trained network with what it learned and how training went."""
+
+    net: FraudNet
+    vocabulary: Vocabulary
+    best_val_ap: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict[str, float]]
+
+
+def encode(frame: pd.DataFrame, vocabulary: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model inputs of a feature frame: float32 numerics and int64 category codes."""
+    numeric = torch.from_numpy(frame[list(NUMERIC_FEATURES)].to_numpy(np.float32, na_value=np.nan))
+    codes = torch.from_numpy(vocabulary.encode(frame))
+    return numeric, codes
+
+
+def labels_of(frame: pd.DataFrame) -> np.ndarray:
+    """Boolean labels; raises when a row has no known outcome (filter those out first)."""
+    label = frame[LABEL_COLUMN]
+    if label.isna().any():
+        raise ValueError(f"{int(label.isna().sum())} rows have no {LABEL_COLUMN} label")
+    return label.to_numpy(dtype=bool)
+
+
+@torch.no_grad()
+def predict_logits(net: FraudNet, numeric: torch.Tensor, codes: torch.Tensor) -> np.ndarray:
+    net.eval()
+    out = [net(numeric[i : i + 65536], codes[i : i + 65536]) for i in range(0, len(numeric), 65536)]
+    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+
+
+def fit(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    config: TrainConfig,
+    threads: int | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """Train a :class:`FraudNet` on labelled feature rows, keeping the best epoch by val AP.
+
+    Args:
+        train: labelled feature rows to learn from.
+        val: labelled feature rows for early stopping (later in time than ``train``).
+        config: hyperparameters.
+        threads: torch intra-op threads (set so parallel branches don't oversubscribe cores).
+        progress: show a progress bar over epochs.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(config.seed)
+    y_train, y_val = labels_of(train), labels_of(val)
+    if not y_train.any() or not y_val.any():
+        raise ValueError("training and validation sets each need at least one fraud label")
+    vocabulary = Vocabulary.fit(train, CATEGORICAL_FEATURES)
+    x_num, x_cat = encode(train, vocabulary)
+    v_num, v_cat = encode(val, vocabulary)
+    target = torch.from_numpy(y_train.astype(np.float32))
+
+    net = FraudNet(
+        NetConfig(
+            numeric=list(NUMERIC_FEATURES),
+            cardinalities=[len(v) for v in vocabulary.values.values()],
+            hidden=list(config.hidden),
+            dropout=config.dropout,
+            embedding_dim=config.embedding_dim,
+        )
+    )
+    net.standardize.fit(x_num)
+    positives = float(y_train.sum())
+    weight = config.pos_weight or math.sqrt((len(y_train) - positives) / positives)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    best_ap, best_epoch, best_state = -1.0, 0, copy.deepcopy(net.state_dict())
+    history: list[dict[str, float]] = []
+    generator = torch.Generator().manual_seed(config.seed)
+    epochs = tqdm(range(1, config.max_epochs + 1), desc="epochs", disable=not progress, leave=False)
+    epoch = 0
+    for epoch in epochs:
+        net.train()
+        order = torch.randperm(len(target), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x_num[idx], x_cat[idx]), target[idx])
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * len(idx)
+        val_ap = average_precision(y_val, predict_logits(net, v_num, v_cat))
+        history.append({"epoch": epoch, "train_loss": total / len(order), "val_ap": val_ap})
+        epochs.set_postfix(val_ap=f"{val_ap:.4f}")
+        if val_ap > best_ap:
+            best_ap, best_epoch, best_state = val_ap, epoch, copy.deepcopy(net.state_dict())
+        elif epoch - best_epoch >= config.patience:
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    return FitResult(net, vocabulary, best_ap, best_epoch, epoch, history)

@@ -1,0 +1,274 @@
+"""The claim record: column names, types, allowed values and business rules.
+
+This module is the single source of truth for what a claim looks like. The Great Expectations
+suite (expectations/claims.py), the feature code, the model bundle and the API's request model are
+all derived from it, so a new column or a tightened range is one edit here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Kind = Literal["id", "date", "category", "float", "int", "bool"]
+
+
+class SchemaError(ValueError):
+    """A whole file cannot be read as claims (missing columns, unreadable data)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the claim record."""
+
+    name: str
+    kind: Kind
+    description: str
+    required: bool = True
+    minimum: float | None = None
+    maximum: float | None = None
+    allowed: tuple[str, ...] | None = None
+    # Largest fraction of nulls we accept in a batch for an optional column.
+    max_null_fraction: float = 0.0
+
+
+@dataclass(frozen=True)
+class PairRule:
+    """A rule between two columns: ``left <op> right`` for every row where both are present."""
+
+    name: str
+    left: str
+    right: str
+    op: Literal["<=", ">="]
+    description: str
+
+
+INCIDENT_TYPES = (
+    "collision",
+    "theft",
+    "fire",
+    "water_damage",
+    "bodily_injury",
+    "vandalism",
+    "windscreen",
+)
+REGIONS = ("north", "south", "east", "west", "central")
+CHANNELS = ("agent", "broker", "online", "phone")
+
+CLAIM_COLUMNS: tuple[Column, ...] = (
+    Column("claim_id", "id", "Unique claim reference from the claims system."),
+    Column("policy_id", "id", "Policy the claim is made against."),
+    Column("policyholder_id", "id", "Customer who holds the policy."),
+    Column("provider_id", "id", "Repairer, clinic or contractor handling the claim."),
+    Column("claim_date", "date", "Date the claim was reported."),
+    Column("policy_start_date", "date", "Inception date of the policy."),
+    Column("incident_type", "category", "What happened.", allowed=INCIDENT_TYPES),
+    Column("claimed_amount", "float", "Amount claimed, in currency units.", minimum=0.01),
+    Column("coverage_limit", "float", "Maximum payable under the policy.", minimum=1.0),
+    Column("deductible", "float", "Policy excess paid by the customer.", minimum=0.0),
+    Column(
+        "report_delay_days",
+        "int",
+        "Days between the incident and the report.",
+        minimum=0,
+        maximum=3650,
+    ),
+    Column("police_report", "bool", "Whether a police report was filed."),
+    Column("witnesses", "int", "Number of witnesses named.", minimum=0, maximum=50),
+    Column("region", "category", "Sales region of the policy.", allowed=REGIONS),
+    Column("channel", "category", "How the policy was sold.", allowed=CHANNELS),
+    Column(
+        "asset_age_years",
+        "int",
+        "Age of the insured vehicle or property, in years.",
+        minimum=0,
+        maximum=150,
+    ),
+    Column("prior_claims", "int", "Claims on the policy before this one.", minimum=0, maximum=200),
+    # Investigation outcome: unknown (null) for fresh claims, known later for some of them.
+    Column(
+        "is_fraud",
+        "bool",
+        "Investigation outcome, when known (label).",
+        required=False,
+        max_null_fraction=1.0,
+    ),
+    # Present only in simulated data: the probability the simulator drew the label from.
+    # It is never a feature; it gives the Bayes-optimal score to compare the model against.
+    Column(
+        "true_fraud_probability",
+        "float",
+        "Simulator's true fraud probability (oracle; never a feature).",
+        required=False,
+        minimum=0.0,
+        maximum=1.0,
+        max_null_fraction=1.0,
+    ),
+)
+
+PAIR_RULES: tuple[PairRule, ...] = (
+    PairRule(
+        "amount_within_limit",
+        "claimed_amount",
+        "coverage_limit",
+        "<=",
+        "A claim above the policy's coverage limit cannot be paid as filed.",
+    ),
+    PairRule(
+        "policy_started_before_claim",
+        "policy_start_date",
+        "claim_date",
+        "<=",
+        "A claim dated before its policy started is a data-entry error.",
+    ),
+)
+
+COLUMNS_BY_NAME: dict[str, Column] = {c.name: c for c in CLAIM_COLUMNS}
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in CLAIM_COLUMNS if c.required)
+ID_COLUMN = "claim_id"
+LABEL_COLUMN = "is_fraud"
+ORACLE_COLUMN = "true_fraud_probability"
+# Columns that describe the claim (what a claims system sends). Label and oracle are not inputs.
+INPUT_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in CLAIM_COLUMNS if c.name not in (LABEL_COLUMN, ORACLE_COLUMN)
+)
+
+
+@dataclass
+class CoercionResult:
+    """Claims cast to their declared types, with a list of problems per row."""
+
+    frame: pd.DataFrame
+    # One list per row (aligned with ``frame``): empty when the row could be typed cleanly.
+    problems: list[list[str]] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+    @property
+    def bad_mask(self) -> np.ndarray:
+        return np.fromiter((bool(p) for p in self.problems), dtype=bool, count=len(self.problems))
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def coerce_claims(raw: pd.DataFrame) -> CoercionResult:
+    """Cast a freshly read claims frame to the declared types.
+
+    A missing required column makes the whole file unusable and raises :class:`SchemaError`.
+    A value that cannot be cast (``"abc"`` as an amount, ``"yesterday"`` as a date) becomes null
+    and the row gets a problem naming the column and the value, so it can be quarantined with
+    that reason instead of being dropped. Unknown columns are set aside and reported.
+
+    Args:
+        raw: the frame as read from a landing file (any dtypes).
+
+    Returns:
+        The typed frame (same row order, fresh RangeIndex) and per-row problems.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise SchemaError(
+            f"claims file is missing required column(s): {', '.join(missing)}. "
+            f"Expected columns: {', '.join(INPUT_COLUMNS)}."
+        )
+    raw = raw.reset_index(drop=True)
+    problems: list[list[str]] = [[] for _ in range(len(raw))]
+    out: dict[str, pd.Series] = {}
+    for col in CLAIM_COLUMNS:
+        if col.name not in raw.columns:
+            out[col.name] = _empty_like(col, len(raw))
+            continue
+        original = raw[col.name]
+        typed = _cast(original, col)
+        lost = original.notna().to_numpy() & typed.isna().to_numpy()
+        for i in np.flatnonzero(lost):
+            problems[i].append(
+                f"{col.name}: {_show(original.iloc[i])} is not a valid {_kind_word(col.kind)}"
+            )
+        out[col.name] = typed
+    frame = pd.DataFrame(out)
+    ignored = [c for c in raw.columns if c not in COLUMNS_BY_NAME]
+    return CoercionResult(frame=frame, problems=problems, ignored_columns=ignored)
+
+
+def _kind_word(kind: Kind) -> str:
+    return {
+        "id": "identifier",
+        "date": "date (YYYY-MM-DD)",
+        "category": "category",
+        "float": "number",
+        "int": "whole number",
+        "bool": "true/false value",
+    }[kind]
+
+
+def _empty_like(col: Column, n: int) -> pd.Series:
+    return _cast(pd.Series([None] * n, dtype=object), col)
+
+
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+
+
+def _cast(s: pd.Series, col: Column) -> pd.Series:
+    kind = col.kind
+    if kind in ("id", "category"):
+        result = s.astype("string").str.strip()
+        return result.mask(result == "")
+    if kind == "date":
+        return (
+            pd.to_datetime(s, errors="coerce", format="mixed")
+            .dt.normalize()
+            .astype("datetime64[ns]")
+        )
+    if kind == "float":
+        return pd.to_numeric(s, errors="coerce").astype("float64")
+    if kind == "int":
+        num = pd.to_numeric(s, errors="coerce")
+        whole = num.where(np.isclose(num.fillna(0) % 1, 0))
+        return whole.astype("Int64")
+    if kind == "bool":
+        if pd.api.types.is_bool_dtype(s):
+            return s.astype("boolean")
+        text = s.astype("string").str.strip().str.lower()
+        mapped = pd.Series(pd.NA, index=s.index, dtype="boolean")
+        mapped[text.isin(_TRUE).fillna(False).to_numpy()] = True
+        mapped[text.isin(_FALSE).fillna(False).to_numpy()] = False
+        return mapped
+    raise AssertionError(f"unknown kind {kind}")
+
+
+QUARANTINE_REASON_COLUMN = "quarantine_reasons"
+ROW_NUMBER_COLUMN = "source_row"
+
+
+def split_valid(
+    raw: pd.DataFrame, typed: pd.DataFrame, problems: list[list[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows into valid (typed) and quarantined (as received, with their reasons).
+
+    Quarantined rows keep every value exactly as it arrived (as text), so a rejected
+    ``"12,50"`` amount can be fixed and replayed; nothing is dropped.
+
+    Args:
+        raw: the frame as read from the landing file.
+        typed: ``coerce_claims(raw).frame`` (same row order).
+        problems: one list of reasons per row (empty = valid).
+
+    Returns:
+        ``(valid, quarantined)``; ``len(valid) + len(quarantined) == len(raw)``.
+    """
+    if not (len(raw) == len(typed) == len(problems)):
+        raise ValueError("raw, typed and problems must describe the same rows")
+    bad = np.fromiter((bool(p) for p in problems), dtype=bool, count=len(problems))
+    valid = typed.loc[~bad].reset_index(drop=True)
+    rejected = raw.reset_index(drop=True).loc[bad]
+    quarantined = rejected.astype("string").astype(object).where(rejected.notna(), None)
+    quarantined.insert(0, ROW_NUMBER_COLUMN, np.flatnonzero(bad).astype("int64"))
+    quarantined[QUARANTINE_REASON_COLUMN] = ["; ".join(p) for p in problems if p]
+    return valid, quarantined.reset_index(drop=True)

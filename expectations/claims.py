@@ -19,6 +19,7 @@ import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 from fraud_core.schema import (
     CLAIM_COLUMNS,
@@ -34,9 +35,11 @@ from fraud_core.schema import (
 SUITE_NAME = "claims"
 COERCION_KEY = "coercion"
 # COMPLETE gives the index of every failing row; the typed frame has a RangeIndex, so index
-# labels are positions. The index query string is useless here and huge on bad batches.
+# labels are positions. Values are read back from the typed frame, so GX need not copy them,
+# and the index query string is useless here and huge on bad batches.
 _RESULT_FORMAT: dict[str, Any] = {
     "result_format": "COMPLETE",
+    "exclude_unexpected_values": True,
     "return_unexpected_index_query": False,
 }
 
@@ -256,6 +259,13 @@ def _for_gx(typed: pd.DataFrame) -> pd.DataFrame:
     return typed.assign(**{name: typed[name].astype("float64") for name in ints})
 
 
+def _check_key(config: ExpectationConfiguration | None) -> str:
+    """The ``check`` key our meta gave an expectation (GX results come back unordered)."""
+    if config is None or not config.meta or "check" not in config.meta:
+        raise RuntimeError(f"validation result without a claims check key: {config}")
+    return str(config.meta["check"])
+
+
 def _raised(info: Mapping[str, Any] | None) -> str | None:
     """The exception message of a result that errored (GX nests it per metric), else None."""
     if not info:
@@ -288,7 +298,7 @@ def validate_claims(raw: pd.DataFrame) -> ClaimsValidation:
             result = runner.definition.run(
                 batch_parameters={"dataframe": _for_gx(typed)}, result_format=_RESULT_FORMAT
             )
-        by_key = {r.expectation_config.meta["check"]: r for r in result.results}
+        by_key = {_check_key(r.expectation_config): r for r in result.results}
         for check in runner.checks:  # suite order, so a row's reasons read in a stable order
             outcome = by_key[check.key]
             error = _raised(outcome.exception_info)

@@ -152,6 +152,8 @@ class CoercionResult:
 
 
 def _show(value: object) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -218,19 +220,20 @@ _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 def _cast(s: pd.Series, col: Column) -> pd.Series:
     kind = col.kind
     if kind in ("id", "category"):
+        if pd.api.types.is_float_dtype(s):
+            # An integer id column with a gap arrives as floats: 1.0 must stay "1".
+            whole = s.where(np.isfinite(s) & (s % 1 == 0))
+            s = whole.astype("Int64").where(whole.notna(), s)
         result = s.astype("string").str.strip()
         return result.mask(result == "")
     if kind == "date":
-        return (
-            pd.to_datetime(s, errors="coerce", format="mixed")
-            .dt.normalize()
-            .astype("datetime64[ns]")
-        )
+        return _cast_dates(s)
     if kind == "float":
-        return pd.to_numeric(s, errors="coerce").astype("float64")
+        num = pd.to_numeric(s, errors="coerce").astype("float64")
+        return num.where(np.isfinite(num))
     if kind == "int":
-        num = pd.to_numeric(s, errors="coerce")
-        whole = num.where(np.isclose(num.fillna(0) % 1, 0))
+        num = pd.to_numeric(s, errors="coerce").astype("float64")
+        whole = num.where(np.isfinite(num) & (num % 1 == 0))
         return whole.astype("Int64")
     if kind == "bool":
         if pd.api.types.is_bool_dtype(s):
@@ -241,6 +244,18 @@ def _cast(s: pd.Series, col: Column) -> pd.Series:
         mapped[text.isin(_FALSE).fillna(False).to_numpy()] = False
         return mapped
     raise AssertionError(f"unknown kind {kind}")
+
+
+def _cast_dates(s: pd.Series) -> pd.Series:
+    """ISO dates (``YYYY-MM-DD``, optionally with a time and offset, taken in UTC) to days."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        parsed = s.dt.tz_convert("UTC") if s.dt.tz is not None else s
+    else:
+        text = s.astype("string").str.strip()
+        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.dt.normalize().astype("datetime64[ns]")
 
 
 QUARANTINE_REASON_COLUMN = "quarantine_reasons"

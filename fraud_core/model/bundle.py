@@ -120,23 +120,44 @@ class ModelBundle:
                 f"bundle {version} was trained on other features than this code computes; "
                 "retrain it with this version"
             )
-        net = FraudNet(NetConfig(**manifest["net"]))
+        calibration = manifest["calibration"]
+        bundle = cls.from_weights(
+            weights,
+            net_config=manifest["net"],
+            vocabulary=manifest["vocabulary"],
+            calibration=(float(calibration["a"]), float(calibration["b"])),
+            threshold=float(manifest["threshold"]),
+            version=version,
+        )
+        bundle.metrics = manifest.get("metrics", {})
+        bundle.lineage = manifest.get("lineage", {})
+        bundle.reference_profile = manifest.get("reference_profile", {})
+        bundle.created_at = manifest.get("created_at", "")
+        return bundle
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: bytes,
+        net_config: dict[str, Any],
+        vocabulary: dict[str, list[str]],
+        calibration: tuple[float, float] = (1.0, 0.0),
+        threshold: float = 0.5,
+        version: str = "candidate",
+    ) -> ModelBundle:
+        """A bundle from safetensors bytes and the network's config (no checks beyond shapes)."""
+        net = FraudNet(NetConfig(**net_config))
         try:
             net.load_state_dict(load_safetensors(weights), strict=True)
         except (RuntimeError, KeyError) as exc:
             raise BundleError(f"bundle {version}: weights do not fit the network: {exc}") from exc
         net.eval()
-        calibration = manifest["calibration"]
         return cls(
             net=net,
-            vocabulary=Vocabulary(manifest["vocabulary"]),
-            calibration=(float(calibration["a"]), float(calibration["b"])),
-            threshold=float(manifest["threshold"]),
+            vocabulary=Vocabulary(vocabulary),
+            calibration=(float(calibration[0]), float(calibration[1])),
+            threshold=float(threshold),
             version=version,
-            metrics=manifest.get("metrics", {}),
-            lineage=manifest.get("lineage", {}),
-            reference_profile=manifest.get("reference_profile", {}),
-            created_at=manifest.get("created_at", ""),
         )
 
 

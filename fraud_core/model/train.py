@@ -136,7 +136,7 @@ def fit(
             loss = loss_fn(net(x_num[idx], x_cat[idx]), target[idx])
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         val_ap = average_precision(y_val, predict_logits(net, v_num, v_cat))
         history.append({"epoch": epoch, "train_loss": total / len(order), "val_ap": val_ap})
         epochs.set_postfix(val_ap=f"{val_ap:.4f}")

@@ -1,0 +1,122 @@
+"""Training data, time-based split, evaluation and the LightGBM baseline (used by the flow)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraud_core import metrics
+from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from fraud_core.lakehouse import FEATURES, Lakehouse
+from fraud_core.schema import CHANNELS, INCIDENT_TYPES, LABEL_COLUMN, ORACLE_COLUMN, REGIONS
+
+_CATEGORY_VALUES = {"incident_type": INCIDENT_TYPES, "region": REGIONS, "channel": CHANNELS}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Rows for fitting, early stopping/calibration, and the held-out test (in time order)."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+    def describe(self) -> dict[str, Any]:
+        def part(frame: pd.DataFrame) -> dict[str, Any]:
+            return {
+                "rows": len(frame),
+                "frauds": int(frame[LABEL_COLUMN].sum()),
+                "from": str(frame["claim_date"].min().date()),
+                "to": str(frame["claim_date"].max().date()),
+            }
+
+        return {"train": part(self.train), "val": part(self.val), "test": part(self.test)}
+
+
+def load_labelled_features(lakehouse: Lakehouse, batches: list[str] | None = None) -> pd.DataFrame:
+    """Feature rows with a known investigation outcome, oldest first."""
+    frame = lakehouse.read_batches(FEATURES, batches)
+    frame = frame[frame[LABEL_COLUMN].notna()]
+    if frame.empty:
+        raise ValueError("no labelled claims in the feature batches: nothing to train on")
+    frame = frame.astype({LABEL_COLUMN: bool})
+    return frame.sort_values(["claim_date", "claim_id"], kind="mergesort").reset_index(drop=True)
+
+
+def time_split(frame: pd.DataFrame, val_fraction: float, test_fraction: float) -> Split:
+    """Split by claim date: the oldest claims train, the next validate, the newest test.
+
+    Cuts fall on day boundaries so that no day is in two parts (features look back in time,
+    and a model must be judged on claims later than any it learned from).
+    """
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError("val_fraction and test_fraction must be in (0, 1) and sum below 1")
+    dates = frame["claim_date"].to_numpy()
+    n = len(frame)
+    val_start = dates[int(n * (1 - val_fraction - test_fraction))]
+    test_start = dates[int(n * (1 - test_fraction))]
+    train = frame[dates < val_start]
+    val = frame[(dates >= val_start) & (dates < test_start)]
+    test = frame[dates >= test_start]
+    for name, part in (("train", train), ("val", val), ("test", test)):
+        if part.empty or not part[LABEL_COLUMN].any():
+            raise ValueError(
+                f"the {name} split has no fraud labels ({len(part)} rows): "
+                "land more claims or change the split fractions"
+            )
+    return Split(
+        train.reset_index(drop=True), val.reset_index(drop=True), test.reset_index(drop=True)
+    )
+
+
+def lightgbm_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame[list(NUMERIC_FEATURES)].astype("float64")
+    for col in CATEGORICAL_FEATURES:
+        out[col] = pd.Categorical(frame[col].astype(str), categories=list(_CATEGORY_VALUES[col]))
+    return out
+
+
+def lightgbm_baseline(split: Split, params: dict[str, Any], threads: int = 1) -> np.ndarray:
+    """Train LightGBM (native API, early stopping on validation AP); return test scores."""
+    import lightgbm as lgb
+
+    y_train = split.train[LABEL_COLUMN].to_numpy(dtype=int)
+    y_val = split.val[LABEL_COLUMN].to_numpy(dtype=int)
+    train_set = lgb.Dataset(lightgbm_frame(split.train), y_train)
+    val_set = lgb.Dataset(lightgbm_frame(split.val), y_val, reference=train_set)
+    settings = {
+        "objective": "binary",
+        "metric": "average_precision",
+        "verbose": -1,
+        "num_threads": threads,
+        "seed": 0,
+        **params,
+    }
+    rounds = int(settings.pop("num_boost_round", 1000))
+    patience = int(settings.pop("early_stopping_rounds", 50))
+    booster = lgb.train(
+        settings,
+        train_set,
+        rounds,
+        valid_sets=[val_set],
+        callbacks=[lgb.early_stopping(patience, verbose=False)],
+    )
+    return np.asarray(
+        booster.predict(lightgbm_frame(split.test), num_iteration=booster.best_iteration)
+    )
+
+
+def compare_on_test(test: pd.DataFrame, scores: dict[str, np.ndarray], k: int) -> dict[str, Any]:
+    """Headline metrics for each named score on the same held-out claims.
+
+    When the oracle column is present (simulated data) the Bayes-optimal score is added as
+    ``bayes_optimal``: the ranking by the true fraud probability.
+    """
+    y = test[LABEL_COLUMN].to_numpy(dtype=bool)
+    named = dict(scores)
+    if ORACLE_COLUMN in test.columns and test[ORACLE_COLUMN].notna().all():
+        named["bayes_optimal"] = test[ORACLE_COLUMN].to_numpy(dtype=np.float64)
+    return {name: metrics.ranking_report(y, s, k).as_dict() for name, s in named.items()}

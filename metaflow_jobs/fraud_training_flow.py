@@ -1,0 +1,237 @@
+"""FraudTrainingFlow: parallel hyperparameter search for the fraud network, evaluated and
+registered in the lakehouse.
+
+Steps:
+    start     load labelled features from the lakehouse; split by time (train / val / test)
+    train     one branch per grid point (foreach), retried on failure
+    join      keep every candidate's metrics; pick the best by validation AP; calibrate;
+              fit the cost-based decision threshold
+    evaluate  held-out AP, ROC-AUC, precision@k, recall at 1% FPR, next to the Bayes-optimal
+              score and a LightGBM baseline on the same features and split (card with plots)
+    register  write the model bundle to the lakehouse
+    end       nothing left but the artifacts
+"""
+
+from __future__ import annotations
+
+import os
+
+from metaflow import Config, FlowSpec, Parameter, card, current, resources, retry, step, timeout
+
+from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
+
+
+class FraudTrainingFlow(FlowSpec):
+    """Train, compare and register a fraud model from the lakehouse's labelled features."""
+
+    settings = Config("settings", default=DEFAULT_CONFIG, parser=parse_settings)
+    lakehouse_uri = Parameter("lakehouse_uri", required=True, help="LAKEHOUSE_URI to read/write")
+    batches = Parameter(
+        "batches", default="", help="comma-separated feature batches (empty: all in the lakehouse)"
+    )
+    seed = Parameter("seed", default=0, type=int, help="random seed of every branch")
+    max_epochs = Parameter("max_epochs", default=0, type=int, help="0: the config's max_epochs")
+
+    def _split(self):  # type: ignore[no-untyped-def]
+        from fraud_core.lakehouse import Lakehouse
+        from fraud_core.training import load_labelled_features, time_split
+
+        frame = load_labelled_features(Lakehouse(self.lakehouse_uri), self.batch_list or None)
+        split = self.settings.split
+        return time_split(frame, split.val_fraction, split.test_fraction)
+
+    @step
+    def start(self) -> None:
+        """Load labelled features and split them by time; fan out over the grid."""
+        from fraud_core.lakehouse import FEATURES, Lakehouse
+
+        requested = [b.strip() for b in self.batches.split(",") if b.strip()]
+        self.batch_list = requested or Lakehouse(self.lakehouse_uri).batches(FEATURES)
+        self.split_summary = self._split().describe()
+        self.grid = [dict(point) for point in self.settings.grid]
+        workers = min(self.settings.max_workers, len(self.grid))
+        # Branches run side by side: give each a share of the cores, never more.
+        self.threads_per_branch = max(1, (os.cpu_count() or 1) // workers)
+        self.next(self.train, foreach="grid")
+
+    @retry(times=2, minutes_between_retries=0)
+    @resources(cpu=1, memory=4096)
+    @timeout(minutes=60)
+    @step
+    def train(self) -> None:
+        """Fit one candidate; keep its weights, vocabulary and learning curve."""
+        from safetensors.torch import save as save_safetensors
+
+        from fraud_core.model.train import TrainConfig, fit
+
+        knobs = self.settings.training
+        self.hparams = dict(self.input)
+        config = TrainConfig(
+            hidden=list(self.hparams["hidden"]),
+            dropout=self.hparams["dropout"],
+            lr=self.hparams["lr"],
+            batch_size=self.hparams["batch_size"],
+            embedding_dim=knobs.embedding_dim,
+            weight_decay=knobs.weight_decay,
+            max_epochs=self.max_epochs or knobs.max_epochs,
+            patience=knobs.patience,
+            seed=self.seed,
+        )
+        split = self._split()
+        result = fit(split.train, split.val, config, threads=self.threads_per_branch)
+        self.val_ap = result.best_val_ap
+        self.best_epoch = result.best_epoch
+        self.epochs_run = result.epochs_run
+        self.learning_curve = result.history
+        self.net_config = result.net.config.as_dict()
+        self.vocabulary = result.vocabulary.values
+        self.weights = save_safetensors(
+            {k: v.contiguous() for k, v in result.net.state_dict().items()}
+        )
+        self.next(self.join)
+
+    @step
+    def join(self, inputs) -> None:  # type: ignore[no-untyped-def]
+        """Keep every candidate's metrics; calibrate the best and fit its threshold."""
+        from fraud_core.metrics import cost_optimal_threshold
+        from fraud_core.model.bundle import ModelBundle
+        from fraud_core.model.calibration import fit_platt, sigmoid
+
+        self.merge_artifacts(
+            inputs,
+            include=["batch_list", "split_summary", "threads_per_branch", "lakehouse_uri"],
+        )
+        self.candidates = [
+            {
+                **inp.hparams,
+                "val_ap": inp.val_ap,
+                "best_epoch": inp.best_epoch,
+                "epochs_run": inp.epochs_run,
+            }
+            for inp in inputs
+        ]
+        best = max(inputs, key=lambda inp: inp.val_ap)
+        self.best_hparams = best.hparams
+        self.net_config, self.vocabulary, self.weights = (
+            best.net_config,
+            best.vocabulary,
+            best.weights,
+        )
+        candidate = ModelBundle.from_weights(self.weights, self.net_config, self.vocabulary)
+        val = self._split().val
+        logits = candidate.logits(val)
+        labels = val["is_fraud"].to_numpy(dtype=bool)
+        self.calibration = fit_platt(logits, labels)
+        a, b = self.calibration
+        self.threshold = cost_optimal_threshold(
+            labels,
+            sigmoid(a * logits + b),
+            val["claimed_amount"].to_numpy(),
+            self.settings.decision.investigation_cost,
+        )
+        self.next(self.evaluate)
+
+    @card(type="blank", id="evaluation")
+    @step
+    def evaluate(self) -> None:
+        """Held-out metrics beside the Bayes-optimal score and a LightGBM baseline."""
+        from fraud_core import metrics, plots
+        from fraud_core.model.calibration import expected_calibration_error
+        from fraud_core.training import compare_on_test, lightgbm_baseline
+
+        split = self._split()
+        bundle = self._bundle(version="evaluation")
+        model_scores = bundle.predict_proba(split.test)
+        baseline = lightgbm_baseline(split, dict(self.settings.lightgbm), self.threads_per_branch)
+        k = self.settings.decision.precision_k
+        self.test_metrics = compare_on_test(
+            split.test, {"model": model_scores, "lightgbm": baseline}, k
+        )
+        labels = split.test["is_fraud"].to_numpy(dtype=bool)
+        self.test_metrics["model"]["expected_calibration_error"] = expected_calibration_error(
+            model_scores, labels
+        )
+        self.test_metrics["model"]["alert_rate"] = float(bundle.decide(model_scores).mean())
+        curves = {}
+        for name, scores in (("model", model_scores), ("lightgbm", baseline)):
+            precision, recall = metrics.pr_curve(labels, scores)
+            curves[name] = (precision, recall, self.test_metrics[name]["average_precision"])
+        if "bayes_optimal" in self.test_metrics:
+            oracle = split.test["true_fraud_probability"].to_numpy()
+            precision, recall = metrics.pr_curve(labels, oracle)
+            curves["bayes_optimal"] = (
+                precision,
+                recall,
+                self.test_metrics["bayes_optimal"]["average_precision"],
+            )
+        self.pr_png = plots.pr_curves_png(curves, "precision-recall on held-out claims")
+        self.calibration_png = plots.calibration_png(model_scores, labels)
+        self.reference_scores = model_scores
+        self._card(bundle)
+        self.next(self.register)
+
+    def _bundle(self, version: str):  # type: ignore[no-untyped-def]
+        from fraud_core.model.bundle import ModelBundle
+
+        return ModelBundle.from_weights(
+            self.weights,
+            net_config=self.net_config,
+            vocabulary=self.vocabulary,
+            calibration=self.calibration,
+            threshold=self.threshold,
+            version=version,
+        )
+
+    def _card(self, bundle) -> None:  # type: ignore[no-untyped-def]
+        from metaflow.cards import Image, Markdown, Table
+
+        current.card["evaluation"].append(Markdown("# Fraud model: search and evaluation"))
+        keys = ["hidden", "dropout", "lr", "batch_size", "val_ap", "best_epoch", "epochs_run"]
+        rows = [[str(c.get(k)) for k in keys] for c in self.candidates]
+        current.card["evaluation"].append(Markdown("## Candidates (validation AP)"))
+        current.card["evaluation"].append(Table(rows, headers=keys))
+        current.card["evaluation"].append(Markdown("## Held-out claims"))
+        names = list(self.test_metrics)
+        stats = ["average_precision", "roc_auc", "precision_at_k", "recall_at_1pct_fpr"]
+        current.card["evaluation"].append(
+            Table(
+                [[n] + [f"{self.test_metrics[n][s]:.4f}" for s in stats] for n in names],
+                headers=["score"] + stats,
+            )
+        )
+        current.card["evaluation"].append(Image(self.pr_png, label="PR curves"))
+        current.card["evaluation"].append(Image(self.calibration_png, label="calibration"))
+
+    @step
+    def register(self) -> None:
+        """Write the bundle (weights, manifest, drift reference) to the lakehouse."""
+        from fraud_core import drift
+        from fraud_core.features import NUMERIC_FEATURES
+        from fraud_core.lakehouse import Lakehouse
+
+        split = self._split()
+        bundle = self._bundle(version=f"fm-{current.run_id}")
+        reference = drift.profile(split.train, NUMERIC_FEATURES)
+        reference["score"] = drift.profile(
+            split.test.assign(score=self.reference_scores), ["score"]
+        )["score"]
+        bundle.reference_profile = reference
+        bundle.metrics = {"test": self.test_metrics, "candidates": self.candidates}
+        bundle.lineage = {
+            "metaflow_run": f"{current.flow_name}/{current.run_id}",
+            "training_batches": self.batch_list,
+            "split": self.split_summary,
+            "hyperparameters": self.best_hparams,
+        }
+        self.model_version = bundle.version
+        self.bundle_uri = bundle.save(Lakehouse(self.lakehouse_uri))
+        self.next(self.end)
+
+    @step
+    def end(self) -> None:
+        """The bundle URI and the metrics are artifacts of this run."""
+        print(f"registered {self.model_version} at {self.bundle_uri}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    FraudTrainingFlow()

@@ -1,0 +1,63 @@
+"""The training configuration file, validated by pydantic (parsed by Metaflow's ``Config``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "config", "training.json")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GridPoint(_Strict):
+    """One candidate of the hyperparameter search."""
+
+    hidden: list[int] = Field(min_length=1)
+    dropout: float = Field(ge=0.0, lt=1.0)
+    lr: float = Field(gt=0.0, lt=1.0)
+    batch_size: int = Field(ge=64, le=65536)
+
+
+class TrainingKnobs(_Strict):
+    max_epochs: int = Field(ge=1, le=500)
+    patience: int = Field(ge=1, le=100)
+    weight_decay: float = Field(ge=0.0)
+    embedding_dim: int = Field(ge=1, le=64)
+
+
+class SplitSettings(_Strict):
+    val_fraction: float = Field(gt=0.0, lt=0.5)
+    test_fraction: float = Field(gt=0.0, lt=0.5)
+
+
+class DecisionSettings(_Strict):
+    investigation_cost: float = Field(gt=0.0, description="cost of one investigation")
+    precision_k: int = Field(ge=1, description="investigators' capacity for precision@k")
+
+
+class TrainingSettings(_Strict):
+    """Everything the flow needs besides its run-time parameters."""
+
+    grid: list[GridPoint] = Field(min_length=1)
+    training: TrainingKnobs
+    split: SplitSettings
+    decision: DecisionSettings
+    max_workers: int = Field(ge=1, le=256, description="parallel branches of the search")
+    lightgbm: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _split_leaves_training_rows(self) -> TrainingSettings:
+        if self.split.val_fraction + self.split.test_fraction >= 0.8:
+            raise ValueError("val_fraction + test_fraction must leave at least 20% for training")
+        return self
+
+
+def parse_settings(text: str) -> dict[str, Any]:
+    """Metaflow ``Config`` parser: JSON text in, validated plain dict out."""
+    return TrainingSettings.model_validate(json.loads(text)).model_dump()

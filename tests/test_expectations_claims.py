@@ -1,0 +1,237 @@
+"""Tests for expectations.claims: the GX suite derived from the schema and row quarantine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import great_expectations.expectations as gxe
+import pandas as pd
+import pytest
+
+from expectations.claims import ClaimsValidation, build_claims_suite, validate_claims
+from fraud_core.schema import (
+    CLAIM_COLUMNS,
+    INPUT_COLUMNS,
+    PAIR_RULES,
+    QUARANTINE_REASON_COLUMN,
+    ROW_NUMBER_COLUMN,
+    SchemaError,
+    coerce_claims,
+)
+
+REGION_REASON = "region: 'mars' is not one of north, south, east, west, central"
+
+
+def _row(i: int) -> dict[str, Any]:
+    return {
+        "claim_id": f"C{i:04d}",
+        "policy_id": f"P{i % 3:04d}",
+        "policyholder_id": f"H{i % 3:04d}",
+        "provider_id": f"V{i % 2:03d}",
+        "claim_date": "2024-02-01",
+        "policy_start_date": "2023-01-15",
+        "incident_type": ("collision", "theft", "fire", "windscreen")[i % 4],
+        "claimed_amount": 1200.0 + i,
+        "coverage_limit": 10000.0,
+        "deductible": 250.0,
+        "report_delay_days": 3 + i,
+        "police_report": i % 2 == 0,
+        "witnesses": i % 3,
+        "region": ("north", "south", "east", "west", "central")[i % 5],
+        "channel": ("agent", "broker", "online", "phone")[i % 4],
+        "asset_age_years": 4 + i,
+        "prior_claims": i % 2,
+    }
+
+
+def claims(n: int = 5, **changes: dict[str, Any]) -> pd.DataFrame:
+    """``n`` valid claims; ``changes={row: {column: value}}`` via ``claims(n, r2={...})``."""
+    rows = [_row(i) for i in range(n)]
+    for key, values in changes.items():
+        rows[int(key.removeprefix("r"))].update(values)
+    frame = pd.DataFrame(rows)
+    assert list(frame.columns) == list(INPUT_COLUMNS)
+    return frame
+
+
+def _reasons(result: ClaimsValidation) -> dict[int, str]:
+    q = result.quarantined
+    return dict(zip(q[ROW_NUMBER_COLUMN], q[QUARANTINE_REASON_COLUMN], strict=True))
+
+
+def _check_invariants(result: ClaimsValidation, rows_in: int) -> None:
+    assert result.rows_in == rows_in
+    assert len(result.valid) + len(result.quarantined) == rows_in
+
+
+def test_suite_is_built_from_the_schema() -> None:
+    suite = build_claims_suite()
+    assert suite.name == "claims"
+    assert all(e.meta and e.meta.get("intent") for e in suite.expectations)
+    n_required = sum(c.required for c in CLAIM_COLUMNS)
+    n_ranges = sum(c.minimum is not None or c.maximum is not None for c in CLAIM_COLUMNS)
+    n_sets = sum(bool(c.allowed) for c in CLAIM_COLUMNS)
+    assert len(suite.expectations) == n_required + n_ranges + n_sets + 1 + len(PAIR_RULES)
+    pairs = [
+        e for e in suite.expectations if isinstance(e, gxe.ExpectColumnPairValuesAToBeGreaterThanB)
+    ]
+    # left <= right  is checked as  A=right >= B=left
+    assert {(e.column_A, e.column_B) for e in pairs} == {
+        ("coverage_limit", "claimed_amount"),
+        ("claim_date", "policy_start_date"),
+    }
+    assert all(e.or_equal for e in pairs)
+
+
+def test_clean_frame_passes_entirely() -> None:
+    raw = claims(6)
+    result = validate_claims(raw)
+    _check_invariants(result, 6)
+    assert result.quarantined.empty
+    assert result.failures_by_expectation == {}
+    assert result.failure_rate == 0.0
+    assert result.ignored_columns == []
+    expected = coerce_claims(raw).frame
+    pd.testing.assert_frame_equal(result.valid, expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "key"),
+    [
+        (
+            {"claimed_amount": -5.0},
+            "claimed_amount: -5.0 is below the minimum 0.01",
+            "claimed_amount: between",
+        ),
+        (
+            {"claimed_amount": 12000.0, "coverage_limit": 10000.0},
+            "amount_within_limit: claimed_amount 12000.0 > coverage_limit 10000.0",
+            "amount_within_limit",
+        ),
+        ({"region": "mars"}, REGION_REASON, "region: in_set"),
+        ({"policyholder_id": None}, "policyholder_id: missing", "policyholder_id: not_null"),
+        (
+            {"policy_start_date": "2024-03-01", "claim_date": "2024-02-01"},
+            "policy_started_before_claim: policy_start_date 2024-03-01 > claim_date 2024-02-01",
+            "policy_started_before_claim",
+        ),
+        ({"claimed_amount": "abc"}, "claimed_amount: 'abc' is not a valid number", "coercion"),
+        (
+            {"report_delay_days": -3},
+            "report_delay_days: -3 is below the minimum 0",
+            "report_delay_days: between",
+        ),
+        ({"witnesses": 51}, "witnesses: 51 is above the maximum 50", "witnesses: between"),
+        ({"witnesses": "two"}, "witnesses: 'two' is not a valid whole number", "coercion"),
+    ],
+)
+def test_each_bad_row_is_quarantined_with_its_reason(
+    change: dict[str, Any], reason: str, key: str
+) -> None:
+    raw = claims(5, r2=change)
+    result = validate_claims(raw)
+    _check_invariants(result, 5)
+    assert _reasons(result) == {2: reason}
+    assert result.failures_by_expectation == {key: 1}
+    assert result.failure_rate == pytest.approx(0.2)
+    assert result.valid["claim_id"].tolist() == ["C0000", "C0001", "C0003", "C0004"]
+
+
+def test_duplicate_claim_ids_keep_the_first_occurrence() -> None:
+    raw = claims(5, r2={"claim_id": "C0000"}, r4={"claim_id": "C0000"}, r3={"claim_id": "C0001"})
+    result = validate_claims(raw)
+    _check_invariants(result, 5)
+    duplicate = "claim_id: duplicate of an earlier row"
+    assert _reasons(result) == {2: duplicate, 3: duplicate, 4: duplicate}
+    assert result.valid["claim_id"].tolist() == ["C0000", "C0001"]
+    assert result.failures_by_expectation == {"claim_id: unique": 3}
+
+
+def test_a_value_that_failed_coercion_is_not_also_missing_or_a_pair_failure() -> None:
+    raw = claims(3, r1={"claimed_amount": "abc", "policy_start_date": "yesterday"})
+    result = validate_claims(raw)
+    assert _reasons(result) == {  # coercion reasons follow the schema's column order
+        1: "policy_start_date: 'yesterday' is not a valid date (YYYY-MM-DD); "
+        "claimed_amount: 'abc' is not a valid number"
+    }
+    assert result.failures_by_expectation == {"coercion": 1}
+
+
+def test_every_reason_of_a_row_is_listed_in_suite_order() -> None:
+    raw = claims(
+        4,
+        r0={"claimed_amount": 12000.0, "region": "mars"},
+        r3={"claim_id": "C0000", "witnesses": "x", "channel": None, "deductible": -1.0},
+    )
+    result = validate_claims(raw)
+    _check_invariants(result, 4)
+    assert _reasons(result) == {
+        0: f"{REGION_REASON}; amount_within_limit: claimed_amount 12000.0 > coverage_limit 10000.0",
+        3: "witnesses: 'x' is not a valid whole number; deductible: -1.0 is below the minimum 0.0; "
+        "channel: missing; claim_id: duplicate of an earlier row",
+    }
+
+
+def test_failures_by_expectation_counts_rows_per_check() -> None:
+    raw = claims(
+        10,
+        r1={"claimed_amount": -1.0},
+        r2={"claimed_amount": -2.0, "region": "mars"},
+        r3={"claimed_amount": "abc"},
+        r4={"claim_id": "C0000"},
+        r5={"claim_id": "C0000"},
+        r6={"policyholder_id": None},
+    )
+    result = validate_claims(raw)
+    _check_invariants(result, 10)
+    assert result.failures_by_expectation == {
+        "coercion": 1,
+        "policyholder_id: not_null": 1,
+        "claimed_amount: between": 2,
+        "region: in_set": 1,
+        "claim_id: unique": 2,
+    }
+    assert len(result.quarantined) == 6
+    assert result.failure_rate == pytest.approx(0.6)
+
+
+def test_quarantined_rows_keep_values_as_received() -> None:
+    raw = claims(3, r1={"claimed_amount": "abc"})
+    raw.index = ["a", "b", "c"]  # source_row is the position, not the label
+    result = validate_claims(raw)
+    row = result.quarantined.iloc[0]
+    assert row[ROW_NUMBER_COLUMN] == 1
+    assert row["claimed_amount"] == "abc"
+    assert row["claim_id"] == "C0001"
+    assert list(result.quarantined.columns) == [
+        ROW_NUMBER_COLUMN,
+        *INPUT_COLUMNS,
+        QUARANTINE_REASON_COLUMN,
+    ]
+
+
+def test_valid_rows_have_schema_dtypes() -> None:
+    raw = claims(4, r1={"witnesses": "many"})
+    result = validate_claims(raw)
+    expected = coerce_claims(raw).frame.dtypes
+    pd.testing.assert_series_equal(result.valid.dtypes, expected)
+    assert result.valid["witnesses"].dtype == "Int64"
+
+
+def test_missing_required_column_raises_schema_error() -> None:
+    with pytest.raises(SchemaError, match="coverage_limit"):
+        validate_claims(claims(3).drop(columns=["coverage_limit"]))
+
+
+def test_unknown_columns_are_ignored_and_reported() -> None:
+    result = validate_claims(claims(3).assign(notes="hello"))
+    assert result.ignored_columns == ["notes"]
+    assert "notes" not in result.valid.columns
+    assert len(result.valid) == 3
+
+
+def test_empty_batch() -> None:
+    result = validate_claims(claims(3).iloc[:0])
+    _check_invariants(result, 0)
+    assert result.failure_rate == 0.0
+    assert result.failures_by_expectation == {}

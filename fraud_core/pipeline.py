@@ -17,9 +17,9 @@ from fraud_core.features import NUMERIC_FEATURES, build_features
 from fraud_core.lakehouse import BATCH_COLUMN, FEATURES, METRICS, RAW, SCORES, Lakehouse
 from fraud_core.model.bundle import ModelBundle
 from fraud_core.schema import ID_COLUMN, LABEL_COLUMN
+from fraud_core.warehouse import METRICS_COLUMNS, METRICS_KEY
 
 METRICS_FILE = f"{METRICS}/part-0.parquet"
-METRICS_KEY = ("model_version", "batch_id")
 
 
 def featurize_batch(lakehouse: Lakehouse, batch_id: str) -> pd.DataFrame:
@@ -120,7 +120,8 @@ def aggregate_metrics(lakehouse: Lakehouse, bundles: dict[str, ModelBundle]) -> 
             rows.append(batch_metrics(part, features, bundles[str(version)], batch_id))
     if not rows:
         raise ValueError("no scored batches in the lakehouse: materialize claim_scores first")
-    table = pd.DataFrame(rows).sort_values(list(METRICS_KEY)).reset_index(drop=True)
+    table = pd.DataFrame(rows)[[name for name, _ in METRICS_COLUMNS]]
+    table = table.sort_values(list(METRICS_KEY)).reset_index(drop=True)
     lakehouse.write_parquet(METRICS_FILE, table)
     return table
 

@@ -299,3 +299,38 @@ def split_into_batches(claims: pd.DataFrame, n_batches: int) -> list[pd.DataFram
     return [
         claims.iloc[a:b].reset_index(drop=True) for a, b in zip(edges[:-1], edges[1:], strict=True)
     ]
+
+
+def write_landing_files(
+    batches: list[pd.DataFrame], target: str, fmt: str = "parquet", prefix: str = "claims"
+) -> list[str]:
+    """Write batches as landing files (``parquet``, ``csv``, ``jsonl`` or ``mixed``) under
+    ``target`` (a folder or any fsspec URL). File names carry the batch's date range, so they
+    sort in arrival order and become readable batch ids. Returns the written paths."""
+    import fsspec
+
+    formats = ("parquet", "csv", "jsonl")
+    if fmt not in (*formats, "mixed"):
+        raise ValueError(f"unknown format {fmt!r}: use parquet, csv, jsonl or mixed")
+    fs, root = fsspec.core.url_to_fs(target)
+    fs.makedirs(root, exist_ok=True)
+    written = []
+    for i, batch in enumerate(batches):
+        kind = formats[i % 3] if fmt == "mixed" else fmt
+        first = pd.Timestamp(batch["claim_date"].min()).strftime("%Y%m%d")
+        last = pd.Timestamp(batch["claim_date"].max()).strftime("%Y%m%d")
+        path = f"{root.rstrip('/')}/{prefix}_{i:03d}_{first}_{last}.{kind}"
+        out = batch.drop(columns=["scenario"], errors="ignore")
+        with fs.open(path, "wb") as fh:
+            if kind == "parquet":
+                # A column that mixes numbers and text travels as text, as real feeds do.
+                mixed = [c for c in out.columns if out[c].dtype == object]
+                out.astype(dict.fromkeys(mixed, "string")).to_parquet(fh, index=False)
+            elif kind == "csv":
+                out.to_csv(fh, index=False, date_format="%Y-%m-%d")
+            else:
+                out.to_json(fh, orient="records", lines=True, date_format="iso", date_unit="s")
+        written.append(
+            path if "://" not in target else f"{target.rstrip('/')}/{path.rsplit('/', 1)[1]}"
+        )
+    return written

@@ -120,3 +120,15 @@ def compare_on_test(test: pd.DataFrame, scores: dict[str, np.ndarray], k: int) -
     if ORACLE_COLUMN in test.columns and test[ORACLE_COLUMN].notna().all():
         named["bayes_optimal"] = test[ORACLE_COLUMN].to_numpy(dtype=np.float64)
     return {name: metrics.ranking_report(y, s, k).as_dict() for name, s in named.items()}
+
+
+def holdout_of(lakehouse: Lakehouse, lineage: dict[str, Any]) -> pd.DataFrame:
+    """The labelled held-out claims a bundle was tested on, rebuilt from its lineage."""
+    batches = lineage.get("training_batches")
+    test = lineage.get("split", {}).get("test")
+    if not batches or not test:
+        raise ValueError("the bundle's lineage names no training batches or test period")
+    frame = load_labelled_features(lakehouse, list(batches))
+    dates = frame["claim_date"]
+    in_test = (dates >= pd.Timestamp(test["from"])) & (dates <= pd.Timestamp(test["to"]))
+    return frame[in_test].reset_index(drop=True)

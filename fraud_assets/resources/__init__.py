@@ -1,0 +1,15 @@
+"""Dagster resources: every external system behind one small interface."""
+
+from fraud_assets.resources.lakehouse import LakehouseResource
+from fraud_assets.resources.landing import LandedFile, LocalLanding
+from fraud_assets.resources.training import MetaflowTraining, TrainingRun
+from fraud_assets.resources.warehouse import DuckDBWarehouse
+
+__all__ = [
+    "DuckDBWarehouse",
+    "LakehouseResource",
+    "LandedFile",
+    "LocalLanding",
+    "MetaflowTraining",
+    "TrainingRun",
+]

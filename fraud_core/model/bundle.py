@@ -72,7 +72,7 @@ class ModelBundle:
                 "categorical": list(CATEGORICAL_FEATURES),
             },
             "net": self.net.config.as_dict(),
-            "vocabulary": self.vocabulary.values,
+            "vocabulary": self.vocabulary.to_json(),
             "calibration": {"method": "platt", "a": self.calibration[0], "b": self.calibration[1]},
             "threshold": self.threshold,
             "metrics": self.metrics,
@@ -124,7 +124,7 @@ class ModelBundle:
         bundle = cls.from_weights(
             weights,
             net_config=manifest["net"],
-            vocabulary=manifest["vocabulary"],
+            vocabulary=Vocabulary.from_json(manifest["vocabulary"]).values,
             calibration=(float(calibration["a"]), float(calibration["b"])),
             threshold=float(manifest["threshold"]),
             version=version,

@@ -62,6 +62,14 @@ class Vocabulary:
     def fit(cls, frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> Vocabulary:
         return cls({c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in columns})
 
+    def to_json(self) -> list[dict[str, object]]:
+        """Ordered list form: column order matters (it is the embedding tables' order)."""
+        return [{"column": c, "values": v} for c, v in self.values.items()]
+
+    @classmethod
+    def from_json(cls, items: list[dict[str, object]]) -> Vocabulary:
+        return cls({str(i["column"]): list(i["values"]) for i in items})  # type: ignore[call-overload]
+
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Codes 1..n for known values, 0 for unknown or missing; shape (rows, columns)."""
         out = np.zeros((len(frame), len(self.values)), dtype=np.int64)

@@ -1,0 +1,90 @@
+"""fraud_model (a candidate trained by Metaflow) and champion_model (behind the gate)."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from fraud_assets.resources import LakehouseResource, MetaflowTraining
+from fraud_core.lakehouse import FEATURES
+from fraud_core.plots import markdown_image
+
+CANDIDATE_POINTER = "models/candidate.json"
+
+
+class TrainingConfig(dg.Config):
+    seed: int = 0
+    """Seed of every branch of the search."""
+    max_epochs: int = 0
+    """Upper bound on epochs per candidate (0: the flow's config file decides)."""
+
+
+@dg.asset(deps=["claim_features"], group_name="model")
+def fraud_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    lakehouse: LakehouseResource,
+    training: MetaflowTraining,
+) -> dg.MaterializeResult:
+    """A candidate model: FraudTrainingFlow's bundle, its Metaflow run and held-out metrics."""
+    lh = lakehouse.get()
+    batches = lh.batches(FEATURES)
+    if not batches:
+        raise dg.Failure("no claim_features batches in the lakehouse: ingest claims first")
+    context.log.info(f"training on {len(batches)} feature batches")
+    run = training.train(lh.uri, batches, seed=config.seed, max_epochs=config.max_epochs)
+    lh.write_json(
+        CANDIDATE_POINTER,
+        {
+            "version": run.model_version,
+            "bundle_uri": run.bundle_uri,
+            "metaflow_run": run.pathspec,
+            "dagster_run_id": context.run_id,
+            "trained_at": datetime.now(UTC).isoformat(),
+        },
+    )
+    model, lgbm = run.test_metrics["model"], run.test_metrics["lightgbm"]
+    bayes = run.test_metrics.get("bayes_optimal", {})
+    candidates = pd.DataFrame(run.candidates)
+    metadata: dict[str, object] = {
+        "model_version": run.model_version,
+        "metaflow_run": run.pathspec,
+        "bundle_uri": dg.MetadataValue.path(run.bundle_uri),
+        "test_average_precision": model["average_precision"],
+        "test_roc_auc": model["roc_auc"],
+        "test_precision_at_k": model["precision_at_k"],
+        "test_recall_at_1pct_fpr": model["recall_at_1pct_fpr"],
+        "lightgbm_average_precision": lgbm["average_precision"],
+        "candidates": dg.MetadataValue.md(candidates.to_markdown(index=False)),
+        "pr_curve": dg.MetadataValue.md(markdown_image(run.pr_png, "PR curves")),
+        "split": dg.MetadataValue.json(run.split),
+    }
+    if bayes:
+        metadata["bayes_optimal_average_precision"] = bayes["average_precision"]
+    if run.card_path:
+        metadata["metaflow_card"] = dg.MetadataValue.path(run.card_path)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(deps=["fraud_model"], group_name="model")
+def champion_model(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    """The promoted model: the pointer the scoring assets and the API follow."""
+    lh = lakehouse.get()
+    candidate = lh.read_json(CANDIDATE_POINTER)
+    previous = lh.champion()
+    pointer = {
+        **candidate,
+        "promoted_at": datetime.now(UTC).isoformat(),
+        "promoted_by_run": context.run_id,
+        "previous_version": previous["version"] if previous else None,
+    }
+    lh.set_champion(pointer)
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": pointer["version"],
+            "previous_version": str(pointer["previous_version"]),
+            "metaflow_run": pointer["metaflow_run"],
+        }
+    )

@@ -1,0 +1,39 @@
+"""claim_scores: the champion's fraud score and decision for every claim of a batch."""
+
+import dagster as dg
+
+from fraud_assets.partitions import landing_batches
+from fraud_assets.resources import LakehouseResource
+from fraud_core.lakehouse import SCORES
+from fraud_core.model.bundle import load_champion
+from fraud_core.pipeline import score_batch
+
+
+@dg.asset(
+    partitions_def=landing_batches,
+    deps=["claim_features", "champion_model"],
+    group_name="scoring",
+    output_required=False,
+)
+def claim_scores(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):  # type: ignore[no-untyped-def]
+    """Fraud score (calibrated probability) and decision per claim, with the model version."""
+    lh = lakehouse.get()
+    if lh.champion() is None:
+        # Before the first model is promoted there is nothing to score with; the batch is
+        # scored when claim_scores runs again after champion_model.
+        context.log.warning("no champion model yet: batch left unscored until one is promoted")
+        return
+    bundle = load_champion(lh)
+    scores = score_batch(lh, context.partition_key, bundle)
+    alerts = int((scores["decision"] == "investigate").sum())
+    yield dg.Output(
+        None,
+        metadata={
+            "dagster/row_count": len(scores),
+            "model_version": bundle.version,
+            "alerts": alerts,
+            "alert_rate": alerts / max(len(scores), 1),
+            "mean_score": float(scores["fraud_score"].mean()),
+            "uri": dg.MetadataValue.path(lh.url(lh.batch_file(SCORES, context.partition_key))),
+        },
+    )

@@ -1,0 +1,110 @@
+"""The ``fraud`` command: ``simulate``, ``demo``, ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from fraud_core.simulate import (
+        SimulationConfig,
+        inject_bad_rows,
+        simulate_claims,
+        split_into_batches,
+        write_landing_files,
+    )
+
+    claims = simulate_claims(
+        SimulationConfig(
+            n_claims=args.claims,
+            days=args.days,
+            seed=args.seed,
+            drift=args.drift,
+            label_coverage=args.label_coverage,
+            id_prefix=args.id_prefix,
+        )
+    )
+    claims = inject_bad_rows(claims, args.bad_fraction, seed=args.seed)
+    paths = write_landing_files(split_into_batches(claims, args.batches), args.out, args.format)
+    fraud_rate = float(claims["is_fraud"].astype("Float64").mean())
+    print(f"wrote {len(claims):,} claims (fraud rate {fraud_rate:.2%}) in {len(paths)} files:")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from fraud_cli.demo import DemoOptions, run_demo
+
+    summary = run_demo(
+        DemoOptions(
+            claims=args.claims,
+            batches=args.batches,
+            initial_batches=args.initial_batches,
+            bad_fraction=args.bad_fraction,
+            drift=args.drift,
+            seed=args.seed,
+            workdir=args.workdir,
+            max_epochs=args.max_epochs,
+        )
+    )
+    print(summary.render())
+    return 0 if summary.ok else 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from serving.main import run
+
+    run(host=args.host, port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fraud", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="write simulated claims files to a landing zone")
+    sim.add_argument("--claims", type=int, default=100_000)
+    sim.add_argument("--batches", type=int, default=4, help="number of files")
+    sim.add_argument("--days", type=int, default=365)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--drift", type=float, default=0.0, help="0 = none, 1 = strong")
+    sim.add_argument("--label-coverage", type=float, default=1.0)
+    sim.add_argument("--bad-fraction", type=float, default=0.0, help="share of corrupted rows")
+    sim.add_argument("--id-prefix", default="CLM")
+    sim.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl", "mixed"])
+    sim.add_argument("--out", default=".lakehouse/landing", help="folder or fsspec URL")
+    sim.set_defaults(func=_simulate)
+
+    demo = sub.add_parser("demo", help="simulate claims and materialize the whole asset graph")
+    demo.add_argument("--claims", type=int, default=120_000)
+    demo.add_argument("--batches", type=int, default=6)
+    demo.add_argument(
+        "--initial-batches", type=int, default=4, help="batches landed before the first training"
+    )
+    demo.add_argument("--bad-fraction", type=float, default=0.003)
+    demo.add_argument("--drift", type=float, default=0.0)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--max-epochs", type=int, default=0, help="0: the flow's config decides")
+    demo.add_argument("--workdir", default=".", help="where .lakehouse etc. are created")
+    demo.set_defaults(func=_demo)
+
+    serve = sub.add_parser("serve", help="FastAPI scoring service with the champion model")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"fraud {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Scoring endpoints: one claim, or a batch where each claim stands or fails on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter, HTTPException, status
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, ValidationError
+
+from fraud_core.schema import coerce_claims
+from fraud_core.scoring import ClaimScorer
+from serving.api.deps import ScorerDep, SettingsDep
+from serving.api.models import (
+    BatchItemError,
+    BatchItemScore,
+    BatchRequest,
+    BatchResponse,
+    Claim,
+    ScoreResponse,
+)
+
+router = APIRouter(prefix="/v1", tags=["scoring"])
+
+_NO_MODEL = {503: {"description": "No model loaded; `detail` says why."}}
+
+
+def _score(scorer: ClaimScorer, claims: list[BaseModel]) -> pd.DataFrame:
+    """Score validated claims with ``scorer`` (typed exactly as the pipeline types raw batches)."""
+    typed = coerce_claims(pd.DataFrame([c.model_dump() for c in claims]))
+    problems = [p for row in typed.problems for p in row]
+    if problems:  # the request model and the schema disagree: a bug, not a client error
+        raise RuntimeError(f"validated claims failed schema coercion: {'; '.join(problems)}")
+    return scorer.score(typed.frame)
+
+
+@router.post("/score", response_model=ScoreResponse, responses=_NO_MODEL)
+async def score_claim(claim: Claim, scorer: ScorerDep) -> ScoreResponse:  # type: ignore[valid-type]
+    """Fraud score and decision for one claim.
+
+    History features (the policyholder's and provider's earlier claims) come from the raw
+    claims in the lakehouse. Invalid or unknown fields are refused with 422.
+    """
+    row = _score(scorer, [claim]).iloc[0]
+    return ScoreResponse(
+        claim_id=str(row["claim_id"]),
+        fraud_score=float(row["fraud_score"]),
+        decision=row["decision"],
+        model_version=scorer.version,
+        threshold=scorer.bundle.threshold,
+    )
+
+
+@router.post(
+    "/score/batch",
+    response_model=BatchResponse,
+    responses={
+        **_NO_MODEL,
+        413: {"description": "More claims than the server's max_batch_size."},
+    },
+)
+async def score_batch(
+    body: BatchRequest, scorer: ScorerDep, settings: SettingsDep
+) -> BatchResponse:
+    """Score up to 10,000 claims in one call; each claim is validated on its own.
+
+    `results` has one entry per claim, in request order. A valid claim gets its score and
+    decision; an invalid one gets `{"index": i, "error": [...]}` with the same error list a
+    422 from `POST /v1/score` would give (a repeated `claim_id` is an error for every copy
+    after the first), and the other claims are still scored. The request itself fails only
+    when it is not a list of objects or is too large.
+    """
+    if len(body.claims) > settings.max_batch_size:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"{len(body.claims)} claims in one batch; this server accepts at most "
+            f"{settings.max_batch_size}",
+        )
+    errors: dict[int, list[dict[str, Any]]] = {}
+    valid: list[tuple[int, BaseModel]] = []
+    first_seen: dict[str, int] = {}
+    for i, item in enumerate(body.claims):
+        try:
+            claim = Claim.model_validate(item)
+        except ValidationError as exc:
+            errors[i] = jsonable_encoder(exc.errors(include_url=False))
+            continue
+        claim_id: str = claim.claim_id  # type: ignore[attr-defined]
+        if claim_id in first_seen:
+            errors[i] = [
+                {
+                    "type": "duplicate_claim_id",
+                    "loc": ["claim_id"],
+                    "msg": f"claim_id {claim_id!r} repeats the claim at index "
+                    f"{first_seen[claim_id]}",
+                    "input": claim_id,
+                }
+            ]
+            continue
+        first_seen[claim_id] = i
+        valid.append((i, claim))
+
+    scored: dict[int, BatchItemScore] = {}
+    if valid:
+        frame = _score(scorer, [c for _, c in valid])
+        threshold = scorer.bundle.threshold
+        for (i, _), claim_id, score, decision in zip(
+            valid, frame["claim_id"], frame["fraud_score"], frame["decision"], strict=True
+        ):
+            scored[i] = BatchItemScore(
+                index=i,
+                claim_id=str(claim_id),
+                fraud_score=float(score),
+                decision=decision,
+                model_version=scorer.version,
+                threshold=threshold,
+            )
+    results: list[BatchItemScore | BatchItemError] = [
+        scored[i] if i in scored else BatchItemError(index=i, error=errors[i])
+        for i in range(len(body.claims))
+    ]
+    return BatchResponse(results=results, model_version=scorer.version)

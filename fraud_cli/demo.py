@@ -18,7 +18,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+from fraud_cli.orchestrate import Orchestrator, ensure_dagster_home
+
 GENERATED = (".lakehouse", ".warehouse", ".dagster_home", ".metaflow")
 
 
@@ -54,17 +55,13 @@ def _prepare(options: DemoOptions) -> dict[str, str]:
         shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
     env = dict(os.environ)
     env.setdefault("USERNAME", "fraud-demo")
+    os.environ.setdefault("USERNAME", env["USERNAME"])
     env["LAKEHOUSE_URI"] = os.path.join(workdir, ".lakehouse")
     env["DUCKDB_PATH"] = os.path.join(workdir, ".warehouse", "fraud.duckdb")
     env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = workdir
-    env.setdefault("DAGSTER_HOME", os.path.join(workdir, ".dagster_home"))
-    os.makedirs(env["DAGSTER_HOME"], exist_ok=True)
-    config = os.path.join(env["DAGSTER_HOME"], "dagster.yaml")
-    if not os.path.exists(config):
-        with open(config, "w") as fh:
-            fh.write("telemetry:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
-    os.environ.setdefault("USERNAME", env["USERNAME"])
+    env["DAGSTER_HOME"] = ensure_dagster_home(
+        env.get("DAGSTER_HOME") or os.path.join(workdir, ".dagster_home")
+    )
     return env
 
 
@@ -73,10 +70,6 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     if not 0 < options.initial_batches < options.batches:
         raise ValueError("initial_batches must be at least 1 and fewer than batches")
     env = _prepare(options)
-
-    import dagster as dg
-
-    from fraud_assets.definitions import build_definitions
     from fraud_core.simulate import (
         SimulationConfig,
         inject_bad_rows,
@@ -85,83 +78,34 @@ def run_demo(options: DemoOptions) -> DemoSummary:
         write_landing_files,
     )
 
-    defs = build_definitions(env)
-    instance = dg.DagsterInstance.get()
-    landing_path = defs.resources["landing"].path
+    steps = tqdm(total=options.batches + options.initial_batches + 2, desc="demo", unit="step")
+
+    def step(label: str) -> None:
+        steps.set_postfix_str(label)
+        steps.update(1)
+
+    orchestrator = Orchestrator(env, on_step=step)
+    landing_path = orchestrator.defs.resources["landing"].path
     claims = simulate_claims(
         SimulationConfig(n_claims=options.claims, seed=options.seed, drift=options.drift)
     )
     claims = inject_bad_rows(claims, options.bad_fraction, seed=options.seed)
     batches = split_into_batches(claims, options.batches)
+    first, rest = batches[: options.initial_batches], batches[options.initial_batches :]
 
-    steps = tqdm(total=options.batches * 2 + 3, desc="demo", unit="step")
-    cursor: str | None = None
-
-    def land_and_ingest(first: int, last: int) -> None:
-        nonlocal cursor
-        write_landing_files(batches[first:last], landing_path, "mixed", prefix=f"claims_{first}")
-        sensor = defs.resolve_sensor_def("landing_sensor")
-        context = dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources={"landing": defs.resources["landing"]}
-        )
-        result = sensor(context)
-        for request in result.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(
-                request.partitions_def_name, list(request.partition_keys)
-            )
-        cursor = result.cursor
-        job = defs.resolve_job_def("ingest_batch")
-        for run in result.run_requests:
-            steps.set_postfix_str(f"ingest {run.partition_key}")
-            outcome = job.execute_in_process(
-                instance=instance,
-                partition_key=run.partition_key,
-                run_config=QUIET,
-                tags={"dagster/run_key": run.run_key or "", "source": "fraud demo"},
-                raise_on_error=True,
-            )
-            _require(outcome.success, f"ingest of {run.partition_key} failed")
-            steps.update(1)
-
-    land_and_ingest(0, options.initial_batches)
-    steps.set_postfix_str("train (Metaflow)")
-    train_config = {
-        **QUIET,
-        "ops": {
-            "fraud_model": {"config": {"seed": options.seed, "max_epochs": options.max_epochs}}
-        },
-    }
-    trained = defs.resolve_job_def("train_model").execute_in_process(
-        instance=instance, run_config=train_config, raise_on_error=False
-    )
-    _require(
-        trained.success or _gate_failed(trained),
-        "training failed: see `make ui` for the run's logs",
-    )
-    steps.update(1)
-    land_and_ingest(options.initial_batches, options.batches)
-    rescore = defs.resolve_job_def("score_batch")
-    for batch_id in instance.get_dynamic_partitions("landing_batches")[: options.initial_batches]:
-        steps.set_postfix_str(f"score {batch_id}")
-        rescore.execute_in_process(instance=instance, partition_key=batch_id, run_config=QUIET)
-        steps.update(1)
-    steps.set_postfix_str("metrics + warehouse")
-    defs.resolve_job_def("report_metrics").execute_in_process(instance=instance, run_config=QUIET)
-    steps.update(2)
+    write_landing_files(first, landing_path, "mixed", prefix="claims_a")
+    orchestrator.ingest_new_files()
+    gate = orchestrator.train(seed=options.seed, max_epochs=options.max_epochs)
+    if not gate["gate_passed"]:
+        steps.close()
+        return DemoSummary(ok=False, lines=[f"model gate failed: {gate['gate_description']}"])
+    write_landing_files(rest, landing_path, "mixed", prefix="claims_b")
+    orchestrator.ingest_new_files()  # scored by the new champion in the same runs
+    orchestrator.score(orchestrator.batches()[: options.initial_batches])
+    orchestrator.report()
     steps.close()
-    return summarize(defs, instance, env, claims_landed=len(claims), files=options.batches)
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise RuntimeError(message)
-
-
-def _gate_failed(result: Any) -> bool:
-    return any(
-        not evaluation.passed
-        for evaluation in result.get_asset_check_evaluations()
-        if evaluation.check_name == "model_gate"
+    return summarize(
+        orchestrator.defs, orchestrator.instance, env, claims_landed=len(claims), files=len(batches)
     )
 
 

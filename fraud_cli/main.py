@@ -53,6 +53,30 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def _materialize(args: argparse.Namespace) -> int:
+    import os
+
+    from fraud_cli.orchestrate import Orchestrator, ensure_dagster_home
+
+    env = dict(os.environ)
+    env["DAGSTER_HOME"] = ensure_dagster_home(
+        env.get("DAGSTER_HOME") or os.path.abspath(".dagster_home")
+    )
+    orchestrator = Orchestrator(env, on_step=lambda label: print(f"- {label}", flush=True))
+    ingested = orchestrator.ingest_new_files()
+    print(f"ingested {len(ingested)} new landing file(s)")
+    if args.train:
+        outcome = orchestrator.train(seed=args.seed)
+        print(
+            f"model gate: {'passed' if outcome['gate_passed'] else 'FAILED'}: "
+            f"{outcome['gate_description']}"
+        )
+        orchestrator.score(orchestrator.batches())
+    orchestrator.report()
+    print("materialized; `make ui` shows the runs")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from serving.main import run
 
@@ -89,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-epochs", type=int, default=0, help="0: the flow's config decides")
     demo.add_argument("--workdir", default=".", help="where .lakehouse etc. are created")
     demo.set_defaults(func=_demo)
+
+    mat = sub.add_parser(
+        "materialize", help="ingest new landing files, (re)train, score and report in-process"
+    )
+    mat.add_argument("--train", action=argparse.BooleanOptionalAction, default=True)
+    mat.add_argument("--seed", type=int, default=0)
+    mat.set_defaults(func=_materialize)
 
     serve = sub.add_parser("serve", help="FastAPI scoring service with the champion model")
     serve.add_argument("--host", default="127.0.0.1")

@@ -97,7 +97,7 @@ class Lakehouse:
         base = self.uri.rstrip("/")
         if self.is_local:
             base = os.path.abspath(base)
-        return f"{base}/{rel.strip('/')}"
+        return f"{base}/{rel.strip('/')}" if rel.strip("/") else base
 
     def exists(self, rel: str) -> bool:
         return bool(self.fs.exists(self.path(rel)))

@@ -1,5 +1,6 @@
 """Training as a resource: FraudTrainingFlow run by Metaflow (local runtime through Runner)."""
 
+import glob
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -79,9 +80,6 @@ class MetaflowTraining(dg.ConfigurableResource):
 def _card_path(root: str, pathspec: str) -> str | None:
     """The evaluation card's HTML file in the local datastore, when it was written."""
     flow, run_id = pathspec.split("/")[:2]
-    base = os.path.join(root, ".metaflow", "mf.cards", flow, "runs", run_id, "steps", "evaluate")
-    for dirpath, _dirs, files in os.walk(base):
-        for name in files:
-            if name.endswith(".html"):
-                return os.path.join(dirpath, name)
-    return None
+    pattern = os.path.join(root, ".metaflow", "**", flow, "runs", run_id, "steps", "evaluate")
+    found = sorted(glob.glob(os.path.join(pattern, "**", "*.html"), recursive=True))
+    return found[0] if found else None

@@ -143,7 +143,9 @@ class ModelInfo(BaseModel):
     version: str
     created_at: str
     threshold: float
-    metaflow_run: str | None = Field(None, description="Metaflow run (Flow/run_id) that trained it.")
+    metaflow_run: str | None = Field(
+        None, description="Metaflow run (Flow/run_id) that trained it."
+    )
     training_batches: list[str] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)
 

@@ -70,6 +70,9 @@ async def score_batch(
     422 from `POST /v1/score` would give (a repeated `claim_id` is an error for every copy
     after the first), and the other claims are still scored. The request itself fails only
     when it is not a list of objects or is too large.
+
+    As in a pipeline batch, the valid claims of one request count as each other's history
+    (a policyholder's two claims of the same day each see the other).
     """
     if len(body.claims) > settings.max_batch_size:
         raise HTTPException(

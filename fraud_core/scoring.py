@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -30,16 +31,35 @@ FAST_TRACK = "fast_track"
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
+# Look-back of the history windows in features._SQL (ph30/ph365 by policyholder, prov90 by
+# provider). A request only needs the history rows inside these windows.
+POLICYHOLDER_LOOKBACK_DAYS = 365
+PROVIDER_LOOKBACK_DAYS = 90
+
+
+def _days(dates: pd.Series) -> np.ndarray:
+    """Dates as int64 days since the epoch (NaT becomes the smallest int64)."""
+    return dates.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").view(np.int64)
+
+
 @dataclass(frozen=True)
 class _PositionIndex:
-    """Row positions of the history per key, stored CSR-style (one sort, no per-key arrays)."""
+    """History row positions per key, date-ordered within each key, stored CSR-style.
+
+    One sort at load time and no per-key arrays: rows of key ``k`` (code ``c``) are
+    ``order[offsets[c]:offsets[c + 1]]``, and ``days`` holds their dates in the same order
+    (ascending, because the history is sorted by date), so a date window is two binary searches.
+    """
 
     keys: pd.Index
     order: np.ndarray
     offsets: np.ndarray
+    days: np.ndarray
+    lookback_days: int
 
     @classmethod
-    def build(cls, values: pd.Series) -> _PositionIndex:
+    def build(cls, values: pd.Series, days: np.ndarray, lookback_days: int) -> _PositionIndex:
+        """Index ``values`` (one key per history row; the history must be sorted by date)."""
         codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)
         order = np.argsort(codes, kind="stable").astype(np.int64)
         counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
@@ -47,12 +67,20 @@ class _PositionIndex:
         offsets = np.r_[0, np.cumsum(counts)].astype(np.int64) + skip
         keys = pd.Index(uniques.astype(object))
         keys.get_indexer(keys[:1])  # build the hash table now, not in the first request
-        return cls(keys, order, offsets)
+        return cls(keys, order, offsets, days[order], lookback_days)
 
-    def positions(self, keys: pd.Series) -> np.ndarray:
-        """Row positions of every history row whose key is one of ``keys``."""
+    def positions(self, keys: pd.Series, days: np.ndarray) -> np.ndarray:
+        """Positions of the history rows with the same key dated within each claim's window."""
         codes = self.keys.get_indexer(keys.astype(object).to_numpy())
-        parts = [self.order[self.offsets[c] : self.offsets[c + 1]] for c in codes if c >= 0]
+        parts = []
+        for code, day in zip(codes, days, strict=True):
+            if code < 0:
+                continue
+            lo, hi = self.offsets[code], self.offsets[code + 1]
+            window = self.days[lo:hi]
+            first = lo + np.searchsorted(window, day - self.lookback_days, side="left")
+            last = lo + np.searchsorted(window, day, side="right")
+            parts.append(self.order[first:last])
         return np.concatenate(parts) if parts else _EMPTY
 
 
@@ -69,9 +97,15 @@ class ClaimScorer:
         missing = [c for c in HISTORY_COLUMNS if c not in self.history.columns]
         if missing:
             raise ValueError(f"claims history lacks column(s) {', '.join(missing)}")
-        self.history = self.history[list(HISTORY_COLUMNS)].reset_index(drop=True)
-        self._by_policyholder = _PositionIndex.build(self.history["policyholder_id"])
-        self._by_provider = _PositionIndex.build(self.history["provider_id"])
+        history = self.history[list(HISTORY_COLUMNS)]
+        self.history = history.sort_values("claim_date", kind="stable").reset_index(drop=True)
+        days = _days(self.history["claim_date"])
+        self._by_policyholder = _PositionIndex.build(
+            self.history["policyholder_id"], days, POLICYHOLDER_LOOKBACK_DAYS
+        )
+        self._by_provider = _PositionIndex.build(
+            self.history["provider_id"], days, PROVIDER_LOOKBACK_DAYS
+        )
 
     @property
     def version(self) -> str:
@@ -89,7 +123,8 @@ class ClaimScorer:
         bundle = (
             load_champion(lakehouse) if version is None else ModelBundle.load(lakehouse, version)
         )
-        batch_ids = lakehouse.batches(RAW)
+        # cast: Lakehouse.list shadows the builtin in its annotations (mypy reads list?[str])
+        batch_ids = cast(list[str], lakehouse.batches(RAW))
         if batch_ids:
             frames = [lakehouse.read_batch(RAW, b)[list(HISTORY_COLUMNS)] for b in batch_ids]
             history = pd.concat(frames, ignore_index=True)
@@ -105,11 +140,13 @@ class ClaimScorer:
         return cls(bundle=bundle, history=history)
 
     def history_for(self, claims: pd.DataFrame) -> pd.DataFrame:
-        """Earlier claims sharing a policyholder or provider with ``claims`` (history rows only)."""
+        """History rows the features of ``claims`` can see: earlier claims of the same
+        policyholder (365 days back) or provider (90 days back), the claim's own day included."""
+        days = _days(claims["claim_date"])
         rows = np.concatenate(
             [
-                self._by_policyholder.positions(claims["policyholder_id"]),
-                self._by_provider.positions(claims["provider_id"]),
+                self._by_policyholder.positions(claims["policyholder_id"], days),
+                self._by_provider.positions(claims["provider_id"], days),
             ]
         )
         return self.history.iloc[np.unique(rows)]

@@ -23,7 +23,9 @@ def small_claims() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def champion_lakehouse(tmp_path_factory: pytest.TempPathFactory, small_claims: pd.DataFrame) -> Path:
+def champion_lakehouse(
+    tmp_path_factory: pytest.TempPathFactory, small_claims: pd.DataFrame
+) -> Path:
     """A local lakehouse with 3 raw + feature batches and a promoted champion.
 
     The champion is trained directly with fraud_core (no Metaflow: fast); the full graph test
@@ -42,7 +44,8 @@ def champion_lakehouse(tmp_path_factory: pytest.TempPathFactory, small_claims: p
     for i in range(3):
         featurize_batch(lh, f"b{i}")
     split = time_split(load_labelled_features(lh), 0.2, 0.2)
-    result = fit(split.train, split.val, TrainConfig(max_epochs=4, batch_size=2048), threads=1)
+    config = TrainConfig(max_epochs=10, batch_size=512, lr=3e-3, patience=3)
+    result = fit(split.train, split.val, config, threads=1)
     candidate = ModelBundle(result.net, result.vocabulary, (1.0, 0.0), 0.5, "fixture")
     calibration = fit_platt(candidate.logits(split.val), split.val["is_fraud"].to_numpy(bool))
     bundle = ModelBundle(

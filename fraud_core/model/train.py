@@ -59,7 +59,9 @@ class FitResult:
 
 def encode(frame: pd.DataFrame, vocabulary: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
     """Model inputs of a feature frame: float32 numerics and int64 category codes."""
-    numeric = torch.from_numpy(frame[list(NUMERIC_FEATURES)].to_numpy(np.float32, na_value=np.nan))
+    numeric = torch.from_numpy(
+        frame[list(NUMERIC_FEATURES)].to_numpy(np.float32, na_value=np.nan, copy=True)
+    )
     codes = torch.from_numpy(vocabulary.encode(frame))
     return numeric, codes
 

@@ -50,7 +50,7 @@ def _field(col: Column) -> tuple[Any, Any]:
     elif col.kind == "category":
         if not col.allowed:
             raise ValueError(f"category column {col.name} has no allowed values")
-        annotation = Literal[col.allowed]  # type: ignore[valid-type]
+        annotation = Literal[col.allowed]
     elif col.kind == "float":
         annotation = Annotated[float, Field(allow_inf_nan=False, **bounds)]
     elif col.kind == "int":

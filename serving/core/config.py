@@ -21,25 +21,25 @@ class Settings(BaseSettings):
     )
 
     lakehouse_uri: str = Field(
-        "./.lakehouse",
+        default="./.lakehouse",
         min_length=1,
         validation_alias=AliasChoices("FRAUD_API_LAKEHOUSE_URI", "LAKEHOUSE_URI"),
         description="Lakehouse root holding models/champion.json and raw/claims (path, s3://, "
         "abfss://).",
     )
     max_batch_size: int = Field(
-        MAX_BATCH_SIZE,
+        default=MAX_BATCH_SIZE,
         ge=1,
         le=MAX_BATCH_SIZE,
         description="Most claims accepted by POST /v1/score/batch.",
     )
     poll_seconds: float = Field(
-        10.0,
+        default=10.0,
         ge=0.0,
         description="How often the champion pointer is checked for a new model; 0 disables.",
     )
     torch_threads: int = Field(
-        1,
+        default=1,
         ge=0,
         description="torch intra-op threads per worker (1 is fastest for single claims); "
         "0 leaves torch's default.",

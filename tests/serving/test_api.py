@@ -201,22 +201,43 @@ def test_hot_swap_and_bad_bundle_refused(
         assert c.get("/readyz").json()["reload_error"] is None
 
 
-def test_scorer_history_subset_matches_full_history(champion_lakehouse: Path) -> None:
-    """Handing build_features only the request's policyholder/provider rows changes nothing."""
+@pytest.fixture(scope="module")
+def scorer_and_history(champion_lakehouse: Path) -> tuple[ClaimScorer, pd.DataFrame]:
     lh = Lakehouse(str(champion_lakehouse))
-    scorer = ClaimScorer.from_lakehouse(lh)
-    history = lh.read_batches(RAW)
+    return ClaimScorer.from_lakehouse(lh), lh.read_batches(RAW)
+
+
+@pytest.mark.parametrize("shift_days", [0, 3, 30, 31, 90, 91, 365, 366])
+def test_scorer_history_subset_matches_full_history(
+    scorer_and_history: tuple[ClaimScorer, pd.DataFrame], shift_days: int
+) -> None:
+    """Handing build_features only the request's window of history rows changes nothing.
+
+    New claims copy existing ones (new ids), dated ``shift_days`` later: the originals sit
+    exactly on the edges of the 30/90/365-day windows.
+    """
+    scorer, history = scorer_and_history
     assert len(scorer.history) == len(history)
-    claims = lh.read_batch(RAW, "b2").sample(40, random_state=3).reset_index(drop=True)
-    # Score them as new claims (new ids) dated a few days after their originals.
+    claims = history.sample(60, random_state=shift_days).reset_index(drop=True)
     claims["claim_id"] = "NEW-" + claims["claim_id"].astype(str)
-    claims["claim_date"] = claims["claim_date"] + pd.Timedelta(days=3)
+    claims["claim_date"] = claims["claim_date"] + pd.Timedelta(days=shift_days)
     subset = scorer.history_for(claims)
-    assert 0 < len(subset) < len(history) / 10
-    expected = scorer.bundle.predict_proba(build_features(claims, history))
+    assert len(subset) < len(history) / 2
+    full = build_features(claims, history)
+    pd.testing.assert_frame_equal(build_features(claims, subset), full)
     got = scorer.score(claims)
     assert list(got["claim_id"]) == list(claims["claim_id"])
-    np.testing.assert_allclose(got["fraud_score"].to_numpy(), expected, rtol=1e-6)
-    full = build_features(claims, history).drop(columns=["claim_id"])
-    part = build_features(claims, subset).drop(columns=["claim_id"])
-    pd.testing.assert_frame_equal(full, part)
+    np.testing.assert_allclose(got["fraud_score"], scorer.bundle.predict_proba(full), rtol=1e-6)
+
+
+def test_one_claim_gets_a_few_history_rows(
+    scorer_and_history: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    scorer, history = scorer_and_history
+    claim = history.iloc[[len(history) // 2]].reset_index(drop=True)
+    subset = scorer.history_for(claim)
+    assert 0 < len(subset) < 300  # this policyholder's year and this provider's 90 days
+    assert set(subset["policyholder_id"]) | set(subset["provider_id"]) >= {
+        claim.at[0, "policyholder_id"],
+        claim.at[0, "provider_id"],
+    }

@@ -23,7 +23,9 @@ from serving.api.models import (
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
-_NO_MODEL = {503: {"description": "No model loaded; `detail` says why."}}
+_NO_MODEL: dict[int | str, dict[str, Any]] = {
+    503: {"description": "No model loaded; `detail` says why."}
+}
 
 
 def _score(scorer: ClaimScorer, claims: list[BaseModel]) -> pd.DataFrame:

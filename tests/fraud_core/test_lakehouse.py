@@ -1,0 +1,60 @@
+"""The lakehouse: atomic replace, partitions, the champion pointer, plain batch ids."""
+
+import os
+
+import pandas as pd
+import pytest
+
+from fraud_core.lakehouse import (
+    RAW,
+    Lakehouse,
+    LakehouseError,
+    batch_id_for_file,
+    check_batch_id,
+)
+
+
+def test_rerun_replaces_a_partition(tmp_path) -> None:
+    lh = Lakehouse(str(tmp_path))
+    lh.write_batch(RAW, "b1", pd.DataFrame({"x": [1, 2, 3]}))
+    lh.write_batch(RAW, "b1", pd.DataFrame({"x": [4]}))
+    assert lh.read_batch(RAW, "b1")["x"].tolist() == [4]
+    assert os.listdir(tmp_path / "raw/claims/batch=b1") == ["part-0.parquet"]  # no temp files
+
+
+def test_batches_listed_and_concatenated(tmp_path) -> None:
+    lh = Lakehouse(str(tmp_path))
+    for b in ("b2", "b1"):
+        lh.write_batch(RAW, b, pd.DataFrame({"x": [b]}))
+    (tmp_path / "raw/claims/batch=empty").mkdir()  # a folder without data is not a batch
+    assert lh.batches(RAW) == ["b1", "b2"]
+    both = lh.read_batches(RAW)
+    assert both["batch_id"].tolist() == ["b1", "b2"]
+
+
+def test_missing_data_says_where(tmp_path) -> None:
+    lh = Lakehouse(str(tmp_path))
+    with pytest.raises(LakehouseError, match="batch 'nope' of raw/claims is not in the lakehouse"):
+        lh.read_batch(RAW, "nope")
+    with pytest.raises(LakehouseError, match="no batches of raw/claims"):
+        lh.read_batches(RAW)
+    assert lh.champion() is None
+
+
+def test_champion_pointer_roundtrip_and_validation(tmp_path) -> None:
+    lh = Lakehouse(str(tmp_path))
+    lh.set_champion({"version": "fm-1", "note": "x"})
+    assert lh.champion() == {"version": "fm-1", "note": "x"}
+    with pytest.raises(ValueError, match="needs a 'version'"):
+        lh.set_champion({})
+    (tmp_path / "models/champion.json").write_text("[]")
+    with pytest.raises(LakehouseError, match="malformed"):
+        lh.champion()
+
+
+def test_batch_ids_are_plain() -> None:
+    assert batch_id_for_file("/landing/claims 2024-01.csv") == "claims_2024-01"
+    assert batch_id_for_file("s3://b/p/claims.v2.parquet") == "claims.v2"
+    for bad in ("", "../x", "a/b", "x" * 200):
+        with pytest.raises(ValueError, match="invalid batch id"):
+            check_batch_id(bad)

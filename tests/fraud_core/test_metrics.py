@@ -1,0 +1,54 @@
+"""Metrics agree with scikit-learn and refuse to invent numbers."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from fraud_core import metrics
+
+
+@pytest.fixture
+def scored() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = rng.random(5_000) < 0.03
+    s = rng.normal(size=5_000) + 1.5 * y
+    s[:200] = np.round(s[:200], 1)  # ties
+    return y, s
+
+
+def test_matches_sklearn(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    y, s = scored
+    assert metrics.average_precision(y, s) == pytest.approx(
+        average_precision_score(y, s), abs=1e-12
+    )
+    assert metrics.roc_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_precision_at_k_and_recall_at_fpr() -> None:
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 0], dtype=bool)
+    s = np.array([0.9, 0.8, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    assert metrics.precision_at_k(y, s, 2) == 0.5
+    assert metrics.precision_at_k(y, s, 3) == pytest.approx(2 / 3)
+    assert metrics.recall_at_fpr(y, s, 0.0) == 0.5  # only the top claim before any false alarm
+    assert metrics.recall_at_fpr(y, s, 0.125) == 1.0
+
+
+def test_undefined_metrics_raise() -> None:
+    with pytest.raises(ValueError, match="without a single fraud"):
+        metrics.average_precision(np.zeros(5, bool), np.arange(5.0))
+    with pytest.raises(ValueError, match="both fraud and non-fraud"):
+        metrics.roc_auc(np.ones(5, bool), np.arange(5.0))
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.average_precision(np.array([1, 0], bool), np.array([np.nan, 1.0]))
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.roc_auc(np.array([1, 0], bool), np.array([1.0]))
+
+
+def test_cost_threshold_weighs_amounts_against_investigations() -> None:
+    y = np.array([1, 1, 0, 0, 0], dtype=bool)
+    s = np.array([0.9, 0.6, 0.5, 0.2, 0.1])
+    amounts = np.array([10_000.0, 5_000.0, 100.0, 100.0, 100.0])
+    assert metrics.cost_optimal_threshold(y, s, amounts, investigation_cost=150.0) == 0.6
+    # When investigations cost more than any fraud, alert nobody.
+    t = metrics.cost_optimal_threshold(y, s, amounts, investigation_cost=50_000.0)
+    assert t > s.max()

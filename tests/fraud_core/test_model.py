@@ -1,0 +1,116 @@
+"""The model bundle: exact round trip, no pickle, corrupt or incompatible bundles refused;
+the gate judges candidates; behaviour a fraud team expects."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fraud_core.gate import GateConfig, evaluate_gate
+from fraud_core.lakehouse import FEATURES, Lakehouse
+from fraud_core.model.bundle import BundleError, ModelBundle, load_champion
+from fraud_core.model.preprocessing import Standardize, Vocabulary
+from fraud_core.training import holdout_of
+
+
+@pytest.fixture
+def lakehouse(champion_lakehouse, tmp_path) -> Lakehouse:
+    """A private copy of the shared champion lakehouse (tests here modify it)."""
+    root = tmp_path / "lh"
+    shutil.copytree(champion_lakehouse, root)
+    return Lakehouse(str(root))
+
+
+def test_round_trip_scores_identically(lakehouse: Lakehouse) -> None:
+    bundle = load_champion(lakehouse)
+    features = lakehouse.read_batch(FEATURES, "b2")
+    again = ModelBundle.load(lakehouse, bundle.version)
+    np.testing.assert_array_equal(bundle.predict_proba(features), again.predict_proba(features))
+    scores = bundle.predict_proba(features)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert lakehouse.list("models/fm-test-1") == ["manifest.json", "model.safetensors"]
+
+
+def test_corrupt_weights_are_refused(lakehouse: Lakehouse) -> None:
+    path = lakehouse.model_path("fm-test-1", "model.safetensors")
+    data = bytearray(lakehouse.read_bytes(path))
+    data[-10] ^= 0xFF
+    lakehouse.write_bytes(path, bytes(data))
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        load_champion(lakehouse)
+
+
+def test_bundle_for_other_features_is_refused(lakehouse: Lakehouse) -> None:
+    path = lakehouse.model_path("fm-test-1", "manifest.json")
+    manifest = lakehouse.read_json(path)
+    manifest["features"]["numeric"] = manifest["features"]["numeric"][:-1]
+    lakehouse.write_json(path, manifest)
+    with pytest.raises(BundleError, match="trained on other features"):
+        load_champion(lakehouse)
+
+
+def test_no_champion_says_what_to_do(tmp_path) -> None:
+    with pytest.raises(BundleError, match="materialize fraud_model and champion_model"):
+        load_champion(Lakehouse(str(tmp_path)))
+
+
+def test_manifest_is_plain_json(lakehouse: Lakehouse) -> None:
+    manifest = json.loads(lakehouse.read_bytes(lakehouse.model_path("fm-test-1", "manifest.json")))
+    assert manifest["vocabulary"][0]["column"] == "incident_type"
+    assert len(manifest["weights"]["sha256"]) == 64
+
+
+def test_preprocessing_layers() -> None:
+    x = torch.tensor([[1.0, 0.0], [3.0, 1000.0], [float("nan"), 10.0]])
+    layer = Standardize(2, log_columns=[False, True]).fit(x)
+    z = layer(x)
+    assert torch.isfinite(z).all()
+    assert z[2, 0] == 0.0  # missing -> mean
+    assert layer.mean[0] == pytest.approx(2.0)
+    vocab = Vocabulary.fit(pd.DataFrame({"c": ["b", "a", None]}), ["c"])
+    assert vocab.encode(pd.DataFrame({"c": ["a", "b", "zzz", None]})).ravel().tolist() == [
+        1,
+        2,
+        0,
+        0,
+    ]
+
+
+def test_gate_passes_a_sane_candidate_and_blocks_a_bad_one(lakehouse: Lakehouse) -> None:
+    candidate = load_champion(lakehouse)
+    holdout = holdout_of(lakehouse, candidate.lineage)
+    assert len(holdout) > 1_000
+    ok = evaluate_gate(candidate, None, holdout, GateConfig(max_calibration_error=0.05))
+    assert ok.passed, ok.failures
+    assert ok.measurements["invariance_max_delta"] == 0.0
+    strict = evaluate_gate(candidate, None, holdout, GateConfig(min_average_precision=0.99))
+    assert not strict.passed
+    assert "below the floor 0.9900" in strict.failures[0]
+    # A candidate that is much worse than the champion on the same claims is blocked.
+    broken = ModelBundle.load(lakehouse, candidate.version)
+    with torch.no_grad():
+        for p in broken.net.mlp.parameters():
+            p.mul_(-1.0)
+    worse = evaluate_gate(broken, candidate, holdout, GateConfig(min_average_precision=0.0))
+    assert not worse.passed
+    assert any("worse than champion fm-test-1" in f for f in worse.failures)
+
+
+def test_score_rises_with_suspicious_signals(lakehouse: Lakehouse) -> None:
+    """Directional: a claim just under its limit, reported late, with the policy 5 days old
+    scores higher than the same claim with a modest amount, on time, on an old policy."""
+    bundle = load_champion(lakehouse)
+    row = lakehouse.read_batch(FEATURES, "b2").head(1)
+    calm = row.assign(
+        amount_to_limit=0.1,
+        report_delay_days=1.0,
+        days_since_policy_start=1500.0,
+        ph_claims_30d=0.0,
+    )
+    suspicious = row.assign(
+        amount_to_limit=0.97, report_delay_days=60.0, days_since_policy_start=5.0, ph_claims_30d=3.0
+    )
+    assert bundle.predict_proba(suspicious)[0] > bundle.predict_proba(calm)[0]

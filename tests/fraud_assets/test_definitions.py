@@ -1,0 +1,50 @@
+"""The code location loads, with the graph, checks, jobs and environment rules we expect."""
+
+import dagster as dg
+import pytest
+
+from fraud_assets.definitions import build_definitions
+
+EXPECTED_ASSETS = {
+    "raw_claims",
+    "quarantined_claims",
+    "claim_features",
+    "fraud_model",
+    "champion_model",
+    "claim_scores",
+    "model_metrics",
+    "snowflake_metrics_replica",
+}
+
+
+def test_definitions_load_with_the_whole_graph(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    defs = build_definitions({})
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == {("raw_claims", "claims_contract"), ("fraud_model", "model_gate")}
+    for key in graph.asset_check_keys:
+        assert graph.get_check_spec(key).blocking, key
+    assert defs.resources["lakehouse"].uri == str(tmp_path / ".lakehouse")
+    names = {job.name for job in defs.resolve_all_job_defs()}
+    assert {"ingest_batch", "train_model", "score_batch", "report_metrics"} <= names
+    assert defs.resolve_sensor_def("landing_sensor")
+    upstream = graph.get(dg.AssetKey("champion_model")).parent_keys
+    assert upstream == {dg.AssetKey("fraud_model")}
+
+
+def test_the_module_level_definitions_load() -> None:
+    from fraud_assets import definitions
+
+    assert isinstance(definitions.defs, dg.Definitions)
+
+
+def test_unknown_environment_is_refused() -> None:
+    with pytest.raises(ValueError, match="FRAUD_ENV='staging' is not available"):
+        build_definitions({"FRAUD_ENV": "staging"})
+
+
+def test_local_environment_refuses_a_remote_lakehouse() -> None:
+    with pytest.raises(ValueError, match="use a local path"):
+        build_definitions({"LAKEHOUSE_URI": "s3://bucket/lake"})

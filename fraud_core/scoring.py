@@ -1,18 +1,19 @@
 """Online scoring: the champion bundle plus the claims history its history features look back on.
 
 A :class:`ClaimScorer` is what the API holds in memory. It keeps only the raw-claim columns the
-history features read, and indexes their row positions by policyholder and by provider once, so
-scoring a request hands :func:`~fraud_core.features.build_features` just the earlier claims of
-the request's own policyholders and providers (a few rows) instead of the whole history. The
-window features partition by policyholder or by provider, so those rows are all they can see:
-the result is the same as with the full history, which is what the pipeline uses.
+history features read, sorted by date, and indexes their row positions by policyholder and by
+provider once. Scoring a request then hands :func:`~fraud_core.features.build_features` only the
+history rows its windows can see: the same policyholder's claims of the last 365 days and the
+same provider's of the last 90 days (usually a few hundred rows) instead of the whole history.
+The window features partition by policyholder or provider and look back no further, so the
+features are identical to those computed with the full history, as the pipeline does.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ import pandas as pd
 from fraud_core.features import _HISTORY_COLUMNS, build_features
 from fraud_core.lakehouse import RAW, Lakehouse
 from fraud_core.model.bundle import ModelBundle, load_champion
-from fraud_core.schema import ID_COLUMN
+from fraud_core.schema import CLAIM_COLUMNS, ID_COLUMN, Kind
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,29 @@ HISTORY_COLUMNS: tuple[str, ...] = tuple(_HISTORY_COLUMNS)
 INVESTIGATE = "investigate"
 FAST_TRACK = "fast_track"
 _EMPTY = np.zeros(0, dtype=np.int64)
+# The dtypes coerce_claims gives each kind of column.
+_DTYPES: dict[Kind, str] = {
+    "id": "string",
+    "category": "string",
+    "date": "datetime64[ns]",
+    "float": "float64",
+    "int": "Int64",
+    "bool": "boolean",
+}
+
+
+def claims_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Already validated claim records (python values) as the frame ``coerce_claims`` gives.
+
+    For records checked by the API's request model: no re-parsing, ~1.5 ms for one claim
+    where ``coerce_claims`` takes ~11 ms. Absent optional columns become nulls.
+    """
+    return pd.DataFrame(
+        {
+            col.name: pd.Series([r.get(col.name) for r in records], dtype=_DTYPES[col.kind])
+            for col in CLAIM_COLUMNS
+        }
+    )
 
 
 # Look-back of the history windows in features._SQL (ph30/ph365 by policyholder, prov90 by

@@ -16,16 +16,21 @@ from fastapi.testclient import TestClient
 from fraud_core.features import build_features
 from fraud_core.lakehouse import RAW, Lakehouse
 from fraud_core.model.bundle import ModelBundle
-from fraud_core.schema import INPUT_COLUMNS
-from fraud_core.scoring import ClaimScorer
-from serving.api.models import load_example
+from fraud_core.schema import INPUT_COLUMNS, coerce_claims
+from fraud_core.scoring import ClaimScorer, claims_frame
+from serving.api.models import Claim, load_example
 from serving.core.config import Settings
 from serving.main import create_app
 
 
+def _settings(root: Path, **overrides: Any) -> Settings:
+    """Settings for an in-process app (torch_threads=0: leave the test process's torch alone)."""
+    return Settings(lakehouse_uri=str(root), **{"poll_seconds": 0, "torch_threads": 0, **overrides})
+
+
 @pytest.fixture(scope="module")
 def client(champion_lakehouse: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(lakehouse_uri=str(champion_lakehouse), poll_seconds=0))
+    app = create_app(_settings(champion_lakehouse))
     with TestClient(app) as c:
         yield c
 
@@ -41,6 +46,15 @@ def _field_errors(response: Any) -> list[tuple[Any, ...]]:
 
 def test_example_has_every_input_column(example: dict[str, Any]) -> None:
     assert set(example) == set(INPUT_COLUMNS)
+
+
+def test_claims_frame_types_like_coerce_claims(example: dict[str, Any]) -> None:
+    records = [
+        Claim.model_validate({**example, "claim_id": f"C{i}", "witnesses": i}).model_dump()
+        for i in range(3)
+    ]
+    expected = coerce_claims(pd.DataFrame(records)).frame
+    pd.testing.assert_frame_equal(claims_frame(records), expected)
 
 
 def test_score_example(client: TestClient, example: dict[str, Any]) -> None:
@@ -122,6 +136,13 @@ def test_batch_too_large_or_malformed(client: TestClient, example: dict[str, Any
     assert client.post("/v1/score/batch", json=too_many).status_code == 422
 
 
+def test_batch_over_server_limit_is_413(champion_lakehouse: Path, example: dict[str, Any]) -> None:
+    with TestClient(create_app(_settings(champion_lakehouse, max_batch_size=2))) as c:
+        r = c.post("/v1/score/batch", json={"claims": [example] * 3})
+        assert r.status_code == 413
+        assert "at most 2" in r.json()["detail"]
+
+
 def test_model_info(client: TestClient) -> None:
     r = client.get("/v1/model")
     assert r.status_code == 200
@@ -153,7 +174,7 @@ def test_openapi_documents_claim(client: TestClient) -> None:
 
 
 def test_no_champion_is_503_but_alive(tmp_path: Path, example: dict[str, Any]) -> None:
-    app = create_app(Settings(lakehouse_uri=str(tmp_path), poll_seconds=0))
+    app = create_app(_settings(tmp_path))
     with TestClient(app) as c:
         assert c.get("/healthz").status_code == 200
         ready = c.get("/readyz")
@@ -180,7 +201,7 @@ def test_hot_swap_and_bad_bundle_refused(
     root = tmp_path / "lh"
     shutil.copytree(champion_lakehouse, root)
     lh = Lakehouse(str(root))
-    app = create_app(Settings(lakehouse_uri=str(root), poll_seconds=0.2))
+    app = create_app(_settings(root, poll_seconds=0.2))
     with TestClient(app) as c:
         assert c.get("/v1/model").json()["version"] == "fm-test-1"
 

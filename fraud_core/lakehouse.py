@@ -128,7 +128,7 @@ class Lakehouse:
         if self.exists(rel):
             self.fs.rm(self.path(rel), recursive=True)
 
-    def list(self, rel: str) -> list[str]:
+    def listdir(self, rel: str) -> list[str]:
         """Names directly under ``rel`` (empty when it does not exist)."""
         try:
             entries = self.fs.ls(self.path(rel), detail=False)
@@ -175,7 +175,7 @@ class Lakehouse:
         """Batch ids present in ``dataset``, sorted."""
         return [
             name.split("=", 1)[1]
-            for name in self.list(dataset)
+            for name in self.listdir(dataset)
             if name.startswith("batch=") and self.exists(f"{dataset}/{name}/part-0.parquet")
         ]
 

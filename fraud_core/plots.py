@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 import numpy as np
 
 
-def _figure():  # type: ignore[no-untyped-def]
+def _figure() -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,7 +18,7 @@ def _figure():  # type: ignore[no-untyped-def]
     return plt.subplots(figsize=(5.5, 4.0), dpi=100)
 
 
-def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
+def _png(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()

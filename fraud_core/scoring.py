@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -147,8 +147,7 @@ class ClaimScorer:
         bundle = (
             load_champion(lakehouse) if version is None else ModelBundle.load(lakehouse, version)
         )
-        # cast: Lakehouse.list shadows the builtin in its annotations (mypy reads list?[str])
-        batch_ids = cast(list[str], lakehouse.batches(RAW))
+        batch_ids = lakehouse.batches(RAW)
         if batch_ids:
             frames = [lakehouse.read_batch(RAW, b)[list(HISTORY_COLUMNS)] for b in batch_ids]
             history = pd.concat(frames, ignore_index=True)

@@ -172,7 +172,7 @@ def simulate_claims(config: SimulationConfig | None = None) -> pd.DataFrame:
     # Some honest claims are reported late too, and some large honest claims hit the limit.
     honest_late = (~nll) & (rng.random(n) < 0.03)
     report_delay = np.where(honest_late, rng.integers(20, 90, n), report_delay)
-    amount = np.round(np.clip(amount, 50.0, limit * 0.999), 2)
+    amount = np.round(np.clip(amount, 50.0, limit * 0.999), 2).astype(np.float64)
 
     incident_name = np.array(schema.INCIDENT_TYPES, dtype=object)[incident]
     police_p = np.array([_POLICE_P[k] for k in schema.INCIDENT_TYPES])[incident]

@@ -14,6 +14,10 @@ from torch import nn
 class Standardize(nn.Module):
     """``log1p`` on heavy-tailed columns, then ``(x - mean) / std``, NaN to 0, clipped to +-8."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+    log_mask: torch.Tensor
+
     def __init__(self, n_features: int, log_columns: list[bool] | None = None) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))

@@ -31,7 +31,7 @@ def test_round_trip_scores_identically(lakehouse: Lakehouse) -> None:
     np.testing.assert_array_equal(bundle.predict_proba(features), again.predict_proba(features))
     scores = bundle.predict_proba(features)
     assert ((scores >= 0) & (scores <= 1)).all()
-    assert lakehouse.list("models/fm-test-1") == ["manifest.json", "model.safetensors"]
+    assert lakehouse.listdir("models/fm-test-1") == ["manifest.json", "model.safetensors"]
 
 
 def test_corrupt_weights_are_refused(lakehouse: Lakehouse) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +31,9 @@ from serving.api.routes import health, model, score
 from serving.core.config import Settings
 
 log = logging.getLogger(__name__)
+
+# A refused champion is tried again after this long (the failure may have been transient).
+RETRY_REFUSED_SECONDS = 60.0
 
 
 def load_scorer(lakehouse: Lakehouse, version: str) -> ClaimScorer:
@@ -51,8 +55,9 @@ async def refresh_model(app: FastAPI) -> None:
     """Load the champion if it is not the model serving now; never drops a working model.
 
     State in ``app.state``: ``scorer`` (the serving :class:`ClaimScorer` or None),
-    ``model_error`` (why the current champion is not serving, or None) and
-    ``failed_pointer`` (a champion pointer already refused, not retried until it changes).
+    ``model_error`` (why the current champion is not serving, or None),
+    ``failed_pointer`` and ``failed_at`` (a champion pointer refused, and when: it is not
+    retried before :data:`RETRY_REFUSED_SECONDS` unless the pointer changes).
     """
     state = app.state
     lakehouse: Lakehouse = state.lakehouse
@@ -75,13 +80,17 @@ async def refresh_model(app: FastAPI) -> None:
         state.model_error = None
         state.failed_pointer = None
         return
-    if pointer == state.failed_pointer:
+    if (
+        pointer == state.failed_pointer
+        and time.monotonic() - state.failed_at < RETRY_REFUSED_SECONDS
+    ):
         return
     try:
         new = await asyncio.to_thread(load_scorer, lakehouse, version)
     except Exception as exc:  # a bad bundle must not take the service down
         log.error("champion %s refused, keeping %s: %s", version, current and current.version, exc)
         state.failed_pointer = pointer
+        state.failed_at = time.monotonic()
         state.model_error = f"champion {version} could not be loaded: {exc}"
         return
     state.scorer = new  # one assignment: requests in flight keep the scorer they got
@@ -110,6 +119,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.scorer = None
     app.state.model_error = None
     app.state.failed_pointer = None
+    app.state.failed_at = 0.0
     await refresh_model(app)
     if app.state.scorer is None:
         log.warning("starting without a model: %s", app.state.model_error)

@@ -120,15 +120,22 @@ class ModelBundle:
                 f"bundle {version} was trained on other features than this code computes; "
                 "retrain it with this version"
             )
-        calibration = manifest["calibration"]
-        bundle = cls.from_weights(
-            weights,
-            net_config=manifest["net"],
-            vocabulary=Vocabulary.from_json(manifest["vocabulary"]).values,
-            calibration=(float(calibration["a"]), float(calibration["b"])),
-            threshold=float(manifest["threshold"]),
-            version=version,
-        )
+        try:
+            calibration = manifest["calibration"]
+            bundle = cls.from_weights(
+                weights,
+                net_config=manifest["net"],
+                vocabulary=Vocabulary.from_json(manifest["vocabulary"]).values,
+                calibration=(float(calibration["a"]), float(calibration["b"])),
+                threshold=float(manifest["threshold"]),
+                version=version,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, BundleError):
+                raise
+            raise BundleError(
+                f"bundle {version}: manifest is incomplete or malformed: {exc!r}"
+            ) from exc
         bundle.metrics = manifest.get("metrics", {})
         bundle.lineage = manifest.get("lineage", {})
         bundle.reference_profile = manifest.get("reference_profile", {})

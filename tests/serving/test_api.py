@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from fraud_core.features import build_features
 from fraud_core.lakehouse import RAW, Lakehouse
 from fraud_core.model.bundle import ModelBundle
-from fraud_core.schema import INPUT_COLUMNS, coerce_claims
-from fraud_core.scoring import ClaimScorer, claims_frame
+from fraud_core.schema import INPUT_COLUMNS, claims_frame, coerce_claims
+from fraud_core.scoring import ClaimScorer
 from serving.api.models import Claim, load_example
 from serving.core.config import Settings
 from serving.main import create_app

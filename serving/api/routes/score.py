@@ -10,7 +10,8 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ValidationError
 
-from fraud_core.scoring import ClaimScorer, claims_frame
+from fraud_core.schema import claims_frame
+from fraud_core.scoring import ClaimScorer
 from serving.api.deps import ScorerDep, SettingsDep
 from serving.api.models import (
     BatchItemError,

@@ -41,8 +41,7 @@ class MetaflowTraining(dg.ConfigurableResource):
     def train(
         self, lakehouse_uri: str, batches: list[str], seed: int = 0, max_epochs: int = 0
     ) -> TrainingRun:
-        from metaflow import Runner
-
+        Runner = _metaflow_runner()
         env = {
             "METAFLOW_DATASTORE_SYSROOT_LOCAL": self.datastore_root,
             "METAFLOW_CARD_LOCALROOT": os.path.join(self.datastore_root, ".metaflow", "mf.cards"),
@@ -75,6 +74,20 @@ class MetaflowTraining(dg.ConfigurableResource):
                 pr_png=data.pr_png,
                 card_path=_card_path(self.datastore_root, run.pathspec),
             )
+
+
+def _metaflow_runner() -> Any:
+    """``metaflow.Runner``, imported so that it cannot break torch later in this process.
+
+    A Metaflow run replaces ``typing._collect_parameters`` with the copy in Metaflow's vendored
+    ``typing_extensions``; a first import of ``torch._dynamo`` after that fails ("Type parameter
+    ~_T1 without a default follows type parameter with a default"), e.g. when an optimizer is
+    used later in the same process. Importing it first makes the order safe.
+    """
+    import torch._dynamo  # noqa: F401
+    from metaflow import Runner
+
+    return Runner
 
 
 def _card_path(root: str, pathspec: str) -> str | None:

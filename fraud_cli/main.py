@@ -77,6 +77,14 @@ def _materialize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy_training(args: argparse.Namespace) -> int:
+    from fraud_assets.resources import StepFunctionsTraining
+
+    name = StepFunctionsTraining(state_machine=args.state_machine).deploy()
+    print(f"state machine {name} deployed (FraudTrainingFlow on Step Functions + Batch)")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from serving.main import run
 
@@ -120,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--train", action=argparse.BooleanOptionalAction, default=True)
     mat.add_argument("--seed", type=int, default=0)
     mat.set_defaults(func=_materialize)
+
+    deploy = sub.add_parser(
+        "deploy-training",
+        help="create/update the Step Functions state machine of FraudTrainingFlow (AWS)",
+    )
+    deploy.add_argument("--state-machine", default="FraudTrainingFlow")
+    deploy.set_defaults(func=_deploy_training)
 
     serve = sub.add_parser("serve", help="FastAPI scoring service with the champion model")
     serve.add_argument("--host", default="127.0.0.1")

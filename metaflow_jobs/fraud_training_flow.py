@@ -20,6 +20,21 @@ from metaflow import Config, FlowSpec, Parameter, card, current, resources, retr
 
 from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
 
+# Fault injection, for proving retries and resume (read when a step runs, never at import):
+# FRAUD_FLOW_FAIL_FIRST_ATTEMPT=train  -> each train branch fails once, then its retry succeeds
+# FRAUD_FLOW_FAIL=register             -> the register step always fails (then `resume`)
+FAIL_FIRST_ATTEMPT = "FRAUD_FLOW_FAIL_FIRST_ATTEMPT"
+FAIL_ALWAYS = "FRAUD_FLOW_FAIL"
+
+
+def _injected_failure(step_name: str) -> None:
+    """Raise if the environment asks this step to fail (see the variables above)."""
+    first = os.environ.get(FAIL_FIRST_ATTEMPT, "").split(",")
+    if step_name in first and current.retry_count == 0:
+        raise RuntimeError(f"injected failure: first attempt of {step_name}")
+    if step_name in os.environ.get(FAIL_ALWAYS, "").split(","):
+        raise RuntimeError(f"injected failure: {step_name}")
+
 
 class FraudTrainingFlow(FlowSpec):
     """Train, compare and register a fraud model from the lakehouse's labelled features."""
@@ -64,6 +79,8 @@ class FraudTrainingFlow(FlowSpec):
 
         from fraud_core.model.train import TrainConfig, fit
 
+        self.attempt = current.retry_count
+        _injected_failure("train")
         knobs = self.settings.training
         self.hparams = dict(self.input)
         config = TrainConfig(
@@ -107,6 +124,7 @@ class FraudTrainingFlow(FlowSpec):
                 "val_ap": inp.val_ap,
                 "best_epoch": inp.best_epoch,
                 "epochs_run": inp.epochs_run,
+                "attempt": inp.attempt,
             }
             for inp in inputs
         ]
@@ -205,6 +223,7 @@ class FraudTrainingFlow(FlowSpec):
     @step
     def register(self) -> None:
         """Write the bundle (weights, manifest, drift reference) to the lakehouse."""
+        _injected_failure("register")
         from fraud_core import drift
         from fraud_core.features import NUMERIC_FEATURES
         from fraud_core.lakehouse import Lakehouse

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from fraud_assets.resources import LakehouseResource, MetaflowTraining
+from fraud_assets.resources import LakehouseResource, Training
 from fraud_core.lakehouse import FEATURES
 from fraud_core.plots import markdown_image
 
@@ -17,6 +17,8 @@ class TrainingConfig(dg.Config):
     """Seed of every branch of the search."""
     max_epochs: int = 0
     """Upper bound on epochs per candidate (0: the flow's config file decides)."""
+    resume_from: str = ""
+    """Metaflow run id of a failed training run to resume (its finished steps are reused)."""
 
 
 @dg.asset(deps=["claim_features"], group_name="model")
@@ -24,7 +26,7 @@ def fraud_model(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
     lakehouse: LakehouseResource,
-    training: MetaflowTraining,
+    training: Training,
 ) -> dg.MaterializeResult:
     """A candidate model: FraudTrainingFlow's bundle, its Metaflow run and held-out metrics."""
     lh = lakehouse.get()
@@ -32,7 +34,13 @@ def fraud_model(
     if not batches:
         raise dg.Failure("no claim_features batches in the lakehouse: ingest claims first")
     context.log.info(f"training on {len(batches)} feature batches")
-    run = training.train(lh.uri, batches, seed=config.seed, max_epochs=config.max_epochs)
+    run = training.train(
+        lh.uri,
+        batches,
+        seed=config.seed,
+        max_epochs=config.max_epochs,
+        resume_from=config.resume_from,
+    )
     lh.write_json(
         CANDIDATE_POINTER,
         {

@@ -2,7 +2,13 @@
 
 from fraud_assets.resources.lakehouse import LakehouseResource
 from fraud_assets.resources.landing import LandedFile, LocalLanding
-from fraud_assets.resources.training import MetaflowTraining, TrainingRun
+from fraud_assets.resources.training import (
+    MetaflowTraining,
+    StepFunctionsTraining,
+    Training,
+    TrainingRun,
+    training_for,
+)
 from fraud_assets.resources.warehouse import DuckDBWarehouse
 
 __all__ = [
@@ -11,5 +17,8 @@ __all__ = [
     "LandedFile",
     "LocalLanding",
     "MetaflowTraining",
+    "StepFunctionsTraining",
+    "Training",
     "TrainingRun",
+    "training_for",
 ]

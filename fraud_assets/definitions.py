@@ -18,7 +18,7 @@ from fraud_assets.resources import (
     DuckDBWarehouse,
     LakehouseResource,
     LocalLanding,
-    MetaflowTraining,
+    training_for,
 )
 from fraud_assets.sensors import landing_sensor_for
 
@@ -40,10 +40,7 @@ def local_resources(env: Mapping[str, str]) -> dict[str, Any]:
         "landing": LocalLanding(
             path=env.get("LANDING_URI") or os.path.join(lakehouse_root, "landing")
         ),
-        "training": MetaflowTraining(
-            datastore_root=env.get("METAFLOW_DATASTORE_SYSROOT_LOCAL") or cwd,
-            max_workers=int(env.get("FRAUD_TRAINING_WORKERS", "2")),
-        ),
+        "training": training_for(env, env.get("METAFLOW_DATASTORE_SYSROOT_LOCAL") or cwd),
         "warehouse": DuckDBWarehouse(
             database=env.get("DUCKDB_PATH") or os.path.join(cwd, ".warehouse", "fraud.duckdb")
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from itertools import product
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,6 +23,20 @@ class GridPoint(_Strict):
     dropout: float = Field(ge=0.0, lt=1.0)
     lr: float = Field(gt=0.0, lt=1.0)
     batch_size: int = Field(ge=64, le=65536)
+
+
+class SearchSpace(_Strict):
+    """Values to try per hyperparameter; the grid is every combination of them."""
+
+    hidden: list[list[int]] = Field(min_length=1)
+    dropout: list[float] = Field(min_length=1)
+    lr: list[float] = Field(min_length=1)
+    batch_size: list[int] = Field(min_length=1)
+
+    def points(self) -> list[GridPoint]:
+        names = list(SearchSpace.model_fields)
+        values = [getattr(self, name) for name in names]
+        return [GridPoint(**dict(zip(names, combo, strict=True))) for combo in product(*values)]
 
 
 class TrainingKnobs(_Strict):
@@ -44,7 +59,7 @@ class DecisionSettings(_Strict):
 class TrainingSettings(_Strict):
     """Everything the flow needs besides its run-time parameters."""
 
-    grid: list[GridPoint] = Field(min_length=1)
+    search: SearchSpace
     training: TrainingKnobs
     split: SplitSettings
     decision: DecisionSettings
@@ -59,5 +74,7 @@ class TrainingSettings(_Strict):
 
 
 def parse_settings(text: str) -> dict[str, Any]:
-    """Metaflow ``Config`` parser: JSON text in, validated plain dict out."""
-    return TrainingSettings.model_validate(json.loads(text)).model_dump()
+    """Metaflow ``Config`` parser: JSON text in, validated plain dict out (with the expanded
+    ``grid``: one point per combination of the search space's values)."""
+    settings = TrainingSettings.model_validate(json.loads(text))
+    return {**settings.model_dump(), "grid": [p.model_dump() for p in settings.search.points()]}

@@ -13,7 +13,7 @@ export METAFLOW_DATASTORE_SYSROOT_LOCAL ?= $(CURDIR)
 export DUCKDB_PATH ?= $(CURDIR)/.warehouse/fraud.duckdb
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast lint format serve ui materialize simulate clean help
+.PHONY: install demo test test-fast lint format serve ui materialize simulate clean help bench bench-quick
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,12 @@ materialize: $(STAMP)  ## ingest new landing files, train, score, report (in-pro
 
 simulate: $(STAMP)  ## write simulated claims files into the landing zone
 	$(BIN)/fraud simulate --out $(LAKEHOUSE_URI)/landing --format mixed --bad-fraction 0.003
+
+bench: $(STAMP)  ## every benchmark at full size (tens of minutes): bench/RESULTS.md
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP)  ## every benchmark at small size (a few minutes): bench/RESULTS-quick.md
+	$(BIN)/python -m bench.run --quick
 
 clean:  ## remove generated data (lakehouse, warehouse, Metaflow and Dagster state)
 	rm -rf .lakehouse .warehouse .metaflow .dagster_home reports

@@ -15,6 +15,7 @@ Steps:
 from __future__ import annotations
 
 import os
+import time
 
 from metaflow import Config, FlowSpec, Parameter, card, current, resources, retry, step, timeout
 
@@ -95,7 +96,10 @@ class FraudTrainingFlow(FlowSpec):
             seed=self.seed,
         )
         split = self._split()
+        started = time.perf_counter()
         result = fit(split.train, split.val, config, threads=self.threads_per_branch)
+        self.fit_seconds = time.perf_counter() - started
+        self.train_rows = len(split.train)
         self.val_ap = result.best_val_ap
         self.best_epoch = result.best_epoch
         self.epochs_run = result.epochs_run

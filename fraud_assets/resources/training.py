@@ -94,8 +94,16 @@ class MetaflowTraining(Training):
     """
 
     datastore_root: str
-    max_workers: int = 2
     user: str = "fraud-pipeline"
+    config_file: str = ""
+    """Training settings to use instead of metaflow_jobs/config/training.json (same schema)."""
+
+    def settings(self) -> dict[str, Any]:
+        """The validated training settings this resource runs the flow with."""
+        from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
+
+        with open(self.config_file or DEFAULT_CONFIG) as fh:
+            return parse_settings(fh.read())
 
     def env(self) -> dict[str, str]:
         return {
@@ -115,13 +123,17 @@ class MetaflowTraining(Training):
         resume_from: str = "",
     ) -> TrainingRun:
         """Run the flow (or resume ``resume_from``, reusing its finished steps) and wait."""
-        runner = _metaflow_runner()(FLOW_FILE, show_output=False, env=self.env())
+        options = {"config": [("settings", self.config_file)]} if self.config_file else {}
+        runner = _metaflow_runner()(FLOW_FILE, show_output=False, env=self.env(), **options)
         params = self.flow_parameters(lakehouse_uri, batches, seed, max_epochs)
+        # Parallel branches: the config file's max_workers, which the flow also uses to give
+        # each branch its share of the cores (one source of truth).
+        workers = self.settings()["max_workers"]
         if resume_from:
             # Parameters are the origin run's: resume re-runs the failed step and after.
-            executing = runner.resume(origin_run_id=resume_from, max_workers=self.max_workers)
+            executing = runner.resume(origin_run_id=resume_from, max_workers=workers)
         else:
-            executing = runner.run(max_workers=self.max_workers, **params)
+            executing = runner.run(max_workers=workers, **params)
         with executing as running:
             if running.status != "successful":
                 tail = (running.stderr or "")[-4000:]
@@ -239,7 +251,7 @@ def training_for(env: Mapping[str, str], datastore_root: str) -> Training:
     mode = env.get("FRAUD_TRAINING", "local")
     if mode == "local":
         return MetaflowTraining(
-            datastore_root=datastore_root, max_workers=int(env.get("FRAUD_TRAINING_WORKERS", "2"))
+            datastore_root=datastore_root, config_file=env.get("FRAUD_TRAINING_CONFIG", "")
         )
     if mode == "step-functions":
         return StepFunctionsTraining(

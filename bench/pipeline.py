@@ -1,0 +1,321 @@
+"""Pipeline benchmarks: what Dagster + Metaflow cost on top of the work, how it scales, and
+how good the model is.
+
+Figures:
+  pipeline_overhead   whole graph through Dagster + Metaflow / the same fraud_core functions
+                      called directly in one process, same claims, same fixed epochs
+  pipeline_wall       the orchestrated wall time, with a per-asset breakdown in its notes
+  pipeline_scaling    time and peak memory at three sizes: exponents of a log-log fit
+  peak_memory         peak resident memory of the 1M-claim orchestrated pipeline
+  model_quality       champion AP / Bayes-optimal AP and / LightGBM AP (default training
+                      config, early stopping) on claims simulated with a seed tests never use
+
+Each measured pipeline runs in a fresh child process (``python -m bench.pipeline child ...``)
+so that runs do not share caches and peak memory is the run's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from bench.common import figure, peak_rss_mb, run_child
+
+SEED = 20_260  # never used by tests
+BATCHES = 4
+
+
+# --- child side: one pipeline run in this process ---------------------------------------------
+def _land(workdir: str, claims: int, seed: int) -> str:
+    from fraud_core.simulate import (
+        SimulationConfig,
+        inject_bad_rows,
+        simulate_claims,
+        split_into_batches,
+        write_landing_files,
+    )
+
+    landing = os.path.join(workdir, ".lakehouse", "landing")
+    frame = inject_bad_rows(simulate_claims(SimulationConfig(n_claims=claims, seed=seed)), 0.002)
+    write_landing_files(split_into_batches(frame, BATCHES), landing, "parquet")
+    return landing
+
+
+def _orchestrated(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
+    from fraud_cli.orchestrate import Orchestrator, ensure_dagster_home
+
+    env = {
+        **os.environ,
+        "LAKEHOUSE_URI": os.path.join(workdir, ".lakehouse"),
+        "DUCKDB_PATH": os.path.join(workdir, "warehouse.duckdb"),
+        "METAFLOW_DATASTORE_SYSROOT_LOCAL": workdir,
+        "DAGSTER_HOME": ensure_dagster_home(os.path.join(workdir, ".dagster_home")),
+    }
+    jobs: dict[str, float] = {}
+    started = time.perf_counter()
+    orchestrator = Orchestrator(env)
+    for name, step in (
+        ("ingest", orchestrator.ingest_new_files),
+        ("train", lambda: orchestrator.train(seed=seed, max_epochs=max_epochs)),
+        ("score", lambda: orchestrator.score(orchestrator.batches())),
+        ("report", orchestrator.report),
+    ):
+        t0 = time.perf_counter()
+        outcome = step()
+        jobs[name] = time.perf_counter() - t0
+        if name == "train" and not outcome["gate_passed"]:
+            raise RuntimeError(f"the model gate failed: {outcome['gate_description']}")
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "jobs": jobs,
+        "assets": _asset_seconds(orchestrator.instance),
+        "test_metrics": _champion_metrics(env["LAKEHOUSE_URI"]),
+    }
+
+
+def _asset_seconds(instance: Any) -> dict[str, float]:
+    """Seconds per step (asset or check) summed over all runs, from Dagster's event log."""
+    from dagster import DagsterEventType
+
+    totals: dict[str, float] = {}
+    for record in instance.get_run_records():
+        starts: dict[str, float] = {}
+        for entry in instance.all_logs(
+            record.dagster_run.run_id,
+            of_type={DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS},
+        ):
+            key = entry.step_key or "?"
+            if entry.dagster_event.event_type == DagsterEventType.STEP_START:
+                starts[key] = entry.timestamp
+            elif key in starts:
+                totals[key] = totals.get(key, 0.0) + entry.timestamp - starts.pop(key)
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def _champion_metrics(lakehouse_uri: str) -> dict[str, Any]:
+    from fraud_core.lakehouse import Lakehouse
+    from fraud_core.model.bundle import load_champion
+
+    return dict(load_champion(Lakehouse(lakehouse_uri)).metrics.get("test", {}))
+
+
+def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
+    """The same work as the graph, as a hand-written script would do it: fraud_core calls."""
+    import duckdb
+
+    from expectations.claims import validate_claims
+    from fraud_core import drift, plots
+    from fraud_core.features import NUMERIC_FEATURES
+    from fraud_core.lakehouse import QUARANTINE, RAW, Lakehouse, batch_id_for_file
+    from fraud_core.landing import read_claims_file
+    from fraud_core.metrics import cost_optimal_threshold, pr_curve
+    from fraud_core.model.bundle import ModelBundle
+    from fraud_core.model.calibration import fit_platt
+    from fraud_core.model.train import TrainConfig, fit
+    from fraud_core.pipeline import aggregate_metrics, featurize_batch, score_batch
+    from fraud_core.training import (
+        compare_on_test,
+        lightgbm_baseline,
+        load_labelled_features,
+        time_split,
+    )
+    from fraud_core.warehouse import create_table_sql, merge_sql
+    from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
+
+    with open(DEFAULT_CONFIG) as fh:
+        settings = parse_settings(fh.read())
+    threads = os.cpu_count() or 1
+    lh = Lakehouse(os.path.join(workdir, ".lakehouse"))
+    landing = os.path.join(workdir, ".lakehouse", "landing")
+    started = time.perf_counter()
+    batches = []
+    for name in sorted(os.listdir(landing)):
+        with open(os.path.join(landing, name), "rb") as fh:
+            result = validate_claims(read_claims_file(name, fh.read()))
+        batch = batch_id_for_file(name)
+        lh.write_batch(RAW, batch, result.valid)
+        lh.write_batch(QUARANTINE, batch, result.quarantined)
+        featurize_batch(lh, batch)
+        batches.append(batch)
+    split = time_split(
+        load_labelled_features(lh),
+        settings["split"]["val_fraction"],
+        settings["split"]["test_fraction"],
+    )
+    knobs = settings["training"]
+    fits = [
+        fit(
+            split.train,
+            split.val,
+            TrainConfig(
+                hidden=point["hidden"],
+                dropout=point["dropout"],
+                lr=point["lr"],
+                batch_size=point["batch_size"],
+                embedding_dim=knobs["embedding_dim"],
+                weight_decay=knobs["weight_decay"],
+                max_epochs=max_epochs or knobs["max_epochs"],
+                patience=knobs["patience"],
+                seed=seed,
+            ),
+            threads=threads,
+        )
+        for point in settings["grid"]
+    ]
+    best = max(fits, key=lambda f: f.best_val_ap)
+    y_val = split.val["is_fraud"].to_numpy(dtype=bool)
+    candidate = ModelBundle(best.net, best.vocabulary, (1.0, 0.0), 0.5, "candidate")
+    calibration = fit_platt(candidate.logits(split.val), y_val)
+    bundle = ModelBundle(best.net, best.vocabulary, calibration, 0.5, "direct-1")
+    bundle.threshold = cost_optimal_threshold(
+        y_val,
+        bundle.predict_proba(split.val),
+        split.val["claimed_amount"].to_numpy(),
+        settings["decision"]["investigation_cost"],
+    )
+    scores = bundle.predict_proba(split.test)
+    baseline = lightgbm_baseline(split, dict(settings["lightgbm"]), threads)
+    test_metrics = compare_on_test(
+        split.test, {"model": scores, "lightgbm": baseline}, settings["decision"]["precision_k"]
+    )
+    y_test = split.test["is_fraud"].to_numpy(dtype=bool)
+    curves = {}
+    for name, s in (("model", scores), ("lightgbm", baseline)):
+        precision, recall = pr_curve(y_test, s)
+        curves[name] = (precision, recall, test_metrics[name]["average_precision"])
+    plots.pr_curves_png(curves, "precision-recall")
+    plots.calibration_png(scores, y_test)
+    bundle.reference_profile = drift.profile(split.train, NUMERIC_FEATURES)
+    bundle.reference_profile["score"] = drift.profile(split.test.assign(score=scores), ["score"])[
+        "score"
+    ]
+    bundle.metrics = {"test": test_metrics}
+    bundle.lineage = {"training_batches": batches, "split": split.describe()}
+    bundle.save(lh)
+    lh.set_champion({"version": bundle.version})
+    for batch in batches:
+        score_batch(lh, batch, bundle)
+    table = aggregate_metrics(lh, {bundle.version: bundle})
+    con = duckdb.connect(os.path.join(workdir, "warehouse.duckdb"))
+    try:
+        con.execute(create_table_sql("FRAUD_MODEL_METRICS"))
+        con.register("staging", table)
+        con.execute(merge_sql("FRAUD_MODEL_METRICS", "staging"))
+    finally:
+        con.close()
+    return {"seconds": time.perf_counter() - started, "test_metrics": test_metrics}
+
+
+def child(mode: str, claims: int, max_epochs: int, seed: int) -> dict[str, Any]:
+    workdir = tempfile.mkdtemp(prefix=f"bench-{mode}-")
+    try:
+        _land(workdir, claims, seed)
+        result = (_orchestrated if mode == "orchestrated" else _direct)(workdir, max_epochs, seed)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["claims"] = claims
+    return result
+
+
+# --- parent side: the figures -------------------------------------------------------------------
+def _once(mode: str, claims: int, max_epochs: int, seed: int = SEED) -> dict[str, Any]:
+    args = ["child", mode, str(claims), str(max_epochs), str(seed)]
+    return run_child("bench.pipeline", args, env={"USERNAME": os.environ.get("USERNAME", "bench")})
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    size = 30_000 if quick else 1_000_000
+    sizes = [20_000, 30_000, 45_000] if quick else [100_000, 1_000_000, 3_000_000]
+    epochs = 4 if quick else 3  # fixed work per candidate: the ratio compares orchestration
+    repeats = 1 if quick else 1  # one run takes minutes at 1M claims
+    orchestrated = [_once("orchestrated", size, epochs) for _ in range(repeats)]
+    direct = [_once("direct", size, epochs) for _ in range(repeats)]
+    ratio = [o["seconds"] / d["seconds"] for o, d in zip(orchestrated, direct, strict=True)]
+    breakdown = ", ".join(f"{k} {v:.1f}s" for k, v in list(orchestrated[0]["assets"].items())[:8])
+    jobs = ", ".join(f"{k} {v:.1f}s" for k, v in orchestrated[0]["jobs"].items())
+    figures = [
+        figure(
+            "pipeline_overhead",
+            ratio,
+            "x",
+            goal="<= 1.2",
+            anchor=f"direct fraud_core calls: {direct[0]['seconds']:.1f} s",
+            notes=f"{size:,} claims, {BATCHES} files, {epochs} epochs per candidate, "
+            f"side by side in one benchmark run",
+        ),
+        figure(
+            "pipeline_wall",
+            [o["seconds"] for o in orchestrated],
+            "s",
+            notes=f"{size:,} claims through Dagster + Metaflow; jobs: {jobs}; "
+            f"slowest steps: {breakdown}",
+        ),
+        figure(
+            "peak_memory",
+            [o["peak_rss_mb"] for o in orchestrated],
+            "MB",
+            goal="<= 4096",
+            notes=f"largest single process, {size:,}-claim orchestrated pipeline "
+            f"(direct path: {direct[0]['peak_rss_mb']:.0f} MB)",
+        ),
+    ]
+    scaling = [_once("orchestrated", n, epochs) for n in sizes]
+    x = np.log(np.array(sizes, dtype=float))
+    time_exp = float(np.polyfit(x, np.log([s["seconds"] for s in scaling]), 1)[0])
+    mem_exp = float(np.polyfit(x, np.log([s["peak_rss_mb"] for s in scaling]), 1)[0])
+    points = "; ".join(
+        f"{n:,}: {s['seconds']:.1f} s, {s['peak_rss_mb']:.0f} MB"
+        for n, s in zip(sizes, scaling, strict=True)
+    )
+    figures += [
+        figure("pipeline_scaling_time_exponent", [time_exp], "", goal="<= 1.1", notes=points),
+        figure("pipeline_scaling_memory_exponent", [mem_exp], "", goal="<= 1.1", notes=points),
+    ]
+    quality = _once("orchestrated", size, 0 if not quick else 3, seed=SEED + 1)["test_metrics"]
+    model, bayes, lgbm = quality["model"], quality["bayes_optimal"], quality["lightgbm"]
+    figures += [
+        figure(
+            "model_quality_vs_bayes",
+            [model["average_precision"] / bayes["average_precision"]],
+            "x",
+            goal=">= 0.9",
+            anchor=f"Bayes-optimal AP {bayes['average_precision']:.4f}",
+            notes=f"champion AP {model['average_precision']:.4f} on {model['n']:,} held-out "
+            f"claims ({model['positives']} frauds), seed {SEED + 1}",
+        ),
+        figure(
+            "model_quality_vs_lightgbm",
+            [model["average_precision"] / lgbm["average_precision"]],
+            "x",
+            goal=">= 1.0",
+            anchor=f"LightGBM AP {lgbm['average_precision']:.4f}",
+            notes="same features and split, native lgb.train with early stopping",
+        ),
+    ]
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("child")
+    c.add_argument("mode", choices=["orchestrated", "direct"])
+    c.add_argument("claims", type=int)
+    c.add_argument("max_epochs", type=int)
+    c.add_argument("seed", type=int)
+    r = sub.add_parser("run")
+    r.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.cmd == "child":
+        print(json.dumps(child(args.mode, args.claims, args.max_epochs, args.seed), default=str))
+    else:
+        print(json.dumps(run(args.quick), indent=2, default=str))

@@ -1,0 +1,143 @@
+"""One command for every benchmark: ``python -m bench.run [--quick] [--only a,b]``.
+
+Writes ``bench/results/latest.json`` (``quick.json`` with --quick): one entry per figure with
+median, min, max, runs and the environment, and ``bench/RESULTS.md`` (``RESULTS-quick.md``):
+a table with each figure beside its anchor and goal. A slot whose module does not exist yet is
+reported as "not yet measured"; nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from bench.common import ROOT, not_measured
+
+# (slot, module, what it measures). Issues add their module; the slot is there before it.
+SLOTS: tuple[tuple[str, str, str], ...] = (
+    ("pipeline", "bench.pipeline", "overhead, scaling, peak memory, model quality"),
+    ("features", "bench.features", "claim_features vs a plain DuckDB implementation"),
+    ("training", "bench.training", "search speed-up, training throughput in the flow"),
+    ("gx_suite", "bench.gx", "claims suite and drift check over 1M claims"),
+    ("landing", "bench.landing", "sensor tick with 10,000 files seen, ingest throughput"),
+    ("replicate", "bench.replicate", "metrics replication to the warehouse"),
+    ("serve", "bench.serve", "scoring API under load"),
+)
+
+
+def environment() -> dict[str, Any]:
+    def pkg(name: str) -> str:
+        try:
+            return version(name)
+        except Exception:
+            return "not installed"
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit or "unknown",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "packages": {
+            name: pkg(name) for name in ("torch", "dagster", "metaflow", "duckdb", "pandas")
+        },
+    }
+
+
+def run_slots(quick: bool, only: set[str] | None) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    slots = [s for s in SLOTS if only is None or s[0] in only]
+    for slot, module_name, what in tqdm(slots, desc="benchmarks", unit="slot"):
+        started = time.perf_counter()
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            entries.append({"slot": slot, **not_measured(slot, f"{what}: no {module_name} yet")})
+            continue
+        for fig in module.run(quick):
+            entries.append({"slot": slot, **fig})
+        tqdm.write(f"{slot}: done in {time.perf_counter() - started:.0f} s")
+    return entries
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "not yet measured"
+    if isinstance(value, float):
+        text = f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".strip()
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [
+        f"# Benchmark results ({'quick' if report['quick'] else 'full'})",
+        "",
+        f"Commit {env['commit']}, {env['date']}, {env['cpus']} CPUs, Python {env['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+        + ".",
+        "Values are medians of the measured runs (warm-up runs excluded; `runs` in the JSON);"
+        " ratios are measured side by side in the same run. Regenerate: "
+        + ("`make bench-quick`." if report["quick"] else "`make bench`."),
+        "",
+        "| slot | figure | value | goal | met | anchor | runs | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in report["figures"]:
+        met = {True: "yes", False: "**no**", None: ""}[e.get("goal_met")]
+        runs = len(e.get("runs", [])) or ""
+        notes = str(e.get("notes", "")).replace("|", "/")
+        lines.append(
+            f"| {e['slot']} | {e['name']} | {_fmt(e.get('value'), e.get('unit', ''))} | "
+            f"{e.get('goal') or ''} | {met} | {e.get('anchor') or ''} | {runs} | {notes} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    parser.add_argument("--only", default="", help="comma-separated slots")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench"), help="output folder")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("USERNAME", "fraud-bench")
+    only = {s.strip() for s in args.only.split(",") if s.strip()} or None
+    report = {
+        "quick": args.quick,
+        "environment": environment(),
+        "figures": run_slots(args.quick, only),
+    }
+    results = os.path.join(args.out, "results")
+    os.makedirs(results, exist_ok=True)
+    name = "quick" if args.quick else "latest"
+    with open(os.path.join(results, f"{name}.json"), "w") as fh:
+        json.dump(report, fh, indent=2, default=str)
+    table = markdown(report)
+    with open(
+        os.path.join(args.out, "RESULTS-quick.md" if args.quick else "RESULTS.md"), "w"
+    ) as fh:
+        fh.write(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

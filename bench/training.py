@@ -1,0 +1,138 @@
+"""Training benchmarks: the parallel search and the cost of training inside the flow.
+
+search_speedup       4 candidates, FraudTrainingFlow with 2 workers vs 1 worker (wall time of
+                     the whole run, same data, same fixed epochs); goal <= 0.6
+training_throughput  rows/s of fit() inside the flow's train step vs a bare torch loop on the
+                     same tensors, same network, batch size, epochs and threads; goal >= 0.9
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.common import figure
+from fraud_assets.resources.training import MetaflowTraining
+from fraud_core.lakehouse import RAW, Lakehouse
+from fraud_core.pipeline import featurize_batch
+from fraud_core.schema import coerce_claims
+from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches
+from metaflow_jobs.settings import DEFAULT_CONFIG
+
+EPOCHS = 3
+
+
+def _lakehouse(root: str, claims: int) -> Lakehouse:
+    lh = Lakehouse(root)
+    frame = simulate_claims(SimulationConfig(n_claims=claims, seed=20_262))
+    for i, batch in enumerate(split_into_batches(frame, 3)):
+        lh.write_batch(RAW, f"b{i}", coerce_claims(batch).frame)
+    for i in range(3):
+        featurize_batch(lh, f"b{i}")
+    return lh
+
+
+def _config(root: str, workers: int) -> str:
+    with open(DEFAULT_CONFIG) as fh:
+        config = json.load(fh)
+    config["search"] = {
+        "hidden": [[64, 32], [128, 64]],
+        "dropout": [0.1],
+        "lr": [0.003, 0.001],
+        "batch_size": [2048],
+    }
+    config["max_workers"] = workers
+    config["training"]["patience"] = EPOCHS + 1  # every candidate runs exactly EPOCHS epochs
+    path = os.path.join(root, f"search-{workers}.json")
+    with open(path, "w") as fh:
+        json.dump(config, fh)
+    return path
+
+
+def _flow_run(root: str, lh: Lakehouse, workers: int) -> tuple[float, Any]:
+    training = MetaflowTraining(
+        datastore_root=os.path.join(root, f"mf{workers}"), config_file=_config(root, workers)
+    )
+    started = time.perf_counter()
+    result = training.train(lh.uri, [], seed=0, max_epochs=EPOCHS)
+    return time.perf_counter() - started, result
+
+
+def _bare_loop(lh: Lakehouse, threads: int) -> float:
+    """rows/s of the plainest loop over the same tensors (no validation, no early stopping)."""
+    from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+    from fraud_core.model.network import FraudNet, NetConfig
+    from fraud_core.model.preprocessing import Vocabulary
+    from fraud_core.model.train import encode
+    from fraud_core.training import load_labelled_features, time_split
+
+    split = time_split(load_labelled_features(lh), 0.15, 0.15)
+    vocab = Vocabulary.fit(split.train, CATEGORICAL_FEATURES)
+    x_num, x_cat = encode(split.train, vocab)
+    y = torch.from_numpy(split.train["is_fraud"].to_numpy(dtype=np.float32))
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = FraudNet(
+        NetConfig(list(NUMERIC_FEATURES), [len(v) for v in vocab.values.values()], [64, 32])
+    )
+    net.standardize.fit(x_num)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=0.003)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    started = time.perf_counter()
+    for _ in range(EPOCHS):
+        order = torch.randperm(len(y))
+        for i in range(0, len(y), 2048):
+            idx = order[i : i + 2048]
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(net(x_num[idx], x_cat[idx]), y[idx]).backward()
+            optimizer.step()
+    return len(y) * EPOCHS / (time.perf_counter() - started)
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    claims = 30_000 if quick else 300_000
+    root = tempfile.mkdtemp(prefix="bench-training-")
+    try:
+        lh = _lakehouse(os.path.join(root, "lake"), claims)
+        one, _ = _flow_run(root, lh, workers=1)
+        two, result = _flow_run(root, lh, workers=2)
+        from metaflow import Run
+
+        tasks = list(Run(result.pathspec)["train"].tasks())
+        in_flow = [t.data.train_rows * t.data.epochs_run / t.data.fit_seconds for t in tasks]
+        threads = tasks[0].data.threads_per_branch
+        bare = _bare_loop(lh, threads)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    ratio = float(np.median(in_flow)) / bare
+    return [
+        figure(
+            "search_speedup",
+            [two / one],
+            "x",
+            goal="<= 0.6",
+            anchor=f"1 worker: {one:.1f} s, 2 workers: {two:.1f} s",
+            notes=f"4 candidates, {claims:,} claims, {EPOCHS} epochs each, whole flow run",
+        ),
+        figure(
+            "training_throughput",
+            [ratio],
+            "x",
+            goal=">= 0.9",
+            anchor=f"bare torch loop: {bare:,.0f} rows/s ({threads} thread(s))",
+            notes=f"in the flow: {np.median(in_flow):,.0f} rows/s per branch (fit() incl. "
+            "per-epoch validation AP), branches run side by side",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    print(json.dumps(run("--quick" in sys.argv), indent=2))

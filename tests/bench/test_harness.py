@@ -1,0 +1,25 @@
+"""The benchmark harness runs end to end on small data (so it cannot rot unnoticed)."""
+
+import json
+
+from bench.common import figure, goal_met
+from bench.run import main
+
+
+def test_harness_writes_json_and_table(tmp_path) -> None:
+    assert main(["--quick", "--only", "features,gx_suite", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "results" / "quick.json").read_text())
+    assert report["environment"]["cpus"] >= 1 and report["quick"] is True
+    by_name = {f["name"]: f for f in report["figures"]}
+    measured = by_name["features_vs_duckdb"]
+    assert measured["value"] > 0 and len(measured["runs"]) >= 1 and measured["warmup"] == 1
+    assert by_name["gx_suite"]["status"] == "not yet measured"  # a slot without its module
+    table = (tmp_path / "RESULTS-quick.md").read_text()
+    assert "| features | features_vs_duckdb |" in table and "not yet measured" in table
+
+
+def test_figures_and_goals() -> None:
+    f = figure("x", [3.0, 1.0, 2.0], "s", goal="<= 2.5")
+    assert (f["value"], f["min"], f["max"], f["goal_met"]) == (2.0, 1.0, 3.0, True)
+    assert goal_met(0.95, ">= 0.9") is True and goal_met(1.3, "<= 1.2") is False
+    assert goal_met(1.0, None) is None

@@ -158,7 +158,7 @@ def simulate_claims(config: SimulationConfig | None = None) -> pd.DataFrame:
     # --- what happened, how much ------------------------------------------------------------
     incident = rng.choice(len(schema.INCIDENT_TYPES), size=n, p=_INCIDENT_P)
     medians = np.array([_AMOUNT_MEDIAN[k] for k in schema.INCIDENT_TYPES])
-    amount = medians[incident] * rng.lognormal(0.0, 0.6, n) * (1.0 + 0.35 * late)
+    amount = medians[incident] * rng.lognormal(0.0, 0.6, n) * (1.0 + 0.8 * late)
     provider = rng.integers(0, n_providers, n)
     at_ring = ring[provider]
     amount = np.where(at_ring, amount * rng.uniform(1.4, 2.4, n), amount)
@@ -166,7 +166,7 @@ def simulate_claims(config: SimulationConfig | None = None) -> pd.DataFrame:
     deductible = holder_deductible[holder]
     report_delay = np.minimum(rng.geometric(0.25, n) - 1, 25)
     # Near-limit-late: amount just under the limit, reported late (more of it under drift).
-    nll = rng.random(n) < 0.012 * (1.0 + 3.0 * late)
+    nll = rng.random(n) < 0.012 * (1.0 + 6.0 * late)
     amount = np.where(nll, limit * rng.uniform(0.9, 0.995, n), amount)
     report_delay = np.where(nll, rng.integers(31, 120, n), report_delay)
     # Some honest claims are reported late too, and some large honest claims hit the limit.

@@ -33,7 +33,8 @@ def champion_lakehouse(
     The champion is trained directly with fraud_core (no Metaflow: fast); the full graph test
     covers the Metaflow path. Batch ids: b0, b1, b2.
     """
-    from fraud_core.gate import GateConfig  # noqa: F401  (import check: gate importable)
+    from fraud_core import drift
+    from fraud_core.features import NUMERIC_FEATURES
     from fraud_core.model.bundle import ModelBundle
     from fraud_core.model.calibration import fit_platt
     from fraud_core.model.train import TrainConfig, fit
@@ -59,6 +60,11 @@ def champion_lakehouse(
         metrics={"test": {"model": {"average_precision": result.best_val_ap}}},
         lineage={"training_batches": ["b0", "b1", "b2"], "split": split.describe()},
     )
+    bundle.reference_profile = drift.profile(split.train, NUMERIC_FEATURES)
+    test_scores = bundle.predict_proba(split.test)
+    bundle.reference_profile["score"] = drift.profile(
+        pd.DataFrame({"score": test_scores}), ["score"]
+    )["score"]
     bundle.save(lh)
     lh.set_champion({"version": bundle.version})
     return root

@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from fraud_assets.monitoring import FEATURE_DRIFT_CHECK, drift_check, drift_spec
 from fraud_assets.partitions import landing_batches
 from fraud_assets.resources import LakehouseResource
+from fraud_core.drift import FEATURE_DRIFT, MONITORED_FEATURES
 from fraud_core.features import NUMERIC_FEATURES
 from fraud_core.lakehouse import FEATURES
 from fraud_core.pipeline import featurize_batch
@@ -13,18 +15,27 @@ from fraud_core.pipeline import featurize_batch
     partitions_def=landing_batches,
     deps=["raw_claims"],
     group_name="claims",
+    check_specs=[drift_spec(FEATURE_DRIFT_CHECK, "claim_features")],
 )
-def claim_features(
-    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
-) -> dg.MaterializeResult:
+def claim_features(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):  # type: ignore[no-untyped-def]
     """Model features per claim: amounts, timing and history per policyholder and provider."""
     lh = lakehouse.get()
-    features = featurize_batch(lh, context.partition_key)
+    batch_id = context.partition_key
+    features = featurize_batch(lh, batch_id)
     means = features[list(NUMERIC_FEATURES)].mean().round(4).to_dict()
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(features),
-            "uri": dg.MetadataValue.path(lh.url(lh.batch_file(FEATURES, context.partition_key))),
+            "uri": dg.MetadataValue.path(lh.url(lh.batch_file(FEATURES, batch_id))),
             "feature_means": dg.MetadataValue.json(means),
         }
+    )
+    yield drift_check(
+        lh,
+        batch_id,
+        features,
+        MONITORED_FEATURES,
+        FEATURE_DRIFT,
+        FEATURE_DRIFT_CHECK,
+        "claim_features",
     )

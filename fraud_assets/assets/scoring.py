@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from fraud_assets.monitoring import SCORE_DRIFT_CHECK, drift_check, drift_spec
 from fraud_assets.partitions import landing_batches
 from fraud_assets.resources import LakehouseResource
+from fraud_core.drift import SCORE_DRIFT
 from fraud_core.lakehouse import SCORES
 from fraud_core.model.bundle import load_champion
 from fraud_core.pipeline import score_batch
@@ -14,6 +16,7 @@ from fraud_core.pipeline import score_batch
     deps=["claim_features", "champion_model"],
     group_name="scoring",
     output_required=False,
+    check_specs=[drift_spec(SCORE_DRIFT_CHECK, "claim_scores")],
 )
 def claim_scores(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):  # type: ignore[no-untyped-def]
     """Fraud score (calibrated probability) and decision per claim, with the model version."""
@@ -36,4 +39,13 @@ def claim_scores(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
             "mean_score": float(scores["fraud_score"].mean()),
             "uri": dg.MetadataValue.path(lh.url(lh.batch_file(SCORES, context.partition_key))),
         },
+    )
+    yield drift_check(
+        lh,
+        context.partition_key,
+        scores.rename(columns={"fraud_score": "score"}),
+        ("score",),
+        SCORE_DRIFT,
+        SCORE_DRIFT_CHECK,
+        "claim_scores",
     )

@@ -1,0 +1,98 @@
+"""Drift: checks on real batches against the champion's reference, and the retraining loop."""
+
+import os
+import shutil
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from fraud_assets.assets import claim_features, claims_batch
+from fraud_assets.monitoring import drifting_streak, retraining_sensor_for
+from fraud_assets.resources import LakehouseResource, LocalLanding
+from fraud_core import drift
+from fraud_core.features import build_features
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.schema import coerce_claims
+from fraud_core.simulate import (
+    SimulationConfig,
+    simulate_claims,
+    split_into_batches,
+    write_landing_files,
+)
+
+
+def _features(drift_strength: float, seed: int = 3):
+    claims = simulate_claims(SimulationConfig(n_claims=60_000, seed=seed, drift=drift_strength))
+    return build_features(coerce_claims(claims.drop(columns="scenario")).frame)
+
+
+def test_statistics_separate_drift_from_noise() -> None:
+    calm, shifted = _features(0.0), _features(1.0)
+    parts = np.array_split(np.arange(len(calm)), 10)
+    reference = drift.profile(calm.iloc[np.concatenate(parts[:4])], drift.MONITORED_FEATURES)
+    for i in range(4, 10):  # same distribution: no alarm on any batch
+        table = drift.drift_table(reference, calm.iloc[parts[i]], drift.MONITORED_FEATURES)
+        assert not table["drifting"].any(), table
+    last = drift.drift_table(reference, shifted.iloc[parts[9]], drift.MONITORED_FEATURES)
+    assert last.set_index("column").loc["log_amount", "drifting"]
+
+
+@pytest.fixture
+def lake(champion_lakehouse, tmp_path) -> Lakehouse:
+    root = tmp_path / "lake"
+    shutil.copytree(champion_lakehouse, root)
+    return Lakehouse(str(root))
+
+
+def _ingest_all(lh: Lakehouse, tmp_path, drift_strength: float) -> list[str]:
+    landing = tmp_path / f"landing-{drift_strength}"
+    claims = simulate_claims(
+        SimulationConfig(n_claims=30_000, seed=13, drift=drift_strength, id_prefix="NEW")
+    )
+    write_landing_files(split_into_batches(claims, 10), str(landing), "parquet")
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {
+        "lakehouse": LakehouseResource(uri=lh.uri),
+        "landing": LocalLanding(path=str(landing)),
+    }
+    batches = sorted(os.path.splitext(f)[0] for f in os.listdir(landing))
+    instance.add_dynamic_partitions("landing_batches", batches)
+    for batch in batches:
+        result = dg.materialize(
+            [claims_batch, claim_features],
+            partition_key=batch,
+            instance=instance,
+            resources=resources,
+        )
+        (check,) = [
+            c for c in result.get_asset_check_evaluations() if c.check_name == "feature_drift"
+        ]
+        assert check.severity == dg.AssetCheckSeverity.WARN  # drift warns, never blocks
+    return batches
+
+
+def _tick(lh: Lakehouse):
+    sensor = retraining_sensor_for(dg.define_asset_job("train", selection=["fraud_model"]), 2)
+    ctx = dg.build_sensor_context(resources={"lakehouse": LakehouseResource(uri=lh.uri)})
+    return sensor(ctx)
+
+
+@pytest.mark.slow
+def test_no_false_alarm_over_ten_calm_batches(lake: Lakehouse, tmp_path) -> None:
+    batches = _ingest_all(lake, tmp_path, 0.0)
+    records = lake.read_batches(drift.FEATURE_DRIFT)
+    assert set(records["batch_id"]) == set(batches)
+    assert not records["drifting"].any(), records[records["drifting"]]
+    assert isinstance(_tick(lake), dg.SkipReason)
+
+
+@pytest.mark.slow
+def test_persistent_drift_requests_a_retraining(lake: Lakehouse, tmp_path) -> None:
+    batches = _ingest_all(lake, tmp_path, 1.0)
+    streak = drifting_streak(lake, "fm-test-1")
+    assert len(streak) >= 2 and streak[-1] == batches[-1]  # the newest batches drift
+    request = _tick(lake)
+    assert isinstance(request, dg.RunRequest)
+    assert request.run_key == f"drift:fm-test-1:{batches[-1]}"
+    assert request.tags["fraud/trigger"] == "drift"

@@ -85,6 +85,20 @@ def _deploy_training(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    import os
+
+    from fraud_core.lakehouse import Lakehouse
+    from fraud_core.registry import rollback
+
+    uri = args.lakehouse or os.environ.get("LAKEHOUSE_URI") or ".lakehouse"
+    restored = rollback(Lakehouse(uri))
+    print(
+        f"champion is {restored['version']} again (rolled back from {restored['rolled_back_from']})"
+    )
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from serving.main import run
 
@@ -135,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument("--state-machine", default="FraudTrainingFlow")
     deploy.set_defaults(func=_deploy_training)
+
+    model = sub.add_parser("model", help="model registry operations")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    back = model_sub.add_parser("rollback", help="restore the previous champion")
+    back.add_argument("--lakehouse", default="", help="LAKEHOUSE_URI (default: environment)")
+    back.set_defaults(func=_rollback)
 
     serve = sub.add_parser("serve", help="FastAPI scoring service with the champion model")
     serve.add_argument("--host", default="127.0.0.1")

@@ -22,11 +22,15 @@ class GateConfig:
         min_average_precision: held-out AP the candidate must reach.
         max_ap_drop: how much worse than the champion (same claims) the candidate may be.
         max_calibration_error: bound on the expected calibration error of its probabilities.
+        max_directional_violations: share of suspicious claims whose score may drop (beyond
+            1e-3) when their fraud signal is pushed further (a network is not monotone by
+            construction; a few flat spots are tolerated, a trend is not).
     """
 
     min_average_precision: float = 0.05
     max_ap_drop: float = 0.02
     max_calibration_error: float = 0.02
+    max_directional_violations: float = 0.05
 
 
 @dataclass
@@ -77,4 +81,61 @@ def evaluate_gate(
     m["invariance_max_delta"] = float(np.max(np.abs(candidate.predict_proba(renamed) - scores)))
     if m["invariance_max_delta"] > 1e-9:
         failures.append(f"changing claim ids moved scores by {m['invariance_max_delta']:.2e}")
+    failures += _behaviour(candidate, holdout, config, m)
     return GateResult(not failures, failures, m)
+
+
+# Each fraud scenario as (which held-out claims show it, how to push its signal further, and
+# a clear case of it). Values are feature values, as fraud_core.features computes them.
+_SCENARIOS: dict[str, tuple[Any, dict[str, Any], dict[str, float]]] = {
+    "near_limit_late": (
+        lambda f: (f["amount_to_limit"] >= 0.9) & (f["report_delay_days"] > 30),
+        {"report_delay_days": lambda v: v + 30},
+        {"amount_to_limit": 0.97, "report_delay_days": 75.0},
+    ),
+    "early_claim": (
+        lambda f: f["days_since_policy_start"] < 30,
+        {"days_since_policy_start": lambda v: np.maximum(v // 2, 0)},
+        {"days_since_policy_start": 3.0},
+    ),
+    "claim_burst": (
+        lambda f: f["ph_claims_30d"] >= 2,
+        {"ph_claims_30d": lambda v: v + 2, "ph_claims_365d": lambda v: v + 2},
+        {"ph_claims_30d": 4.0, "ph_claims_365d": 5.0},
+    ),
+}
+
+
+def _behaviour(
+    candidate: ModelBundle, holdout: pd.DataFrame, config: GateConfig, m: dict[str, Any]
+) -> list[str]:
+    """Directional and minimum-functionality tests, per fraud scenario."""
+    failures = []
+    for name, (shows, push, clear) in _SCENARIOS.items():
+        rows = holdout[shows(holdout)]
+        if len(rows):
+            scores = candidate.predict_proba(rows)
+            pushed = rows.assign(**{col: fn(rows[col]) for col, fn in push.items()})
+            drop = scores - candidate.predict_proba(pushed)
+            share = float(np.mean(drop > 1e-3))
+            m[f"directional_{name}_violations"] = share
+            if share > config.max_directional_violations:
+                failures.append(
+                    f"directional: pushing {name} further lowered {share:.1%} of scores "
+                    f"(limit {config.max_directional_violations:.0%})"
+                )
+        # A clear case: a real held-out claim showing the scenario (its median-scored one, so
+        # the rest of the claim is consistent with it), with the signal set to a clear value.
+        base = (
+            rows.iloc[[int(np.argsort(scores)[len(scores) // 2])]]
+            if len(rows)
+            else holdout.iloc[[len(holdout) // 2]]
+        )
+        case_score = float(candidate.predict_proba(base.assign(**clear))[0])
+        m[f"clear_{name}_score"] = case_score
+        if case_score < candidate.threshold:
+            failures.append(
+                f"minimum functionality: a clear {name} case scores {case_score:.3f}, below "
+                f"the decision threshold {candidate.threshold:.3f}"
+            )
+    return failures

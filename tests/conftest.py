@@ -35,6 +35,7 @@ def champion_lakehouse(
     """
     from fraud_core import drift
     from fraud_core.features import NUMERIC_FEATURES
+    from fraud_core.metrics import cost_optimal_threshold
     from fraud_core.model.bundle import ModelBundle
     from fraud_core.model.calibration import fit_platt
     from fraud_core.model.train import TrainConfig, fit
@@ -50,12 +51,17 @@ def champion_lakehouse(
     config = TrainConfig(max_epochs=10, batch_size=512, lr=3e-3, patience=3)
     result = fit(split.train, split.val, config, threads=1)
     candidate = ModelBundle(result.net, result.vocabulary, (1.0, 0.0), 0.5, "fixture")
-    calibration = fit_platt(candidate.logits(split.val), split.val["is_fraud"].to_numpy(bool))
+    y_val = split.val["is_fraud"].to_numpy(bool)
+    calibration = fit_platt(candidate.logits(split.val), y_val)
+    calibrated = ModelBundle(result.net, result.vocabulary, calibration, 0.5, "fixture")
+    threshold = cost_optimal_threshold(
+        y_val, calibrated.predict_proba(split.val), split.val["claimed_amount"].to_numpy()
+    )
     bundle = ModelBundle(
         result.net,
         result.vocabulary,
         calibration,
-        threshold=0.05,
+        threshold=threshold,
         version="fm-test-1",
         metrics={"test": {"model": {"average_precision": result.best_val_ap}}},
         lineage={"training_batches": ["b0", "b1", "b2"], "split": split.describe()},

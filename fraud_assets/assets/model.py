@@ -8,6 +8,7 @@ import pandas as pd
 from fraud_assets.resources import LakehouseResource, Training
 from fraud_core.lakehouse import FEATURES
 from fraud_core.plots import markdown_image
+from fraud_core.registry import promote
 
 CANDIDATE_POINTER = "models/candidate.json"
 
@@ -81,14 +82,7 @@ def champion_model(
     """The promoted model: the pointer the scoring assets and the API follow."""
     lh = lakehouse.get()
     candidate = lh.read_json(CANDIDATE_POINTER)
-    previous = lh.champion()
-    pointer = {
-        **candidate,
-        "promoted_at": datetime.now(UTC).isoformat(),
-        "promoted_by_run": context.run_id,
-        "previous_version": previous["version"] if previous else None,
-    }
-    lh.set_champion(pointer)
+    pointer = promote(lh, {**candidate, "promoted_by_run": context.run_id})
     return dg.MaterializeResult(
         metadata={
             "model_version": pointer["version"],

@@ -85,6 +85,7 @@ def test_gate_passes_a_sane_candidate_and_blocks_a_bad_one(lakehouse: Lakehouse)
     assert len(holdout) > 1_000
     ok = evaluate_gate(candidate, None, holdout, GateConfig(max_calibration_error=0.05))
     assert ok.passed, ok.failures
+    assert ok.measurements["clear_near_limit_late_score"] >= candidate.threshold
     assert ok.measurements["invariance_max_delta"] == 0.0
     strict = evaluate_gate(candidate, None, holdout, GateConfig(min_average_precision=0.99))
     assert not strict.passed
@@ -97,6 +98,54 @@ def test_gate_passes_a_sane_candidate_and_blocks_a_bad_one(lakehouse: Lakehouse)
     worse = evaluate_gate(broken, candidate, holdout, GateConfig(min_average_precision=0.0))
     assert not worse.passed
     assert any("worse than champion fm-test-1" in f for f in worse.failures)
+
+
+class _Skewed(ModelBundle):
+    """A crafted bad model: the real network's scores, bent by ``bend(features, scores)``."""
+
+    bend = staticmethod(lambda features, scores: scores)
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        return np.clip(self.bend(features, super().predict_proba(features)), 0.0, 1.0)
+
+
+def _skewed(lakehouse: Lakehouse, bend) -> ModelBundle:
+    bundle = load_champion(lakehouse)
+    bad = _Skewed(bundle.net, bundle.vocabulary, bundle.calibration, bundle.threshold, "bad")
+    bad.bend = staticmethod(bend)
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("bend", "config", "failure"),
+    [
+        (lambda f, s: s * 3 + 0.02, GateConfig(), "expected calibration error"),
+        (
+            lambda f, s: s + f["claim_id"].map(hash).to_numpy() % 7 * 1e-4,
+            GateConfig(max_calibration_error=1.0),
+            "changing claim ids moved scores",
+        ),
+        (
+            lambda f, s: s - 1e-3 * f["report_delay_days"].to_numpy(),
+            GateConfig(max_calibration_error=1.0),
+            "directional: pushing near_limit_late further lowered",
+        ),
+        (
+            lambda f, s: np.where(f["ph_claims_30d"].to_numpy() >= 4, 0.0, s),
+            GateConfig(max_calibration_error=1.0),
+            "minimum functionality: a clear claim_burst case scores 0.000",
+        ),
+    ],
+)
+def test_each_gate_condition_blocks_a_crafted_bad_model(
+    lakehouse: Lakehouse, bend, config: GateConfig, failure: str
+) -> None:
+    bad = _skewed(lakehouse, bend)
+    result = evaluate_gate(
+        bad, None, holdout_of(lakehouse, bad.lineage or load_champion(lakehouse).lineage), config
+    )
+    assert not result.passed
+    assert any(failure in f for f in result.failures), result.failures
 
 
 def test_score_rises_with_suspicious_signals(lakehouse: Lakehouse) -> None:

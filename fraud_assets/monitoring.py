@@ -144,3 +144,26 @@ def retraining_sensor_for(job: Any, consecutive: int) -> dg.SensorDefinition:
         )
 
     return drift_retraining_sensor
+
+
+def contract_spec(name: str, asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name,
+        asset=asset,
+        blocking=True,
+        description=f"Great Expectations {asset} contract (expectations/); blocks downstream.",
+    )
+
+
+def contract_result(outcome: Any, check_name: str, asset_key: str) -> dg.AssetCheckResult:
+    """An AssetCheckResult from an expectations.runner.SuiteOutcome."""
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=outcome.success,
+        description=outcome.describe(),
+        metadata={
+            "expectations": outcome.evaluated,
+            "failed": dg.MetadataValue.json({k: str(v) for k, v in outcome.failed.items()}),
+        },
+    )

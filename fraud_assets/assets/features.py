@@ -2,7 +2,14 @@
 
 import dagster as dg
 
-from fraud_assets.monitoring import FEATURE_DRIFT_CHECK, drift_check, drift_spec
+from expectations.features import validate_features
+from fraud_assets.monitoring import (
+    FEATURE_DRIFT_CHECK,
+    contract_result,
+    contract_spec,
+    drift_check,
+    drift_spec,
+)
 from fraud_assets.partitions import landing_batches
 from fraud_assets.resources import LakehouseResource
 from fraud_core.drift import FEATURE_DRIFT, MONITORED_FEATURES
@@ -15,7 +22,10 @@ from fraud_core.pipeline import featurize_batch
     partitions_def=landing_batches,
     deps=["raw_claims"],
     group_name="claims",
-    check_specs=[drift_spec(FEATURE_DRIFT_CHECK, "claim_features")],
+    check_specs=[
+        contract_spec("features_contract", "claim_features"),
+        drift_spec(FEATURE_DRIFT_CHECK, "claim_features"),
+    ],
 )
 def claim_features(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):  # type: ignore[no-untyped-def]
     """Model features per claim: amounts, timing and history per policyholder and provider."""
@@ -30,6 +40,7 @@ def claim_features(context: dg.AssetExecutionContext, lakehouse: LakehouseResour
             "feature_means": dg.MetadataValue.json(means),
         }
     )
+    yield contract_result(validate_features(features), "features_contract", "claim_features")
     yield drift_check(
         lh,
         batch_id,

@@ -2,7 +2,14 @@
 
 import dagster as dg
 
-from fraud_assets.monitoring import SCORE_DRIFT_CHECK, drift_check, drift_spec
+from expectations.scores import validate_scores
+from fraud_assets.monitoring import (
+    SCORE_DRIFT_CHECK,
+    contract_result,
+    contract_spec,
+    drift_check,
+    drift_spec,
+)
 from fraud_assets.partitions import landing_batches
 from fraud_assets.resources import LakehouseResource
 from fraud_core.drift import SCORE_DRIFT
@@ -16,7 +23,10 @@ from fraud_core.pipeline import score_batch
     deps=["claim_features", "champion_model"],
     group_name="scoring",
     output_required=False,
-    check_specs=[drift_spec(SCORE_DRIFT_CHECK, "claim_scores")],
+    check_specs=[
+        contract_spec("scores_contract", "claim_scores"),
+        drift_spec(SCORE_DRIFT_CHECK, "claim_scores"),
+    ],
 )
 def claim_scores(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):  # type: ignore[no-untyped-def]
     """Fraud score (calibrated probability) and decision per claim, with the model version."""
@@ -40,6 +50,7 @@ def claim_scores(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
             "uri": dg.MetadataValue.path(lh.url(lh.batch_file(SCORES, context.partition_key))),
         },
     )
+    yield contract_result(validate_scores(scores), "scores_contract", "claim_scores")
     yield drift_check(
         lh,
         context.partition_key,

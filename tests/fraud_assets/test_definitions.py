@@ -23,9 +23,16 @@ def test_definitions_load_with_the_whole_graph(tmp_path, monkeypatch) -> None:
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert checks == {("raw_claims", "claims_contract"), ("fraud_model", "model_gate")}
-    for key in graph.asset_check_keys:
-        assert graph.get_check_spec(key).blocking, key
+    assert checks == {
+        ("raw_claims", "claims_contract"),
+        ("fraud_model", "model_gate"),
+        ("claim_features", "features_contract"),
+        ("claim_features", "feature_drift"),
+        ("claim_scores", "scores_contract"),
+        ("claim_scores", "score_drift"),
+    }
+    for key in graph.asset_check_keys:  # contracts and the gate block; drift only warns
+        assert graph.get_check_spec(key).blocking == ("drift" not in key.name), key
     assert defs.resources["lakehouse"].uri == str(tmp_path / ".lakehouse")
     names = {job.name for job in defs.resolve_all_job_defs()}
     assert {"ingest_batch", "train_model", "score_batch", "report_metrics"} <= names

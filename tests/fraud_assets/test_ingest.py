@@ -54,7 +54,9 @@ def test_rows_in_equal_valid_plus_quarantined(tmp_path, landing: LocalLanding) -
         set(quarantined["claim_id"].dropna()) - set(valid["claim_id"])
     )
     assert len(lh.read_batch(FEATURES, "claims_jan")) == len(valid)
-    (check,) = result.get_asset_check_evaluations()
+    (check,) = [
+        c for c in result.get_asset_check_evaluations() if c.check_name == "claims_contract"
+    ]
     assert check.passed and check.check_name == "claims_contract"
     assert check.metadata["failure_rate"].value == pytest.approx(len(quarantined) / len(dirty))
 
@@ -63,7 +65,9 @@ def test_a_batch_over_the_failure_limit_stops_downstream(tmp_path, landing: Loca
     dirty = inject_bad_rows(_claims(), 0.2, seed=4)
     dirty.to_csv(os.path.join(landing.path, "bad.csv"), index=False)
     result = _ingest(tmp_path, landing, "bad")
-    (check,) = result.get_asset_check_evaluations()
+    (check,) = [
+        c for c in result.get_asset_check_evaluations() if c.check_name == "claims_contract"
+    ]
     assert not check.passed
     assert "rows rejected" in check.description and "limit 5.00%" in check.description
     lh = Lakehouse(str(tmp_path / "lake"))

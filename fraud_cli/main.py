@@ -130,7 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--initial-batches", type=int, default=4, help="batches landed before the first training"
     )
     demo.add_argument("--bad-fraction", type=float, default=0.003)
-    demo.add_argument("--drift", type=float, default=0.0)
+    demo.add_argument(
+        "--drift",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        help="make later claims drift (strength, 1 if given alone): shows drift -> retraining",
+    )
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--max-epochs", type=int, default=0, help="0: the flow's config decides")
     demo.add_argument("--workdir", default=".", help="where .lakehouse etc. are created")

@@ -108,6 +108,23 @@ class Orchestrator:
             "gate_description": gate[0].description if gate else "",
         }
 
+    def retrain_on_drift(self, seed: int = 0, max_epochs: int = 0) -> dict[str, Any] | None:
+        """Evaluate the drift sensor once; when it asks for a retraining, run it.
+
+        Returns None when drift did not persist, else the training outcome with the drifting
+        batches that triggered it.
+        """
+        sensor = self.defs.resolve_sensor_def("drift_retraining_sensor")
+        context = dg.build_sensor_context(
+            instance=self.instance, resources={"lakehouse": self.defs.resources["lakehouse"]}
+        )
+        request = sensor(context)
+        if not isinstance(request, dg.RunRequest):
+            return None
+        self.on_step("retrain (drift)")
+        outcome = self.train(seed=seed, max_epochs=max_epochs)
+        return {**outcome, "drifting_batches": request.tags.get("fraud/drifting_batches", "")}
+
     def score(self, batch_ids: list[str]) -> None:
         job = self.defs.resolve_job_def("score_batch")
         for batch_id in batch_ids:

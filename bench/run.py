@@ -58,9 +58,13 @@ def environment() -> dict[str, Any]:
     }
 
 
-def run_slots(quick: bool, only: set[str] | None) -> list[dict[str, Any]]:
+def run_slots(
+    quick: bool,
+    only: set[str] | None,
+    registry: tuple[tuple[str, str, str], ...] = SLOTS,
+) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
-    slots = [s for s in SLOTS if only is None or s[0] in only]
+    slots = [s for s in registry if only is None or s[0] in only]
     for slot, module_name, what in tqdm(slots, desc="benchmarks", unit="slot"):
         started = time.perf_counter()
         try:

@@ -59,6 +59,9 @@ def _prepare(options: DemoOptions) -> dict[str, str]:
     env["LAKEHOUSE_URI"] = os.path.join(workdir, ".lakehouse")
     env["DUCKDB_PATH"] = os.path.join(workdir, ".warehouse", "fraud.duckdb")
     env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = workdir
+    if options.drift > 0:
+        # Only two batches arrive after training in the demo: retrain on the first that drifts.
+        env.setdefault("FRAUD_DRIFT_BATCHES", "1")
     env["DAGSTER_HOME"] = ensure_dagster_home(
         env.get("DAGSTER_HOME") or os.path.join(workdir, ".dagster_home")
     )
@@ -78,7 +81,13 @@ def run_demo(options: DemoOptions) -> DemoSummary:
         write_landing_files,
     )
 
-    steps = tqdm(total=options.batches + options.initial_batches + 2, desc="demo", unit="step")
+    total = (
+        options.batches
+        + options.initial_batches
+        + 2
+        + (options.batches + 2 if options.drift else 0)
+    )
+    steps = tqdm(total=total, desc="demo", unit="step")
 
     def step(label: str) -> None:
         steps.set_postfix_str(label)
@@ -102,10 +111,36 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     write_landing_files(rest, landing_path, "mixed", prefix="claims_b")
     orchestrator.ingest_new_files()  # scored by the new champion in the same runs
     orchestrator.score(orchestrator.batches()[: options.initial_batches])
+    retrained = None
+    if options.drift > 0:
+        first_champion = orchestrator.defs.resources["lakehouse"].get().champion()["version"]
+        retrained = orchestrator.retrain_on_drift(seed=options.seed, max_epochs=options.max_epochs)
+        if retrained and retrained["gate_passed"]:
+            orchestrator.score(orchestrator.batches())
+        if retrained:
+            retrained["replaced"] = first_champion
     orchestrator.report()
     steps.close()
-    return summarize(
+    summary = summarize(
         orchestrator.defs, orchestrator.instance, env, claims_landed=len(claims), files=len(batches)
+    )
+    if options.drift > 0:
+        summary.facts["drift_retraining"] = retrained
+        summary.lines.insert(-1, _drift_line(retrained))
+    return summary
+
+
+def _drift_line(retrained: dict[str, Any] | None) -> str:
+    if retrained is None:
+        return "drift: no persistent drift, no retraining requested"
+    verdict = (
+        "promoted"
+        if retrained["gate_passed"]
+        else f"not promoted ({retrained['gate_description']})"
+    )
+    return (
+        f"drift: batches {retrained['drifting_batches']} drifted from champion "
+        f"{retrained['replaced']}; the drift sensor retrained: new model {verdict}"
     )
 
 
@@ -127,7 +162,8 @@ def summarize(
     test = champion.metrics["test"]
     model, lgbm, bayes = test["model"], test["lightgbm"], test.get("bayes_optimal", {})
     table = lh.read_parquet(METRICS_FILE)
-    fresh = table[~table["in_training_data"] & table["average_precision"].notna()]
+    batches = table.drop_duplicates(["model_version", "batch_id"])  # rows are per day
+    fresh = batches[~batches["in_training_data"] & batches["batch_average_precision"].notna()]
     event = instance.get_latest_materialization_event(dg.AssetKey("fraud_model"))
     meta = event.asset_materialization.metadata if event else {}
     card = meta.get("metaflow_card")
@@ -176,7 +212,7 @@ def summarize(
     if len(fresh):
         lines.append(
             f"new batches scored after training: {len(fresh)}, AP "
-            + ", ".join(f"{r.batch_id} {r.average_precision:.3f}" for r in fresh.itertuples())
+            + ", ".join(f"{r.batch_id} {r.batch_average_precision:.3f}" for r in fresh.itertuples())
         )
     lines += [
         "",

@@ -7,7 +7,6 @@ functions directly and measure what orchestration costs on top.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,66 +60,113 @@ def batch_metrics(
     bundle: ModelBundle,
     batch_id: str,
     k: int = 100,
-) -> dict[str, Any]:
-    """One row of model_metrics: volumes, alert rate, quality where labels are known, drift."""
-    labelled = scores[scores[LABEL_COLUMN].notna()]
-    y = labelled[LABEL_COLUMN].to_numpy(dtype=bool)
-    has_both = y.any() and not y.all()
-    s = labelled["fraud_score"].to_numpy()
+) -> pd.DataFrame:
+    """The model_metrics rows of one batch scored by one model version: one row per claim day.
+
+    Volumes, alerts and label counts are per day, so they add up across days and batches (the
+    BI views compute every rate from summed counts). Average precision, precision@k and drift
+    need the whole batch to mean something (a day has a few hundred claims and a handful of
+    frauds), so they are measured once on the batch and repeated on its days as ``batch_*``.
+
+    Args:
+        scores: the batch's scores by ``bundle`` (``claim_date``, ``fraud_score``,
+            ``decision``, the label where known).
+        features: the batch's features (for feature drift).
+        bundle: the model that scored them (drift reference, training batches).
+        batch_id: the landing batch.
+        k: the investigation capacity for precision@k.
+
+    Returns:
+        A frame with the columns of ``METRICS_COLUMNS``, sorted by day.
+    """
+    if scores.empty:
+        raise ValueError(f"batch {batch_id} has no scores for model {bundle.version}")
+    if scores["claim_date"].isna().any():
+        raise ValueError(f"scores of batch {batch_id} have claims without a claim_date")
+    label = scores[LABEL_COLUMN].astype("boolean")
+    labelled = label.notna().to_numpy()
+    y = label.fillna(False).to_numpy(dtype=bool)
+    s = scores["fraud_score"].to_numpy()
+    alert = (scores["decision"] == "investigate").to_numpy()
+    has_both = y[labelled].any() and not y[labelled].all()
     psi = drift.psi_table(
         {c: bundle.reference_profile[c] for c in NUMERIC_FEATURES if c in bundle.reference_profile},
         features,
     )
-    score_psi = (
-        drift.psi(bundle.reference_profile["score"], scores["fraud_score"].to_numpy())
-        if "score" in bundle.reference_profile
-        else None
-    )
     worst = max(psi, key=lambda c: psi[c]) if psi else None
-    training_batches = set(bundle.lineage.get("training_batches", []))
-    alerts = int((scores["decision"] == "investigate").sum())
-    return {
+    daily = (
+        pd.DataFrame(
+            {
+                "metric_date": pd.to_datetime(scores["claim_date"]).dt.date.to_numpy(),
+                "claims_scored": 1,
+                "alerts": alert,
+                "labelled_claims": labelled,
+                "labelled_frauds": y,
+                "labelled_alerts": alert & labelled,
+                "true_positives": alert & y,
+            }
+        )
+        .groupby("metric_date", sort=True)
+        .sum()
+        .astype("int64")
+        .reset_index()
+    )
+
+    def ratio(numerator: str, denominator: str) -> pd.Series:
+        den = daily[denominator]
+        return (daily[numerator] / den.where(den > 0)).astype("float64")
+
+    daily["alert_rate"] = ratio("alerts", "claims_scored")
+    daily["fraud_rate"] = ratio("labelled_frauds", "labelled_claims")
+    daily["alert_precision"] = ratio("true_positives", "labelled_alerts")
+    daily["recall_at_threshold"] = ratio("true_positives", "labelled_frauds")
+    batch = {
         "model_version": bundle.version,
         "batch_id": batch_id,
-        "first_claim_date": scores["claim_date"].min(),
-        "last_claim_date": scores["claim_date"].max(),
-        "claims_scored": len(scores),
-        "alerts": alerts,
-        "alert_rate": alerts / len(scores) if len(scores) else None,
-        "labelled_claims": len(labelled),
-        "fraud_rate": float(y.mean()) if len(y) else None,
-        "average_precision": metrics.average_precision(y, s) if has_both else None,
-        "precision_at_k": metrics.precision_at_k(y, s, k) if has_both else None,
-        "recall_at_threshold": float((labelled.loc[y, "decision"] == "investigate").mean())
-        if y.any()
+        "batch_average_precision": (
+            metrics.average_precision(y[labelled], s[labelled]) if has_both else None
+        ),
+        "batch_precision_at_k": metrics.precision_at_k(y[labelled], s[labelled], k)
+        if has_both
         else None,
-        "max_feature_psi": psi[worst] if worst else None,
-        "most_drifted_feature": worst,
-        "score_psi": score_psi,
-        "in_training_data": batch_id in training_batches,
+        "batch_max_feature_psi": psi[worst] if worst else None,
+        "batch_most_drifted_feature": worst,
+        "batch_score_psi": (
+            drift.psi(bundle.reference_profile["score"], s)
+            if "score" in bundle.reference_profile
+            else None
+        ),
+        "in_training_data": batch_id in set(bundle.lineage.get("training_batches", [])),
         "computed_at": pd.Timestamp(datetime.now(UTC)).tz_localize(None),
     }
+    for name, value in batch.items():
+        daily[name] = value
+    for name, sql_type in METRICS_COLUMNS:
+        if sql_type == "DOUBLE":
+            daily[name] = daily[name].astype("float64")
+    return daily[[name for name, _ in METRICS_COLUMNS]]
 
 
 def aggregate_metrics(lakehouse: Lakehouse, bundles: dict[str, ModelBundle]) -> pd.DataFrame:
-    """The model_metrics table: one row per (model version, batch) over all scored batches.
+    """The model_metrics table: one row per (model version, batch, claim day) over all scored
+    batches, with the columns of ``fraud_core.warehouse.METRICS_COLUMNS``.
 
     Args:
         lakehouse: where scores and features are.
         bundles: the bundle of each model version that appears in the scores (for its drift
             reference and training window).
     """
-    rows = []
+    parts = []
     for batch_id in lakehouse.batches(SCORES):
         scores = lakehouse.read_batch(SCORES, batch_id)
         features = lakehouse.read_batch(FEATURES, batch_id)
         for version, part in scores.groupby("model_version", sort=True):
             if version not in bundles:
                 raise KeyError(f"scores of batch {batch_id} name unknown model {version}")
-            rows.append(batch_metrics(part, features, bundles[str(version)], batch_id))
-    if not rows:
+            parts.append(batch_metrics(part, features, bundles[str(version)], batch_id))
+    if not parts:
         raise ValueError("no scored batches in the lakehouse: materialize claim_scores first")
-    table = pd.DataFrame(rows)[[name for name, _ in METRICS_COLUMNS]]
+    table = pd.concat(parts, ignore_index=True)[[name for name, _ in METRICS_COLUMNS]]
     table = table.sort_values(list(METRICS_KEY)).reset_index(drop=True)
     lakehouse.write_parquet(METRICS_FILE, table)
     return table

@@ -12,6 +12,7 @@ from fraud_cli.demo import DemoOptions, run_demo
 from fraud_core.lakehouse import FEATURES, QUARANTINE, RAW, SCORES, Lakehouse
 from fraud_core.model.bundle import load_champion
 from fraud_core.pipeline import METRICS_FILE
+from fraud_core.warehouse import METRICS_KEY
 
 pytestmark = pytest.mark.slow
 # On 24k claims the held-out AP is noisy: compare with the champion loosely in the CLI test,
@@ -58,12 +59,18 @@ def test_every_asset_produced_its_data(demo) -> None:
     assert set(scores["model_version"]) == {champion.version}
     assert len(scores) == valid
     assert scores["fraud_score"].between(0, 1).all()
-    metrics = lh.read_parquet(METRICS_FILE)
-    assert len(metrics) == 4
-    assert metrics["in_training_data"].sum() == 3  # the 4th batch arrived after training
+    metrics = lh.read_parquet(METRICS_FILE)  # one row per model version, batch and claim day
+    assert metrics["batch_id"].nunique() == 4
+    assert not metrics.duplicated(list(METRICS_KEY)).any()
+    assert metrics["claims_scored"].sum() == len(scores)
+    per_batch = metrics.drop_duplicates(["model_version", "batch_id"])
+    assert per_batch["in_training_data"].sum() == 3  # the 4th batch arrived after training
     con = duckdb.connect(str(workdir / ".warehouse" / "fraud.duckdb"), read_only=True)
     try:
-        assert con.execute("SELECT count(*) FROM FRAUD_MODEL_METRICS").fetchone()[0] == 4
+        rows = con.execute("SELECT count(*) FROM FRAUD_MODEL_METRICS").fetchone()[0]
+        assert rows == len(metrics)
+        batches = con.execute("SELECT count(*) FROM FRAUD_MODEL_METRICS_DRIFT").fetchone()[0]
+        assert batches == 4
     finally:
         con.close()
 

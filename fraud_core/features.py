@@ -59,18 +59,18 @@ PROVIDER_LOOKBACK_DAYS = 90
 _SQL = f"""
 WITH unioned AS (
     SELECT claim_id, policyholder_id, provider_id, claim_date, claimed_amount,
-           report_delay_days, TRUE AS is_target
+           report_delay_days, row_number AS target_row
     FROM claims
     UNION ALL
     SELECT h.claim_id, h.policyholder_id, h.provider_id, h.claim_date, h.claimed_amount,
-           h.report_delay_days, FALSE AS is_target
+           h.report_delay_days, NULL AS target_row
     FROM history AS h ANTI JOIN claims AS c ON h.claim_id = c.claim_id
     WHERE h.claim_date <= (SELECT max(claim_date) FROM claims)
       AND h.claim_date >= (SELECT min(claim_date) FROM claims)
           - INTERVAL {POLICYHOLDER_LOOKBACK_DAYS + 1} DAYS
 ),
 windowed AS (
-    SELECT claim_id, is_target,
+    SELECT target_row,
         count(*) OVER ph30 - 1 AS ph_claims_30d,
         count(*) OVER ph365 - 1 AS ph_claims_365d,
         coalesce(sum(claimed_amount) OVER ph30, 0) - claimed_amount AS ph_amount_30d,
@@ -88,9 +88,10 @@ windowed AS (
         prov90 AS (PARTITION BY provider_id ORDER BY claim_date
                    RANGE BETWEEN INTERVAL {PROVIDER_LOOKBACK_DAYS} DAYS PRECEDING AND CURRENT ROW)
 )
-SELECT claim_id, ph_claims_30d, ph_claims_365d, ph_amount_30d, prov_claims_90d,
+SELECT ph_claims_30d, ph_claims_365d, ph_amount_30d, prov_claims_90d,
        prov_mean_log_amount_90d, prov_late_report_rate_90d
-FROM windowed WHERE is_target
+FROM windowed WHERE target_row IS NOT NULL
+ORDER BY target_row
 """
 
 
@@ -138,7 +139,8 @@ def history_features(claims: pd.DataFrame, history: pd.DataFrame | None = None) 
         One row per claim, in the order of ``claims``.
     """
     cols = list(HISTORY_COLUMNS)
-    target = claims[cols]
+    # Rows come back in the order of ``claims`` (by row number): no join on claim ids.
+    target = claims[cols].assign(row_number=np.arange(len(claims)))
     past = history[cols] if history is not None and len(history) else target.iloc[:0]
     con = _connection().cursor()  # a cursor per call: safe across threads, cheap to open
     try:
@@ -147,11 +149,8 @@ def history_features(claims: pd.DataFrame, history: pd.DataFrame | None = None) 
         out = con.execute(_SQL).fetchdf()
     finally:
         con.close()
-    if out["claim_id"].duplicated().any():
-        raise ValueError("claim ids must be unique within the claims to featurize")
-    out = out.set_index("claim_id").reindex(claims["claim_id"].to_numpy())
     out["ph_amount_30d_log"] = np.log1p(out.pop("ph_amount_30d").clip(lower=0.0))
-    return out.reset_index(drop=True).set_index(claims.index).astype("float64")
+    return out.set_index(claims.index).astype("float64")
 
 
 def build_features(claims: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -121,17 +121,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     parser.add_argument("--only", default="", help="comma-separated slots")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench"), help="output folder")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the other slots' figures of the last report (each keeps its own date/commit)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("USERNAME", "fraud-bench")
     only = {s.strip() for s in args.only.split(",") if s.strip()} or None
-    report = {
-        "quick": args.quick,
-        "environment": environment(),
-        "figures": run_slots(args.quick, only),
-    }
+    env = environment()
+    figures = [
+        {**f, "measured_at": env["date"], "commit": env["commit"]}
+        for f in run_slots(args.quick, only)
+    ]
     results = os.path.join(args.out, "results")
     os.makedirs(results, exist_ok=True)
     name = "quick" if args.quick else "latest"
+    previous = os.path.join(results, f"{name}.json")
+    if args.append and os.path.exists(previous):
+        with open(previous) as fh:
+            kept = [f for f in json.load(fh)["figures"] if f["slot"] not in (only or set())]
+        figures = kept + figures
+    report = {"quick": args.quick, "environment": env, "figures": figures}
     with open(os.path.join(results, f"{name}.json"), "w") as fh:
         json.dump(report, fh, indent=2, default=str)
     table = markdown(report)

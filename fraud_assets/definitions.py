@@ -2,6 +2,14 @@
 
 FRAUD_ENV=local (default): lakehouse and landing zone in local folders, Metaflow's local
 runtime, DuckDB as the warehouse. Nothing to configure.
+
+Storage is chosen by URI in every environment: ``LAKEHOUSE_URI`` (a path, ``s3://`` or
+``abfss://``/``az://``; default ``./.lakehouse``) and ``LANDING_URI`` (the same kinds; default
+``LAKEHOUSE_URI/landing``). Credentials come from the standard places (AWS environment or
+profile, ``AZURE_STORAGE_CONNECTION_STRING`` or account name + key), never from here.
+``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` point S3 at a compatible store,
+``LANDING_MAX_FILE_BYTES`` sets the landed-file size limit and
+``LANDING_SENSOR_INTERVAL_SECONDS`` how often the landing sensor looks (default 30).
 """
 
 from __future__ import annotations
@@ -14,36 +22,48 @@ import dagster as dg
 
 from fraud_assets.assets import ALL_ASSETS
 from fraud_assets.checks import model_gate
+from fraud_assets.monitoring import retraining_sensor_for
 from fraud_assets.resources import (
-    DuckDBWarehouse,
     LakehouseResource,
-    LocalLanding,
+    landing_for,
     training_for,
+    warehouse_for,
 )
 from fraud_assets.sensors import landing_sensor_for
+from fraud_core.lakehouse import REMOTE_SCHEMES, uri_scheme
+from fraud_core.landing import DEFAULT_MAX_BYTES
 
 ENVIRONMENTS = ("local",)
 
 
-def local_resources(env: Mapping[str, str]) -> dict[str, Any]:
-    """Everything on this machine, under the working directory unless overridden."""
-    cwd = os.getcwd()
-    lakehouse_uri = env.get("LAKEHOUSE_URI") or os.path.join(cwd, ".lakehouse")
-    if "://" in lakehouse_uri and not lakehouse_uri.startswith("file://"):
+def lakehouse_uri(env: Mapping[str, str]) -> str:
+    """``LAKEHOUSE_URI`` checked: an absolute local path, or an s3:// / ADLS URI as given."""
+    uri = env.get("LAKEHOUSE_URI") or os.path.join(os.getcwd(), ".lakehouse")
+    scheme = uri_scheme(uri)
+    if scheme == "file":
+        return os.path.abspath(uri.removeprefix("file://"))
+    if scheme not in REMOTE_SCHEMES:
         raise ValueError(
-            f"FRAUD_ENV=local keeps the lakehouse on this machine, but LAKEHOUSE_URI is "
-            f"{lakehouse_uri!r}: use a local path"
+            f"LAKEHOUSE_URI {uri!r} has an unsupported scheme {scheme!r}: use a local path, "
+            "s3://bucket/prefix or abfss://container@account.dfs.core.windows.net/prefix"
         )
-    lakehouse_root = os.path.abspath(lakehouse_uri.removeprefix("file://"))
+    return uri.rstrip("/")
+
+
+def local_resources(env: Mapping[str, str]) -> dict[str, Any]:
+    """Everything on this machine by default; lakehouse and landing zone wherever their URIs
+    say (a local path, S3 or ADLS)."""
+    cwd = os.getcwd()
+    lakehouse = lakehouse_uri(env)
     return {
-        "lakehouse": LakehouseResource(uri=lakehouse_root),
-        "landing": LocalLanding(
-            path=env.get("LANDING_URI") or os.path.join(lakehouse_root, "landing")
+        "lakehouse": LakehouseResource(uri=lakehouse),
+        "landing": landing_for(
+            env.get("LANDING_URI") or f"{lakehouse}/landing",
+            endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            max_file_bytes=int(env.get("LANDING_MAX_FILE_BYTES") or DEFAULT_MAX_BYTES),
         ),
         "training": training_for(env, env.get("METAFLOW_DATASTORE_SYSROOT_LOCAL") or cwd),
-        "warehouse": DuckDBWarehouse(
-            database=env.get("DUCKDB_PATH") or os.path.join(cwd, ".warehouse", "fraud.duckdb")
-        ),
+        "warehouse": warehouse_for(env),  # DuckDB unless FRAUD_WAREHOUSE=snowflake
     }
 
 
@@ -83,7 +103,11 @@ def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
         assets=ALL_ASSETS,
         asset_checks=[model_gate],
         jobs=[ingest, train, rescore, report],
-        sensors=[landing_sensor_for(ingest)],
+        sensors=[
+            landing_sensor_for(ingest, int(env.get("LANDING_SENSOR_INTERVAL_SECONDS") or 30)),
+            # Retrain after this many consecutive drifting batches (FRAUD_DRIFT_BATCHES).
+            retraining_sensor_for(train, int(env.get("FRAUD_DRIFT_BATCHES", "2"))),
+        ],
         schedules=[
             dg.ScheduleDefinition(
                 job=train,

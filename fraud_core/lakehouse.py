@@ -12,8 +12,16 @@ Layout under the root::
     metrics/model_metrics/       the aggregated metrics table
 
 Every write is atomic: on a local disk the file is written beside its target and renamed over
-it; on an object store a file is one PUT. A partition is one file, so rerunning a batch replaces
-it and never appends twice.
+it; on an object store a file is one PUT (s3fs and adlfs make a large one a multipart upload or
+a block list that becomes visible only when committed). A partition is one file, so rerunning a
+batch replaces it and never appends twice.
+
+Credentials are never passed here: s3fs reads the AWS environment or profile (including
+``AWS_ENDPOINT_URL`` for S3-compatible stores), adlfs reads ``AZURE_STORAGE_CONNECTION_STRING``
+or ``AZURE_STORAGE_ACCOUNT_NAME`` + ``AZURE_STORAGE_ACCOUNT_KEY`` (or a service principal).
+
+Listings on object stores are never cached (``use_listings_cache=False``): another process, for
+instance the next Dagster run, writes batches, and a cached listing would hide them.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import json
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
@@ -33,6 +41,7 @@ import pyarrow.parquet as pq
 
 RAW = "raw/claims"
 QUARANTINE = "quarantine/claims"
+REJECTED = "rejected/claims"
 FEATURES = "features/claims"
 SCORES = "outputs/scores"
 METRICS = "metrics/model_metrics"
@@ -42,6 +51,8 @@ CHAMPION_POINTER = f"{MODELS}/champion.json"
 BATCH_COLUMN = "batch_id"
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_PART_FILE = "part-0.parquet"
+REMOTE_SCHEMES = ("s3", "s3a", "abfss", "abfs", "az")
 
 
 class LakehouseError(RuntimeError):
@@ -59,7 +70,10 @@ def check_batch_id(batch_id: str) -> str:
 
 
 def batch_id_for_file(filename: str) -> str:
-    """The batch id of a landing file: its name without folders and extension, made plain."""
+    """The batch id of a landing file: its name without folders and extension, made plain.
+
+    Never raises: any name gives a valid id (``batch`` when nothing usable is left).
+    """
     stem = os.path.basename(filename)
     for ext in (".parquet", ".csv", ".jsonl", ".json", ".ndjson"):
         if stem.lower().endswith(ext):
@@ -68,19 +82,33 @@ def batch_id_for_file(filename: str) -> str:
     return check_batch_id(re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip("._-")[:128] or "batch")
 
 
+def uri_scheme(uri: str) -> str:
+    """``s3``, ``abfss``, ... for a URL; ``file`` for a plain path or a ``file://`` URL."""
+    scheme, sep, _ = uri.partition("://")
+    return scheme.lower() if sep else "file"
+
+
 @dataclass
 class Lakehouse:
-    """The lakehouse rooted at ``uri``. Credentials come from the usual environment/profile."""
+    """The lakehouse rooted at ``uri``. Credentials come from the usual environment/profile.
+
+    ``storage_options`` is for non-secret settings (it is left out of ``repr``, in case).
+    """
 
     uri: str
-    storage_options: dict[str, Any] | None = None
+    storage_options: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.uri:
             raise ValueError(
                 "lakehouse URI is empty: set LAKEHOUSE_URI (a path, s3:// or abfss://)"
             )
-        fs, root = fsspec.core.url_to_fs(self.uri, **(self.storage_options or {}))
+        options = dict(self.storage_options or {})
+        if uri_scheme(self.uri) != "file":
+            # Batches are written by other processes (each Dagster run is one): always list
+            # the store itself, never a listing cached by an earlier call in this process.
+            options.setdefault("use_listings_cache", False)
+        fs, root = fsspec.core.url_to_fs(self.uri, **options)
         self.fs = fs
         self.root = root.rstrip("/")
         self.is_local = "file" in (
@@ -100,6 +128,7 @@ class Lakehouse:
         return f"{base}/{rel.strip('/')}" if rel.strip("/") else base
 
     def exists(self, rel: str) -> bool:
+        """Whether ``rel`` is a file or a non-empty folder (a prefix) under the root."""
         return bool(self.fs.exists(self.path(rel)))
 
     # --- bytes ------------------------------------------------------------------------------
@@ -109,22 +138,29 @@ class Lakehouse:
         if self.is_local:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             tmp = f"{target}.tmp-{uuid.uuid4().hex}"
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise
         else:
             self.fs.pipe_file(target, data)
         return self.url(rel)
 
     def read_bytes(self, rel: str) -> bytes:
+        """A whole file's content; :class:`LakehouseError` (with its URI) when it is missing."""
         try:
             return bytes(self.fs.cat_file(self.path(rel)))
         except FileNotFoundError as exc:
             raise LakehouseError(f"not found in the lakehouse: {self.url(rel)}") from exc
 
     def delete(self, rel: str) -> None:
+        """Remove a file or a folder (prefix) and everything under it; no-op when absent."""
         if self.exists(rel):
             self.fs.rm(self.path(rel), recursive=True)
 
@@ -136,33 +172,53 @@ class Lakehouse:
             return []
         return sorted(os.path.basename(str(e).rstrip("/")) for e in entries)
 
+    def find(self, rel: str) -> list[str]:
+        """Every file under ``rel``, relative to it, sorted (empty when it does not exist).
+
+        One listing request per 1,000 (S3) or 5,000 (Azure) objects on an object store: a flat
+        listing of the prefix, not a walk folder by folder.
+        """
+        base = self.path(rel).rstrip("/")
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        prefix = base + "/"
+        return sorted(str(p)[len(prefix) :] for p in found if str(p).startswith(prefix))
+
     # --- JSON -------------------------------------------------------------------------------
     def write_json(self, rel: str, obj: Any) -> str:
+        """Write ``obj`` as indented JSON (atomically) and return its URI."""
         return self.write_bytes(
             rel, json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
         )
 
     def read_json(self, rel: str) -> Any:
+        """Parse a JSON file."""
         return json.loads(self.read_bytes(rel))
 
     # --- Parquet ----------------------------------------------------------------------------
     def write_parquet(self, rel: str, frame: pd.DataFrame) -> str:
+        """Write ``frame`` as one zstd Parquet file (atomically) and return its URI."""
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="zstd")
         return self.write_bytes(rel, buf.getvalue())
 
     def read_parquet(self, rel: str) -> pd.DataFrame:
+        """Read one Parquet file into a frame."""
         return pq.read_table(io.BytesIO(self.read_bytes(rel))).to_pandas()
 
     # --- batch partitions -------------------------------------------------------------------
     def batch_file(self, dataset: str, batch_id: str) -> str:
-        return f"{dataset}/batch={check_batch_id(batch_id)}/part-0.parquet"
+        """Path (relative to the root) of one batch partition's file."""
+        return f"{dataset}/batch={check_batch_id(batch_id)}/{_PART_FILE}"
 
     def write_batch(self, dataset: str, batch_id: str, frame: pd.DataFrame) -> str:
         """Write (or replace) one batch partition of ``dataset``."""
         return self.write_parquet(self.batch_file(dataset, batch_id), frame)
 
     def read_batch(self, dataset: str, batch_id: str) -> pd.DataFrame:
+        """One batch partition; :class:`LakehouseError` saying to materialize it if missing."""
         rel = self.batch_file(dataset, batch_id)
         if not self.exists(rel):
             raise LakehouseError(
@@ -172,12 +228,17 @@ class Lakehouse:
         return self.read_parquet(rel)
 
     def batches(self, dataset: str) -> list[str]:
-        """Batch ids present in ``dataset``, sorted."""
-        return [
-            name.split("=", 1)[1]
-            for name in self.listdir(dataset)
-            if name.startswith("batch=") and self.exists(f"{dataset}/{name}/part-0.parquet")
-        ]
+        """Batch ids present in ``dataset`` (folders holding a partition file), sorted.
+
+        One flat listing of the dataset's prefix (not a listing plus one existence check per
+        folder), taken fresh from the store, so batches written by other processes are seen.
+        """
+        ids = []
+        for rel in self.find(dataset):
+            folder, _, name = rel.partition("/")
+            if name == _PART_FILE and folder.startswith("batch="):
+                ids.append(folder.split("=", 1)[1])
+        return sorted(ids)
 
     def read_batches(self, dataset: str, batch_ids: list[str] | None = None) -> pd.DataFrame:
         """Concatenate batches (all when ``batch_ids`` is None), with a ``batch_id`` column."""
@@ -193,6 +254,7 @@ class Lakehouse:
 
     # --- model registry ---------------------------------------------------------------------
     def model_path(self, version: str, name: str = "") -> str:
+        """Path of a model version's folder, or of one file in it."""
         return f"{MODELS}/{check_batch_id(version)}/{name}".rstrip("/")
 
     def champion(self) -> dict[str, Any] | None:

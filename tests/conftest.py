@@ -151,3 +151,70 @@ _FAKE_AWS = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+# Azurite's published development account (the same for every Azurite; not a secret).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+AZURITE_VERSION = "3.35.0"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _azurite_blob() -> str:
+    """The repo's azurite-blob, installed with npm into node_modules when missing (~20 s)."""
+    import shutil
+
+    exe = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
+    if not exe.exists():
+        npm = shutil.which("npm")
+        assert npm, "npm is needed to install Azurite for the ADLS tests (Node 20 + npm)"
+        # With a package.json, record it as a dev dependency (others share that file).
+        save = "--save-dev" if (REPO_ROOT / "package.json").exists() else "--no-save"
+        subprocess.run(
+            [npm, "install", save, "--no-audit", "--no-fund", f"azurite@{AZURITE_VERSION}"],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    assert exe.exists(), f"npm did not install {exe}"
+    return str(exe)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's Blob service (the ADLS / Blob emulator) on a free loopback port.
+
+    Yields the connection string (what adlfs reads from AZURE_STORAGE_CONNECTION_STRING);
+    in memory, no telemetry; stopped by PID at the end of the session.
+    """
+    exe = _azurite_blob()
+    workdir = tmp_path_factory.mktemp("azurite")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--loose",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+        )
+    finally:
+        stop_process(proc)

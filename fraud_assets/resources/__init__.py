@@ -1,7 +1,14 @@
 """Dagster resources: every external system behind one small interface."""
 
 from fraud_assets.resources.lakehouse import LakehouseResource
-from fraud_assets.resources.landing import LandedFile, LocalLanding
+from fraud_assets.resources.landing import (
+    ADLSLanding,
+    LandedFile,
+    LandingZone,
+    LocalLanding,
+    S3Landing,
+    landing_for,
+)
 from fraud_assets.resources.training import (
     MetaflowTraining,
     StepFunctionsTraining,
@@ -9,16 +16,36 @@ from fraud_assets.resources.training import (
     TrainingRun,
     training_for,
 )
-from fraud_assets.resources.warehouse import DuckDBWarehouse
+from fraud_assets.resources.warehouse import (
+    DuckDBWarehouse,
+    ReplicationResult,
+    SnowflakeWarehouse,
+    Warehouse,
+    WarehouseConfigError,
+    WarehouseConnectionError,
+    WarehouseWriteError,
+    warehouse_for,
+)
 
 __all__ = [
+    "ADLSLanding",
     "DuckDBWarehouse",
     "LakehouseResource",
     "LandedFile",
+    "LandingZone",
     "LocalLanding",
     "MetaflowTraining",
+    "ReplicationResult",
+    "S3Landing",
+    "SnowflakeWarehouse",
     "StepFunctionsTraining",
     "Training",
     "TrainingRun",
+    "Warehouse",
+    "WarehouseConfigError",
+    "WarehouseConnectionError",
+    "WarehouseWriteError",
+    "landing_for",
     "training_for",
+    "warehouse_for",
 ]

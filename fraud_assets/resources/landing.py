@@ -1,60 +1,279 @@
-"""Landing zones: where claims files arrive. One interface; local folder today."""
+"""Landing zones: where claims files arrive. One interface, three stores.
+
+* :class:`LocalLanding`: a folder on this machine.
+* :class:`S3Landing`: an S3 prefix, listed with dagster-aws' ``get_objects`` through a boto3
+  client from dagster-aws' ``S3Resource`` (``endpoint_url`` for S3-compatible stores such as
+  moto or MinIO).
+* :class:`ADLSLanding`: an ADLS Gen2 / Blob container prefix, listed with adlfs.
+
+:func:`landing_for` picks one from ``LANDING_URI``. Credentials are never fields here: boto3
+reads the AWS environment or profile, adlfs reads ``AZURE_STORAGE_CONNECTION_STRING`` (or
+account name + key, or a service principal) from the environment.
+
+All three list files recursively under the root, ignore names with a hidden (``.x``) or
+``_x`` part and files without a claims extension, and return :class:`LandedFile` records
+ordered by arrival. The sensor keeps its own cursor (fraud_core.landing.LandingCursor) and
+passes ``since`` so a store that can filter by time does.
+"""
+
+from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
+import fsspec
+from dagster_aws.s3 import S3Resource
+from dagster_aws.s3.sensor import get_objects
 
-from fraud_core.lakehouse import batch_id_for_file
-from fraud_core.landing import DEFAULT_MAX_BYTES, FORMATS
+from fraud_core.landing import (
+    DEFAULT_LOOKBACK_SECONDS,
+    DEFAULT_MAX_BYTES,
+    LandedFile,
+    is_claims_file,
+)
 
-
-@dataclass(frozen=True)
-class LandedFile:
-    """One file in the landing zone; ``version`` changes when the file is replaced."""
-
-    name: str
-    size: int
-    modified: float
-
-    @property
-    def batch_id(self) -> str:
-        return batch_id_for_file(self.name)
-
-    @property
-    def version(self) -> str:
-        return f"{self.modified:.6f}-{self.size}"
+ADLS_SCHEMES = ("abfss", "abfs", "az")
 
 
-class LocalLanding(dg.ConfigurableResource):
-    """A local folder that a claims system drops files into."""
+class LandingZone(dg.ConfigurableResource):
+    """A place claims files land in: list them, find a batch's file, read one."""
 
-    path: str
     max_file_bytes: int = DEFAULT_MAX_BYTES
+    """Files larger than this are rejected without being downloaded."""
+    lookback_seconds: float = DEFAULT_LOOKBACK_SECONDS
+    """How far behind the newest file the sensor looks again (see LandingCursor)."""
 
-    def list_files(self) -> list[LandedFile]:
-        """Claims files (by extension), oldest first; other files are ignored."""
-        if not os.path.isdir(self.path):
-            return []
-        files = []
-        for entry in os.scandir(self.path):
-            if entry.is_file() and os.path.splitext(entry.name)[1].lower() in FORMATS:
-                stat = entry.stat()
-                files.append(LandedFile(entry.name, stat.st_size, stat.st_mtime))
-        return sorted(files, key=lambda f: (f.modified, f.name))
+    @property
+    def location(self) -> str:
+        """The zone's root, as a path or URI (for messages; never holds credentials)."""
+        raise NotImplementedError
+
+    def list_files(self, since: float | None = None) -> list[LandedFile]:
+        """Claims files, ordered by arrival (``seen_at``) then name.
+
+        Args:
+            since: when given, files with ``seen_at`` before it may be left out (a store that
+                can filter by time does; the others list everything).
+        """
+        raise NotImplementedError
+
+    def read(self, name: str) -> bytes:
+        """The content of the file ``name`` (relative to the root)."""
+        raise NotImplementedError
+
+    def file_uri(self, name: str) -> str:
+        """Full path or URI of the file ``name``."""
+        return f"{self.location.rstrip('/')}/{name}"
 
     def find(self, batch_id: str) -> LandedFile:
+        """The one file whose batch id is ``batch_id``.
+
+        Raises:
+            FileNotFoundError: no such file (moved or renamed after its partition was added).
+            ValueError: several files map to that batch id.
+        """
         matches = [f for f in self.list_files() if f.batch_id == batch_id]
         if not matches:
             raise FileNotFoundError(
-                f"no landing file for batch {batch_id!r} in {self.path}: the file was moved "
-                "or renamed after its partition was added"
+                f"no landing file for batch {batch_id!r} in {self.location}: the file was "
+                "moved or renamed after its partition was added"
             )
         if len(matches) > 1:
-            names = ", ".join(f.name for f in matches)
-            raise ValueError(f"batch {batch_id!r} is ambiguous: {names}; keep one of them")
+            names = ", ".join(sorted(f.name for f in matches))
+            raise ValueError(
+                f"batch {batch_id!r} is ambiguous: {names} all map to it; rename or remove "
+                "all but one of them"
+            )
         return matches[0]
 
+
+def _ordered(files: list[LandedFile]) -> list[LandedFile]:
+    return sorted(files, key=lambda f: (f.seen_at, f.name))
+
+
+def _scan(folder: str, rel: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Files under ``folder`` as (path relative to the zone, entry); hidden and ``_`` folders
+    are not entered."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.name.startswith((".", "_")):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            yield from _scan(entry.path, f"{rel}{entry.name}/")
+        elif entry.is_file():
+            yield f"{rel}{entry.name}", entry
+
+
+class LocalLanding(LandingZone):
+    """A local folder that a claims system drops files into.
+
+    Writers should write under a hidden or ``_`` name (or elsewhere) and rename: a rename is
+    atomic, so a half-written file is never picked up.
+    """
+
+    path: str
+
+    @property
+    def location(self) -> str:
+        return os.path.abspath(self.path)
+
+    def list_files(self, since: float | None = None) -> list[LandedFile]:
+        files = []
+        for rel, entry in _scan(self.location, ""):
+            if not is_claims_file(rel):
+                continue
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:  # renamed or removed while we listed
+                continue
+            # ctime: set by the kernel when the file is created, written, moved in or touched;
+            # unlike mtime it cannot be carried over from elsewhere or set to the future
+            # (which would push the sensor's high-water mark past files still to come).
+            if since is not None and stat.st_ctime < since:
+                continue
+            files.append(LandedFile(rel, stat.st_size, stat.st_mtime, arrived=stat.st_ctime))
+        return _ordered(files)
+
     def read(self, name: str) -> bytes:
-        with open(os.path.join(self.path, name), "rb") as fh:
+        with open(os.path.join(self.location, name), "rb") as fh:
             return fh.read()
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an S3 URI: {uri!r} (expected s3://bucket/prefix)")
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise ValueError(f"S3 URI without a bucket: {uri!r}")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+class S3Landing(LandingZone):
+    """An S3 prefix (``s3://bucket/prefix``), listed with dagster-aws' ``get_objects``."""
+
+    uri: str
+    endpoint_url: str | None = None
+    """An S3-compatible endpoint (MinIO, moto, ...); None for AWS itself."""
+    region_name: str | None = None
+    profile_name: str | None = None
+    """An AWS profile; without one boto3's default chain (environment, profile, role)."""
+
+    @property
+    def location(self) -> str:
+        return self.uri.rstrip("/")
+
+    def _client(self) -> Any:
+        # dagster-aws' S3Resource builds the boto3 client; credentials come from the AWS
+        # chain, never from a field here.
+        return S3Resource(
+            endpoint_url=self.endpoint_url,
+            region_name=self.region_name,
+            profile_name=self.profile_name,
+        ).get_client()
+
+    def list_files(self, since: float | None = None) -> list[LandedFile]:
+        bucket, prefix = _split_s3(self.uri)
+        # get_objects keeps objects strictly newer than since_last_modified; LastModified has
+        # 1 s resolution, so ask from one second earlier and let the cursor sort out the rest.
+        after = None if since is None else datetime.fromtimestamp(since - 1.0, UTC)
+        objects = get_objects(bucket, prefix, since_last_modified=after, client=self._client())
+        files = []
+        for obj in objects:
+            name = obj["Key"][len(prefix) :]
+            if is_claims_file(name):
+                files.append(
+                    LandedFile(
+                        name,
+                        int(obj.get("Size") or 0),
+                        obj["LastModified"].timestamp(),
+                        etag=str(obj.get("ETag", "")).strip('"'),
+                    )
+                )
+        return _ordered(files)
+
+    def read(self, name: str) -> bytes:
+        bucket, prefix = _split_s3(self.uri)
+        client = self._client()
+        try:
+            body = client.get_object(Bucket=bucket, Key=f"{prefix}{name}")["Body"]
+        except client.exceptions.NoSuchKey as exc:
+            raise FileNotFoundError(f"{self.file_uri(name)} is not in the landing zone") from exc
+        return bytes(body.read())
+
+
+class ADLSLanding(LandingZone):
+    """An ADLS Gen2 / Blob prefix: ``abfss://container@account.dfs.core.windows.net/prefix``
+    or ``az://container/prefix``, listed with adlfs (credentials from the environment)."""
+
+    uri: str
+
+    @property
+    def location(self) -> str:
+        return self.uri.rstrip("/")
+
+    def _fs(self) -> tuple[Any, str]:
+        # Listings must come from the store on every tick, never from fsspec's cache.
+        fs, root = fsspec.core.url_to_fs(self.uri, use_listings_cache=False)
+        return fs, root.strip("/")
+
+    def list_files(self, since: float | None = None) -> list[LandedFile]:
+        fs, root = self._fs()
+        try:
+            found = fs.find(root, detail=True)
+        except FileNotFoundError:
+            return []
+        files = []
+        for path, info in found.items():
+            name = str(path).strip("/")[len(root) + 1 :]
+            if info.get("type") != "file" or not is_claims_file(name):
+                continue
+            modified = info["last_modified"].timestamp()
+            if since is not None and modified < since:
+                continue
+            files.append(
+                LandedFile(
+                    name, int(info["size"]), modified, etag=str(info.get("etag", "")).strip('"')
+                )
+            )
+        return _ordered(files)
+
+    def read(self, name: str) -> bytes:
+        fs, root = self._fs()
+        return bytes(fs.cat_file(f"{root}/{name}"))
+
+
+def landing_for(
+    uri: str,
+    *,
+    endpoint_url: str | None = None,
+    max_file_bytes: int = DEFAULT_MAX_BYTES,
+) -> LandingZone:
+    """The landing resource for a ``LANDING_URI``: a path, ``s3://...`` or an ADLS URI.
+
+    Args:
+        uri: local path (or ``file://``), ``s3://bucket/prefix``,
+            ``abfss://container@account.dfs.core.windows.net/prefix`` or
+            ``az://container/prefix``.
+        endpoint_url: S3 endpoint for S3-compatible stores (not a secret).
+        max_file_bytes: the size limit for a landed file.
+    """
+    scheme, sep, _ = uri.partition("://")
+    scheme = scheme.lower() if sep else "file"
+    if scheme == "file":
+        return LocalLanding(path=uri.removeprefix("file://"), max_file_bytes=max_file_bytes)
+    if scheme == "s3":
+        _split_s3(uri)
+        return S3Landing(uri=uri, endpoint_url=endpoint_url, max_file_bytes=max_file_bytes)
+    if scheme in ADLS_SCHEMES:
+        return ADLSLanding(uri=uri, max_file_bytes=max_file_bytes)
+    raise ValueError(
+        f"LANDING_URI {uri!r} has an unsupported scheme {scheme!r}: use a local path, "
+        "s3://bucket/prefix or abfss://container@account.dfs.core.windows.net/prefix"
+    )

@@ -52,6 +52,22 @@ def test_unknown_environment_is_refused() -> None:
         build_definitions({"FRAUD_ENV": "staging"})
 
 
-def test_local_environment_refuses_a_remote_lakehouse() -> None:
-    with pytest.raises(ValueError, match="use a local path"):
-        build_definitions({"LAKEHOUSE_URI": "s3://bucket/lake"})
+@pytest.mark.parametrize(
+    ("uri", "landing"),
+    [
+        ("s3://bucket/lake", "S3Landing"),
+        ("abfss://lake@account.dfs.core.windows.net/fraud", "ADLSLanding"),
+        ("az://lake/fraud", "ADLSLanding"),
+    ],
+)
+def test_the_lakehouse_may_be_on_s3_or_adls(uri: str, landing: str) -> None:
+    defs = build_definitions({"LAKEHOUSE_URI": uri})
+    assert defs.resources["lakehouse"].uri == uri
+    # Without LANDING_URI the landing zone is the lakehouse's landing/ folder, same store.
+    assert type(defs.resources["landing"]).__name__ == landing
+    assert defs.resources["landing"].location == f"{uri}/landing"
+
+
+def test_an_unknown_lakehouse_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported scheme 'gs': use a local path, s3://"):
+        build_definitions({"LAKEHOUSE_URI": "gs://bucket/lake"})

@@ -11,6 +11,7 @@ from fraud_core.lakehouse import (
     LakehouseError,
     batch_id_for_file,
     check_batch_id,
+    uri_scheme,
 )
 
 
@@ -58,3 +59,33 @@ def test_batch_ids_are_plain() -> None:
     for bad in ("", "../x", "a/b", "x" * 200):
         with pytest.raises(ValueError, match="invalid batch id"):
             check_batch_id(bad)
+
+
+def test_batches_come_from_one_listing_and_ignore_unfinished_writes(tmp_path) -> None:
+    lh = Lakehouse(str(tmp_path))
+    lh.write_batch(RAW, "b1", pd.DataFrame({"x": [1]}))
+    folder = tmp_path / "raw/claims/batch=b2"
+    folder.mkdir(parents=True)
+    (folder / "part-0.parquet.tmp-123").write_bytes(b"half written")  # a writer mid-way
+    assert lh.batches(RAW) == ["b1"]
+    assert lh.find(RAW) == ["batch=b1/part-0.parquet", "batch=b2/part-0.parquet.tmp-123"]
+    assert lh.find("nothing/here") == []
+
+
+def test_a_failed_write_leaves_no_temp_file(tmp_path) -> None:
+    lh = Lakehouse(str(tmp_path))
+    with pytest.raises(TypeError):
+        lh.write_bytes("raw/x.bin", "not bytes")  # type: ignore[arg-type]
+    assert os.listdir(tmp_path / "raw") == []
+
+
+def test_uris_and_their_schemes(tmp_path) -> None:
+    assert [uri_scheme(u) for u in ("/a/b", "file:///a", "s3://b/p", "ABFSS://c@a/p")] == [
+        "file",
+        "file",
+        "s3",
+        "abfss",
+    ]
+    lh = Lakehouse(str(tmp_path), storage_options={"auto_mkdir": True})
+    assert "storage_options" not in repr(lh)  # settings may hold secrets: never printed
+    assert lh.url(RAW) == f"{tmp_path}/{RAW}"

@@ -4,6 +4,10 @@ The request model :class:`Claim` is generated from :mod:`fraud_core.schema`: fie
 ranges, allowed categories and the cross-field rules come from ``CLAIM_COLUMNS`` and
 ``PAIR_RULES``, so the API refuses exactly what the pipeline would quarantine, and a schema
 change reaches the API (and its OpenAPI document) without an edit here.
+
+Unknown fields are refused (422, error type ``extra_forbidden`` naming the field): a typo such
+as ``claimed_ammount`` must not be scored as if the field were absent. The OpenAPI document says
+so (``additionalProperties: false`` on ``Claim`` and ``BatchRequest``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from fraud_core.schema import COLUMNS_BY_NAME, INPUT_COLUMNS, PAIR_RULES, Column
 from serving.core.config import MAX_BATCH_SIZE
@@ -77,9 +82,17 @@ class _ClaimBase(BaseModel):
                 continue
             ok = left <= right if rule.op == "<=" else left >= right
             if not ok:
-                raise ValueError(
-                    f"{rule.name}: {rule.left} ({left}) must be {rule.op} {rule.right} "
-                    f"({right}). {rule.description}"
+                raise PydanticCustomError(
+                    rule.name,
+                    "{left} ({left_value}) must be {op} {right} ({right_value}). {why}",
+                    {
+                        "left": rule.left,
+                        "left_value": str(left),
+                        "op": rule.op,
+                        "right": rule.right,
+                        "right_value": str(right),
+                        "why": rule.description,
+                    },
                 )
         return self
 
@@ -87,13 +100,50 @@ class _ClaimBase(BaseModel):
 Claim: type[_ClaimBase] = create_model(  # type: ignore[call-overload]
     "Claim",
     __base__=_ClaimBase,
-    __doc__="One insurance claim as the claims system sends it (unknown fields are refused).",
+    __doc__="One insurance claim as the claims system sends it. Every field is required; "
+    "unknown fields are refused (422, type `extra_forbidden`), so a misspelt field is never "
+    "scored as missing. Cross-field rules: "
+    + "; ".join(f"`{r.left} {r.op} {r.right}` ({r.name})" for r in PAIR_RULES)
+    + ".",
     **{name: _field(COLUMNS_BY_NAME[name]) for name in INPUT_COLUMNS},
 )
 
 
+PAIR_RULE_FIELDS: dict[str, str] = {r.name: r.left for r in PAIR_RULES}
+
+
+class FeatureContribution(BaseModel):
+    """One input's share of the claim's score."""
+
+    feature: str = Field(description="Model feature (see GET /v1/model `features`).")
+    value: float | str = Field(description="The feature's value for this claim.")
+    contribution: float = Field(
+        description="Gradient x input on the standardized input, in logit units: positive "
+        "pushes the score up, negative down, relative to a claim at the training mean."
+    )
+
+
 class ScoreResponse(BaseModel):
     """The fraud score of one claim."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "claim_id": "CLM-2025-000123",
+                    "fraud_score": 0.0132,
+                    "decision": "fast_track",
+                    "model_version": "fm-1731400000000",
+                    "threshold": 0.05,
+                    "top_features": [
+                        {"feature": "report_delay_days", "value": 2.0, "contribution": -0.61},
+                        {"feature": "police_report", "value": 1.0, "contribution": -0.35},
+                        {"feature": "amount_to_limit", "value": 0.165, "contribution": 0.12},
+                    ],
+                }
+            ]
+        }
+    )
 
     claim_id: str
     fraud_score: float = Field(ge=0.0, le=1.0, description="Calibrated fraud probability.")
@@ -102,10 +152,29 @@ class ScoreResponse(BaseModel):
     )
     model_version: str
     threshold: float = Field(description="Decision threshold of the model that scored it.")
+    top_features: list[FeatureContribution] = Field(
+        default_factory=list,
+        description="The inputs that moved this claim's score most, largest |contribution| "
+        "first (attribution: gradient x input, see FeatureContribution).",
+    )
 
 
 class BatchRequest(BaseModel):
     """Up to 10,000 claims, each validated on its own (see POST /v1/score/batch)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "claims": [
+                        load_example(),
+                        {**load_example(), "claim_id": "CLM-2025-000124", "region": "atlantis"},
+                    ]
+                }
+            ]
+        },
+    )
 
     claims: list[dict[str, Any]] = Field(
         min_length=1,
@@ -135,19 +204,53 @@ class BatchResponse(BaseModel):
 
     results: list[BatchItemScore | BatchItemError]
     model_version: str
+    scored: int = Field(ge=0, description="Claims scored.")
+    failed: int = Field(ge=0, description="Claims refused (their results carry `error`).")
 
 
 class ModelInfo(BaseModel):
-    """The model currently serving, and where it came from."""
+    """The model currently serving, and where it came from (lineage back to its data)."""
 
     version: str
-    created_at: str
+    trained_at: str | None = Field(
+        None, description="When training finished (champion pointer), else the bundle's time."
+    )
+    created_at: str = Field(description="When the bundle was written.")
     threshold: float
     metaflow_run: str | None = Field(
-        None, description="Metaflow run (Flow/run_id) that trained it."
+        None, description="Metaflow run pathspec (Flow/run_id) that trained it."
     )
-    training_batches: list[str] = Field(default_factory=list)
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    dagster_run_id: str | None = Field(
+        None, description="Dagster run that materialized fraud_model (it ran the Metaflow flow)."
+    )
+    promoted_at: str | None = Field(None, description="When it became the champion.")
+    promoted_by_run: str | None = Field(
+        None, description="Dagster run that materialized champion_model."
+    )
+    previous_version: str | None = Field(None, description="The champion it replaced.")
+    bundle_uri: str = Field(description="Where the bundle (weights + manifest) lives.")
+    training_batches: list[str] = Field(
+        default_factory=list, description="Raw/feature batches it was trained on."
+    )
+    split: dict[str, Any] = Field(
+        default_factory=dict, description="Train/validation/test periods of the training data."
+    )
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(
+        default_factory=dict, description="Held-out metrics recorded at training."
+    )
+    features: dict[str, list[str]] = Field(
+        default_factory=dict, description="Numeric and categorical model inputs."
+    )
+    attribution: str = Field(description="How `top_features` contributions are computed.")
+    history_batches: list[str] = Field(
+        default_factory=list, description="Raw batches the history features read from."
+    )
+    history_claims: int = Field(ge=0, description="Claims in that history.")
+    loaded_at: str = Field(description="When this process loaded the model.")
+    champion: dict[str, Any] = Field(
+        default_factory=dict, description="The champion pointer as read (models/champion.json)."
+    )
 
 
 class Health(BaseModel):
@@ -161,6 +264,17 @@ class Readiness(BaseModel):
 
     status: Literal["ready"] = "ready"
     model_version: str
+    champion_version: str | None = Field(
+        None, description="The version the champion pointer named at the last poll."
+    )
+    loaded_at: str = Field(description="When the serving model was loaded.")
     reload_error: str | None = Field(
         None, description="Why the latest champion could not be loaded (the old model stays)."
     )
+
+
+class NotReady(BaseModel):
+    """503 from /readyz: no model is loaded."""
+
+    status: Literal["not_ready"] = "not_ready"
+    detail: str = Field(description="Why: no champion yet, or the champion was refused and why.")

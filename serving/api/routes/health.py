@@ -1,11 +1,15 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the Prometheus metrics (no API key: see create_app)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from serving.api.models import Health, Readiness
+from serving.api.deps import MetricsDep, SettingsDep
+from serving.api.models import Health, NotReady, Readiness
+from serving.core.champion import LoadedModel
+from serving.core.metrics import CONTENT_TYPE_LATEST
+from serving.core.security import API_KEY_HEADER, ApiKeys
 
 router = APIRouter(tags=["health"])
 
@@ -19,16 +23,49 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"description": "No model loaded; `detail` says why."}},
+    responses={503: {"model": NotReady, "description": "No model loaded; `detail` says why."}},
 )
 async def readyz(request: Request) -> Readiness | JSONResponse:
-    """200 with the model version when a model is loaded; 503 with the reason otherwise."""
+    """200 with the model version when a model is loaded; 503 with the reason otherwise.
+
+    `reload_error` is set while a newer champion is refused (the old model keeps serving).
+    """
     state = request.app.state
-    scorer = getattr(state, "scorer", None)
-    error: str | None = getattr(state, "model_error", None)
-    if scorer is None:
+    model: LoadedModel | None = state.model
+    error: str | None = state.model_error
+    if model is None:
+        body = NotReady(detail=f"no model loaded: {error or 'loading'}")
         return JSONResponse(
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            content={"status": "not_ready", "detail": f"no model loaded: {error or 'loading'}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content=body.model_dump()
         )
-    return Readiness(model_version=scorer.version, reload_error=error)
+    return Readiness(
+        model_version=model.version,
+        champion_version=state.champion_version,
+        loaded_at=model.loaded_at,
+        reload_error=error,
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text format.",
+        },
+        401: {"description": "FRAUD_API_METRICS_REQUIRE_KEY=true and no valid X-API-Key."},
+    },
+)
+async def metrics(request: Request, collectors: MetricsDep, settings: SettingsDep) -> Response:
+    """Request counts and latency histograms per route, the score distribution and decisions
+    per model version, the serving model (`fraud_api_model_info`), reloads, process stats."""
+    if settings.metrics_require_key:
+        keys: ApiKeys = request.app.state.api_keys
+        if not keys.accepts(request.headers.get(API_KEY_HEADER)):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                f"missing or invalid {API_KEY_HEADER}",
+                headers={"WWW-Authenticate": API_KEY_HEADER},
+            )
+    return Response(collectors.exposition(), media_type=CONTENT_TYPE_LATEST)

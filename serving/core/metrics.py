@@ -1,0 +1,197 @@
+"""Prometheus metrics of the scoring API, in a registry of the app (not the global one).
+
+``fraud_api_requests_total{method,route,status}`` and
+``fraud_api_request_duration_seconds{method,route}`` (histogram) are recorded by
+:class:`MetricsMiddleware` for every request, labelled with the route's template (``/v1/score``)
+or ``unmatched``, so a scan of random paths cannot grow the label set. The scoring routes add
+``fraud_api_scores{model_version}`` (histogram of fraud scores) and
+``fraud_api_decisions_total{model_version,decision}``. The model is described by
+``fraud_api_model_info{version,metaflow_run,dagster_run_id} 1`` (one series: the model serving
+now), ``fraud_api_model_loaded_timestamp_seconds``, ``fraud_api_ready`` and
+``fraud_api_model_reloads_total{result}`` (``swapped`` or ``refused``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+SCORE_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
+UNMATCHED = "unmatched"
+
+
+class Metrics:
+    """The app's collectors, with label children cached (a label lookup per request is slow)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.requests = Counter(
+            "fraud_api_requests",
+            "HTTP requests answered, by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "fraud_api_request_duration_seconds",
+            "Time from the request reaching the app to the end of its response.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.scores = Histogram(
+            "fraud_api_scores",
+            "Fraud scores returned (calibrated probabilities), by model version.",
+            ["model_version"],
+            buckets=SCORE_BUCKETS,
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "fraud_api_decisions",
+            "Claims scored, by model version and decision.",
+            ["model_version", "decision"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "fraud_api_model_info",
+            "1 for the model serving now (its version and lineage as labels).",
+            ["version", "metaflow_run", "dagster_run_id"],
+            registry=self.registry,
+        )
+        self.model_loaded = Gauge(
+            "fraud_api_model_loaded_timestamp_seconds",
+            "Unix time the serving model was loaded.",
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "fraud_api_ready", "1 when a model is loaded and scoring.", registry=self.registry
+        )
+        self.reloads = Counter(
+            "fraud_api_model_reloads",
+            "Champion changes handled: swapped in, or refused (the old model kept serving).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.reloads.labels("swapped")
+        self.reloads.labels("refused")
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._score_children: dict[str, tuple[Any, Any, Any]] = {}
+        self._info_labels: tuple[str, str, str] | None = None
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its duration."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_score(self, version: str, score: float, investigate: bool) -> None:
+        """Record one claim's score and decision."""
+        histogram, investigated, fast_tracked = self._score_series(version)
+        histogram.observe(score)
+        (investigated if investigate else fast_tracked).inc()
+
+    def _score_series(self, version: str) -> tuple[Any, Any, Any]:
+        children = self._score_children.get(version)
+        if children is None:
+            children = (
+                self.scores.labels(version),
+                self.decisions.labels(version, "investigate"),
+                self.decisions.labels(version, "fast_track"),
+            )
+            self._score_children[version] = children
+        return children
+
+    def observe_scores(self, version: str, scores: np.ndarray, investigate: np.ndarray) -> None:
+        """Record the scores and decisions of a batch."""
+        histogram, investigated, fast_tracked = self._score_series(version)
+        for value in scores.tolist():
+            histogram.observe(value)
+        flagged = int(np.count_nonzero(investigate))
+        investigated.inc(flagged)
+        fast_tracked.inc(len(scores) - flagged)
+
+    def model_changed(self, version: str, metaflow_run: str, dagster_run_id: str) -> None:
+        """Point the info gauge at the new model (one series) and stamp the load time."""
+        if self._info_labels is not None:
+            self.model_info.remove(*self._info_labels)
+        self._info_labels = (version, metaflow_run, dagster_run_id)
+        self.model_info.labels(*self._info_labels).set(1)
+        self.model_loaded.set(time.time())
+        self.ready.set(1)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware timing every HTTP request (a few microseconds per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, known_paths: frozenset[str] = frozenset()):
+        self.app = app
+        self.metrics = metrics
+        # Paths answered before routing (a 413 from the body limit) keep their route label.
+        self.known_paths = known_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or (
+                scope["path"] if scope["path"] in self.known_paths else UNMATCHED
+            )
+            self.metrics.observe_request(
+                scope["method"], template, status, time.perf_counter() - started
+            )

@@ -1,0 +1,269 @@
+"""The API's fast path equals the pipeline's: features, scores and the numpy forward pass.
+
+``ClaimScorer.score_records`` computes history features with numpy from the scorer's index and
+runs the network as a numpy forward pass; these tests hold it to
+:func:`fraud_core.features.build_features` (DuckDB windows over the full history) and to the
+torch network, on many claims: every window edge, same-day claims, claims of one request that
+see each other, claims already in the history, unknown policyholders and categories.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_features
+from fraud_core.lakehouse import RAW, Lakehouse
+from fraud_core.model.bundle import BundleError
+from fraud_core.model.fast import NumpyForward
+from fraud_core.model.train import encode
+from fraud_core.schema import INPUT_COLUMNS
+from fraud_core.scoring import FEATURE_NAMES, ClaimScorer
+
+NUMERIC = list(NUMERIC_FEATURES)
+
+
+@pytest.fixture(scope="module")
+def scorer_and_claims(champion_lakehouse: Path) -> tuple[ClaimScorer, pd.DataFrame]:
+    lh = Lakehouse(str(champion_lakehouse))
+    claims = lh.read_batches(RAW).drop(columns="batch_id")
+    return ClaimScorer.from_lakehouse(lh), claims
+
+
+def records_of(claims: pd.DataFrame) -> list[dict[str, Any]]:
+    """Typed claims as the API's request model gives them: python values, dates as dates."""
+    out = []
+    for row in claims[list(INPUT_COLUMNS)].astype(object).to_dict("records"):
+        out.append(
+            {
+                k: (
+                    v.date()
+                    if isinstance(v, pd.Timestamp)
+                    else v.item()
+                    if hasattr(v, "item")
+                    else v
+                )
+                for k, v in row.items()
+            }
+        )
+    return out
+
+
+def assert_same_features(scorer: ClaimScorer, claims: pd.DataFrame, history: pd.DataFrame) -> None:
+    """Fast features of ``claims`` as one request and one by one == build_features."""
+    claims = claims.reset_index(drop=True)
+    expected = build_features(claims, history)
+    records = records_of(claims)
+    numeric, codes, categories = scorer.featurize_records(records)
+    np.testing.assert_allclose(numeric, expected[NUMERIC].to_numpy(float), rtol=1e-9, atol=1e-9)
+    _, expected_codes = encode(expected, scorer.bundle.vocabulary)
+    np.testing.assert_array_equal(codes, expected_codes.numpy())
+    assert categories == expected[list(CATEGORICAL_FEATURES)].astype(str).values.tolist()
+    # One claim per call, as POST /v1/score does: the same, when the request has no neighbours.
+    alone = build_features(claims.iloc[:10].reset_index(drop=True).iloc[[0]], history)
+    one, _, _ = scorer.featurize_records(records[:1])
+    np.testing.assert_allclose(one, alone[NUMERIC].to_numpy(float), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("shift_days", [0, 1, 29, 30, 31, 89, 90, 91, 364, 365, 366, 400])
+def test_features_at_window_edges(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame], shift_days: int
+) -> None:
+    """New claims copy existing ones, ``shift_days`` later: the originals sit on the edges."""
+    scorer, history = scorer_and_claims
+    claims = history.sample(150, random_state=shift_days).copy()
+    claims["claim_id"] = "NEW-" + claims["claim_id"].astype(str)
+    claims["claim_date"] = claims["claim_date"] + pd.Timedelta(days=shift_days)
+    assert_same_features(scorer, claims, history)
+    # one by one, each against the full history
+    for i in range(0, 150, 37):
+        claim = claims.iloc[[i]].reset_index(drop=True)
+        got, _, _ = scorer.featurize_records(records_of(claim))
+        want = build_features(claim, history)[NUMERIC].to_numpy(float)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_features_of_claims_that_see_each_other(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    """Every claim of a few busy policyholders and providers, as new claims in one request."""
+    scorer, history = scorer_and_claims
+    busy_ph = history["policyholder_id"].value_counts().index[:5]
+    busy_prov = history["provider_id"].value_counts().index[:2]
+    picked = history[history["policyholder_id"].isin(busy_ph)]
+    picked = pd.concat([picked, history[history["provider_id"].isin(busy_prov)].head(300)])
+    claims = picked.drop_duplicates("claim_id").copy()
+    claims["claim_id"] = "REQ-" + claims["claim_id"].astype(str)
+    claims["claim_date"] = claims["claim_date"] + pd.Timedelta(days=7)
+    assert len(claims) > 300
+    assert_same_features(scorer, claims, history)
+
+
+def test_features_of_claims_already_in_the_history(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    """Rescoring stored claims: the stored copy is replaced by the request, not counted twice."""
+    scorer, history = scorer_and_claims
+    claims = history.sample(200, random_state=5).copy()
+    claims.loc[claims.index[::2], "claimed_amount"] = 1234.5  # the request's values win
+    claims["claimed_amount"] = np.minimum(claims["claimed_amount"], claims["coverage_limit"])
+    assert_same_features(scorer, claims, history)
+
+
+def test_features_of_unknown_keys_and_categories(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    scorer, history = scorer_and_claims
+    claims = history.sample(20, random_state=9).copy()
+    claims["claim_id"] = "UNK-" + claims["claim_id"].astype(str)
+    claims["policyholder_id"] = "PH-NEVER-SEEN"
+    claims.loc[claims.index[:10], "provider_id"] = "PRV-NEVER-SEEN"
+    assert_same_features(scorer, claims, history)
+
+
+def test_empty_history(scorer_and_claims: tuple[ClaimScorer, pd.DataFrame]) -> None:
+    scorer, history = scorer_and_claims
+    empty = ClaimScorer(bundle=scorer.bundle, history=history.iloc[:0])
+    claims = history.sample(30, random_state=3)
+    assert_same_features(empty, claims, history.iloc[:0])
+
+
+def test_duplicate_ids_refused(scorer_and_claims: tuple[ClaimScorer, pd.DataFrame]) -> None:
+    scorer, history = scorer_and_claims
+    records = records_of(history.head(2))
+    with pytest.raises(ValueError, match="unique"):
+        scorer.featurize_records([records[0], records[0]])
+
+
+def test_scores_equal_the_bundle(scorer_and_claims: tuple[ClaimScorer, pd.DataFrame]) -> None:
+    scorer, history = scorer_and_claims
+    claims = history.sample(300, random_state=1).reset_index(drop=True)
+    claims["claim_id"] = "S-" + claims["claim_id"].astype(str)
+    claims["claim_date"] = claims["claim_date"] + pd.Timedelta(days=2)
+    expected = scorer.bundle.predict_proba(build_features(claims, history))
+    got = scorer.score_records(records_of(claims), explain=True)
+    np.testing.assert_allclose(got.fraud_score, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(got.investigate, expected >= scorer.bundle.threshold)
+    assert got.claim_ids == list(claims["claim_id"])
+    pandas_path = scorer.score(claims)
+    np.testing.assert_allclose(got.fraud_score, pandas_path["fraud_score"], rtol=1e-5, atol=1e-7)
+    alone = scorer.score_records(records_of(claims.iloc[[7]]))
+    assert alone.contributions is None
+    assert alone.fraud_score[0] == pytest.approx(got.fraud_score[7], rel=1e-6)
+
+
+def test_attribution_is_gradient_times_input(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    """The numpy attribution equals torch autograd's gradient x input on the MLP's inputs."""
+    scorer, history = scorer_and_claims
+    claims = history.sample(64, random_state=2).reset_index(drop=True)
+    claims["claim_id"] = "G-" + claims["claim_id"].astype(str)
+    scores = scorer.score_records(records_of(claims), explain=True)
+    net = scorer.bundle.net
+    numeric, codes = encode(build_features(claims, history), scorer.bundle.vocabulary)
+    z = net.standardize(numeric).detach().requires_grad_(True)
+    emb = net.embeddings(codes).detach().requires_grad_(True)
+    net.mlp(torch.cat([z, emb], dim=1)).sum().backward()
+    assert z.grad is not None and emb.grad is not None
+    expected = np.c_[
+        (z.grad * z).detach().numpy(),
+        (emb.grad * emb)
+        .detach()
+        .numpy()
+        .reshape(len(claims), len(CATEGORICAL_FEATURES), -1)
+        .sum(2),
+    ]
+    assert scores.contributions is not None
+    np.testing.assert_allclose(scores.contributions, expected, rtol=1e-4, atol=1e-5)
+    top = scores.top_features(0, 3)
+    assert [t.feature for t in top] == [
+        FEATURE_NAMES[j] for j in np.argsort(-np.abs(expected[0]), kind="stable")[:3]
+    ]
+    assert all(isinstance(t.value, str) == (t.feature in CATEGORICAL_FEATURES) for t in top)
+
+
+def test_numpy_forward_matches_torch_with_nan_and_extremes(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    scorer, _ = scorer_and_claims
+    fast = NumpyForward.from_bundle(scorer.bundle)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1e3, size=(500, len(NUMERIC))).astype(np.float32)
+    x[::7, 3] = np.nan
+    x[::11, 1] = np.inf
+    x[::13, 2] = -np.inf
+    codes = rng.integers(0, 4, size=(500, len(CATEGORICAL_FEATURES)))
+    with torch.no_grad():
+        expected = scorer.bundle.net(torch.from_numpy(x), torch.from_numpy(codes)).numpy()
+    np.testing.assert_allclose(fast.logits(x, codes), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_numpy_forward_refuses_an_unknown_architecture(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    scorer, _ = scorer_and_claims
+    bundle = copy.deepcopy(scorer.bundle)
+    bundle.net.mlp = nn.Sequential(*bundle.net.mlp, nn.Sigmoid())
+    with pytest.raises(BundleError, match="Sigmoid"):
+        NumpyForward.from_bundle(bundle)
+
+
+def test_dates_are_days(scorer_and_claims: tuple[ClaimScorer, pd.DataFrame]) -> None:
+    """Datetimes count by their date, as the pipeline normalises them."""
+    scorer, history = scorer_and_claims
+    record = records_of(history.head(1))[0]
+    record["claim_id"] = "DT-1"
+    as_datetime = {
+        **record,
+        "claim_date": dt.datetime.combine(record["claim_date"], dt.time(23, 59)),
+    }
+    a, _, _ = scorer.featurize_records([record])
+    b, _, _ = scorer.featurize_records([as_datetime])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_one_claim_forward_matches_the_vectorised_one(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    """explain_one / logit_one (Python-float standardization, precomputed category rows)."""
+    scorer, _ = scorer_and_claims
+    fast = NumpyForward.from_bundle(scorer.bundle)
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 50, size=(200, len(NUMERIC))).astype(np.float32)
+    x[::9, 4] = np.nan
+    x[::10, 5] = np.inf
+    x[::12, 0] = -np.inf
+    codes = rng.integers(0, 4, size=(200, len(CATEGORICAL_FEATURES)))
+    logits, contributions = fast.explain(x, codes)
+    for i in range(len(x)):
+        row, row_codes = x[i].astype(float).tolist(), codes[i].tolist()
+        logit, contribution = fast.explain_one(row, row_codes)
+        assert logit == pytest.approx(logits[i], rel=1e-5, abs=1e-5)
+        assert fast.logit_one(row, row_codes) == pytest.approx(logit, rel=1e-6, abs=1e-6)
+        np.testing.assert_allclose(contribution, contributions[i], rtol=1e-4, atol=1e-5)
+    assert fast.probability(0.3) == pytest.approx(float(fast.probabilities(np.array([0.3]))[0]))
+
+
+def test_score_one_equals_score_records(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    scorer, history = scorer_and_claims
+    claims = history.sample(60, random_state=4).reset_index(drop=True)
+    claims.loc[30:, "claim_id"] = "ONE-" + claims.loc[30:, "claim_id"].astype(str)  # half new
+    for record in records_of(claims):
+        one = scorer.score_one(record, top_k=4)
+        many = scorer.score_records([record], explain=True)
+        assert one.claim_id == record["claim_id"]
+        assert one.fraud_score == pytest.approx(float(many.fraud_score[0]), rel=1e-9)
+        assert one.investigate == bool(many.investigate[0])
+        assert [t.feature for t in one.top_features] == [t.feature for t in many.top_features(0, 4)]
+        assert scorer.score_one(record).top_features == []

@@ -1,0 +1,405 @@
+"""scripts/deploy_from_s3.py: pull the champion from an S3 lakehouse (moto's server), verify it,
+deploy it to a real uvicorn service, to SageMaker (moto) and as Kubernetes manifests."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import yaml
+
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.model.bundle import MANIFEST_FILE, WEIGHTS_FILE
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "fraud-deploy-lake"
+NEW = "fm-test-2"  # the champion published in S3; the service starts with fm-test-1
+ROLE = "arn:aws:iam::123456789012:role/fraud-sagemaker"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud-scoring:1.4.0"
+
+pytestmark = pytest.mark.integration
+
+
+def publish(source: Lakehouse, target: Lakehouse, version: str, corrupt: bool = False) -> None:
+    """Copy the fixture's fm-test-1 bundle into ``target`` as ``version``, make it champion."""
+    manifest = source.read_json(source.model_path("fm-test-1", MANIFEST_FILE))
+    weights = source.read_bytes(source.model_path("fm-test-1", WEIGHTS_FILE))
+    if corrupt:
+        weights = weights[:-16] + bytes(16)
+    target.write_bytes(target.model_path(version, WEIGHTS_FILE), weights)
+    target.write_json(target.model_path(version, MANIFEST_FILE), {**manifest, "version": version})
+    target.set_champion({"version": version})
+
+
+@pytest.fixture(scope="module")
+def s3(moto_endpoint: str, champion_lakehouse: Path) -> Iterator[dict[str, str]]:
+    """An S3 lakehouse whose champion is fm-test-2, and one with a corrupt champion."""
+    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=BUCKET)
+    saved = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = moto_endpoint  # s3fs and boto3 read it (verified here)
+    try:
+        source = Lakehouse(str(champion_lakehouse))
+        publish(source, Lakehouse(f"s3://{BUCKET}/lakehouse"), NEW)
+        publish(source, Lakehouse(f"s3://{BUCKET}/corrupt"), "fm-bad", corrupt=True)
+        yield {"AWS_ENDPOINT_URL": moto_endpoint, "LAKEHOUSE_URI": f"s3://{BUCKET}/lakehouse"}
+    finally:
+        if saved is None:
+            del os.environ["AWS_ENDPOINT_URL"]
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = saved
+
+
+@pytest.fixture(scope="module")
+def deploy(script_module: Callable[[str], ModuleType]) -> ModuleType:
+    return script_module("deploy_from_s3")
+
+
+def test_pull_downloads_and_verifies_the_champion(
+    s3: dict[str, str], run_script: Any, tmp_path: Path
+) -> None:
+    result = run_script("deploy_from_s3", "pull", env={**s3, "MODEL_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"pulled model {NEW}" in result.stdout and "verified" in result.stdout
+    pulled = Lakehouse(str(tmp_path))
+    pointer = pulled.champion()
+    assert pointer and pointer["version"] == NEW
+    assert pointer["source"] == f"s3://{BUCKET}/lakehouse/models/{NEW}"
+    remote = Lakehouse(s3["LAKEHOUSE_URI"])
+    for name in (MANIFEST_FILE, WEIGHTS_FILE):
+        assert pulled.read_bytes(pulled.model_path(NEW, name)) == remote.read_bytes(
+            remote.model_path(NEW, name)
+        )
+
+
+def test_pull_refuses_a_corrupt_bundle_and_a_missing_champion(
+    s3: dict[str, str], run_script: Any, deploy: ModuleType, tmp_path: Path
+) -> None:
+    env = {**s3, "LAKEHOUSE_URI": f"s3://{BUCKET}/corrupt", "MODEL_DIR": str(tmp_path / "m")}
+    result = run_script("deploy_from_s3", "pull", env=env)
+    assert result.returncode == 2
+    assert "weights checksum mismatch" in result.stderr
+    assert not (tmp_path / "m").exists()  # nothing unverified is written
+    with pytest.raises(deploy.BundleError, match="no champion model"):
+        deploy.pull(f"s3://{BUCKET}/empty", str(tmp_path / "m"))
+
+
+# --- fastapi: a real service that swaps models ------------------------------------------------
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, champion_lakehouse: Path, free_port: Callable[[], int]
+) -> Iterator[dict[str, str]]:
+    """uvicorn serving fm-test-1 from a local lakehouse (API keys on), polling its champion
+    pointer every 0.3 s."""
+    lakehouse = tmp_path / "service_lakehouse"
+    shutil.copytree(champion_lakehouse, lakehouse)
+    port, key = free_port(), secrets.token_urlsafe(32)
+    env = {
+        **os.environ,
+        "LAKEHOUSE_URI": str(lakehouse),
+        "FRAUD_API_KEYS": key,
+        "FRAUD_API_POLL_SECONDS": "0.3",
+    }
+    env.pop("FRAUD_API_AUTH_DISABLED", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "serving.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, "uvicorn exited early"
+            assert time.monotonic() < deadline, "the service did not load fm-test-1 in 90 s"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        yield {"url": url, "lakehouse": str(lakehouse), "key": key}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_fastapi_deploy_swaps_the_running_service_and_smoke_passes(
+    s3: dict[str, str], service: dict[str, str], run_script: Any, tmp_path: Path
+) -> None:
+    assert httpx.get(f"{service['url']}/readyz").json()["model_version"] == "fm-test-1"
+    env = {
+        **s3,
+        "MODEL_DIR": str(tmp_path / "model"),
+        "DEPLOY_TARGET": "fastapi",
+        "FRAUD_SERVICE_LAKEHOUSE_URI": service["lakehouse"],
+        "FRAUD_SERVICE_URL": service["url"],
+        "DEPLOY_TIMEOUT": "60",
+        "FRAUD_API_KEY": "",
+    }
+    result = run_script("deploy_from_s3", "deploy", env=env)  # pulls first: no model pulled yet
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"pulled model {NEW}" in result.stdout
+    assert f"{service['url']} serves model {NEW}" in result.stdout
+    assert httpx.get(f"{service['url']}/readyz").json()["model_version"] == NEW
+    assert Lakehouse(service["lakehouse"]).champion()["version"] == NEW  # type: ignore[index]
+
+    result = run_script("deploy_from_s3", "smoke", env=env)  # the API wants a key
+    assert result.returncode == 1 and "answered 401" in result.stderr
+    assert service["key"] not in result.stdout + result.stderr
+    result = run_script("deploy_from_s3", "smoke", env={**env, "FRAUD_API_KEY": service["key"]})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"model {NEW} scored the example claim" in result.stdout
+
+
+def test_waiting_for_a_service_that_does_not_answer_times_out(
+    deploy: ModuleType, free_port: Callable[[], int]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(deploy.DeployError, match=f"did not report model {NEW} within 0.5 s"):
+        deploy.wait_until_serving(url, NEW, timeout=0.5, poll=0.1)
+
+
+# --- sagemaker (moto) ----------------------------------------------------------------------
+
+
+def test_sagemaker_deploy_creates_model_config_and_endpoint(
+    s3: dict[str, str], run_script: Any, tmp_path: Path
+) -> None:
+    env = {
+        **s3,
+        "MODEL_DIR": str(tmp_path / "model"),
+        "DEPLOY_TARGET": "sagemaker",
+        "SAGEMAKER_ENDPOINT": "fraud-test",
+        "SAGEMAKER_IMAGE_URI": IMAGE,
+        "SAGEMAKER_ROLE_ARN": ROLE,
+        "DEPLOY_TIMEOUT": "20",
+    }
+    result = run_script("deploy_from_s3", "deploy", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    name = f"fraud-test-{NEW}"
+    sm = boto3.client("sagemaker", endpoint_url=s3["AWS_ENDPOINT_URL"])
+    model = sm.describe_model(ModelName=name)
+    container = model["PrimaryContainer"]
+    data_url = f"s3://{BUCKET}/lakehouse/deploy/sagemaker/{NEW}/model.tar.gz"
+    assert container["Image"] == IMAGE and container["ModelDataUrl"] == data_url
+    assert container["Environment"]["LAKEHOUSE_URI"] == "/opt/ml/model"
+    assert model["ExecutionRoleArn"] == ROLE
+    variant = sm.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"][0]
+    assert variant["ModelName"] == name
+    endpoint = sm.describe_endpoint(EndpointName="fraud-test")
+    assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == ("InService", name)
+    # model.tar.gz is a one-model lakehouse: the API runs on it as it is.
+    tarball = Lakehouse(s3["LAKEHOUSE_URI"]).read_bytes(f"deploy/sagemaker/{NEW}/model.tar.gz")
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
+        names = set(tar.getnames())
+        pointer = json.load(tar.extractfile("models/champion.json"))  # type: ignore[arg-type]
+    assert names == {
+        "models/champion.json",
+        f"models/{NEW}/{MANIFEST_FILE}",
+        f"models/{NEW}/{WEIGHTS_FILE}",
+    }
+    assert pointer["version"] == NEW
+
+    result = run_script("deploy_from_s3", "smoke", env=env)
+    assert result.returncode == 0 and "InService with model" in result.stdout, result.stderr
+
+
+def test_sagemaker_deploy_again_changes_nothing(
+    s3: dict[str, str],
+    deploy: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same version twice (moto): model, config and endpoint are reused, not recreated."""
+    for name, value in {
+        "SAGEMAKER_ENDPOINT": "fraud-again",
+        "SAGEMAKER_IMAGE_URI": IMAGE,
+        "SAGEMAKER_ROLE_ARN": ROLE,
+        "LAKEHOUSE_URI": s3["LAKEHOUSE_URI"],
+    }.items():
+        monkeypatch.setenv(name, value)
+    model = deploy.pull(s3["LAKEHOUSE_URI"], str(tmp_path / "model"))
+    deploy.deploy_sagemaker(model, timeout=10)
+    capsys.readouterr()
+    deploy.deploy_sagemaker(model, timeout=10)
+    out = capsys.readouterr().out
+    assert "model fraud-again-fm-test-2 exists" in out
+    assert "endpoint configuration fraud-again-fm-test-2 exists" in out
+    assert "endpoint fraud-again already runs fraud-again-fm-test-2" in out
+
+
+def test_sagemaker_deploy_updates_an_existing_endpoint(
+    s3: dict[str, str], deploy: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto 5.2 has no UpdateEndpoint: botocore's Stubber checks the calls against the API
+    model instead (model and config exist already, the endpoint runs an older config)."""
+    from botocore.stub import Stubber
+
+    monkeypatch.setenv("SAGEMAKER_IMAGE_URI", IMAGE)
+    monkeypatch.setenv("SAGEMAKER_ROLE_ARN", ROLE)
+    monkeypatch.setenv("LAKEHOUSE_URI", s3["LAKEHOUSE_URI"])
+    model = deploy.pull(s3["LAKEHOUSE_URI"], str(tmp_path / "model"))
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    name = f"fraud-scoring-{NEW}"
+    endpoint = {
+        "EndpointName": "fraud-scoring",
+        "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/fraud-scoring",
+        "EndpointConfigName": "fraud-scoring-fm-test-1",
+        "EndpointStatus": "InService",
+        "CreationTime": "2026-11-01T00:00:00Z",
+        "LastModifiedTime": "2026-11-01T00:00:00Z",
+    }
+    with Stubber(sm) as stub:
+        stub.add_response("describe_model", _model_response(name), {"ModelName": name})
+        stub.add_response(
+            "describe_endpoint_config",
+            _config_response(name),
+            {"EndpointConfigName": name},
+        )
+        stub.add_response("describe_endpoint", endpoint, {"EndpointName": "fraud-scoring"})
+        stub.add_response(
+            "update_endpoint",
+            {"EndpointArn": endpoint["EndpointArn"]},
+            {"EndpointName": "fraud-scoring", "EndpointConfigName": name},
+        )
+        stub.add_response(
+            "describe_endpoint",
+            {**endpoint, "EndpointConfigName": name},
+            {"EndpointName": "fraud-scoring"},
+        )
+        summary = deploy.deploy_sagemaker(model, timeout=5, sm=sm)
+        stub.assert_no_pending_responses()
+    assert summary == f"SageMaker endpoint fraud-scoring serves model {NEW} (config {name})"
+
+
+def _model_response(name: str) -> dict[str, Any]:
+    return {
+        "ModelName": name,
+        "ModelArn": f"arn:aws:sagemaker:us-east-1:123456789012:model/{name}",
+        "CreationTime": "2026-11-01T00:00:00Z",
+    }
+
+
+def _config_response(name: str) -> dict[str, Any]:
+    return {
+        "EndpointConfigName": name,
+        "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{name}",
+        "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": name}],
+        "CreationTime": "2026-11-01T00:00:00Z",
+    }
+
+
+# --- kubernetes manifests -----------------------------------------------------------------
+
+
+def test_k8s_manifests_are_rendered_with_image_and_version_and_validated(
+    s3: dict[str, str], run_script: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "k8s"
+    env = {
+        **s3,
+        "MODEL_DIR": str(tmp_path / "model"),
+        "DEPLOY_TARGET": "k8s",
+        "K8S_IMAGE": IMAGE,
+        "K8S_NAMESPACE": "fraud-staging",
+        "K8S_REPLICAS": "3",
+        "K8S_OUT_DIR": str(out),
+    }
+    result = run_script("deploy_from_s3", "deploy", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rendered and validated" in result.stdout and "(not applied)" in result.stdout
+    deployment = yaml.safe_load((out / "deployment.yaml").read_text())
+    service = yaml.safe_load((out / "service.yaml").read_text())
+    from kubernetes.client import V1Deployment, V1Service
+
+    dep, svc = V1Deployment.from_dict(deployment), V1Service.from_dict(service)
+    pod = dep.spec.template
+    (container,) = pod.spec.containers
+    assert container.image == IMAGE and dep.spec.replicas == 3
+    assert dep.metadata.namespace == svc.metadata.namespace == "fraud-staging"
+    assert pod.metadata.labels["fraud.model/version"] == NEW
+    manifest = Lakehouse(str(tmp_path / "model")).read_json(f"models/{NEW}/{MANIFEST_FILE}")
+    assert pod.metadata.annotations["fraud.model/sha256"] == manifest["weights"]["sha256"]
+    env_vars = {e.name: e.value for e in container.env}
+    assert (
+        env_vars["LAKEHOUSE_URI"] == s3["LAKEHOUSE_URI"] and env_vars["FRAUD_MODEL_VERSION"] == NEW
+    )
+    assert svc.spec.selector.items() <= pod.metadata.labels.items()
+
+
+def test_k8s_validation_refuses_what_the_api_would(
+    script_module: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    k8s = script_module("k8s_manifests")
+    values = {
+        "NAME": "fraud-scoring",
+        "NAMESPACE": "fraud",
+        "IMAGE": IMAGE,
+        "REPLICAS": 2,
+        "MODEL_VERSION": NEW,
+        "MODEL_SHA256": "ab" * 32,
+        "LAKEHOUSE_URI": "s3://lake/fraud",
+    }
+    docs = k8s.render(values)
+    assert [d["kind"] for d in docs] == ["Deployment", "Service"]
+
+    def broken(edit: Callable[[str], str]) -> Path:
+        folder = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(k8s.TEMPLATE_DIR, folder)
+        path = folder / "deployment.yaml"
+        path.write_text(edit(path.read_text()))
+        return folder
+
+    cases = {
+        "/spec/replica (not a field": lambda t: t.replace("replicas:", "replica:"),
+        "does not fit V1Deployment": lambda t: t.replace("  selector:\n", "  selectorx:\n"),
+        "no value for placeholder 'REGION'": lambda t: t.replace("${NAMESPACE}", "${REGION}"),
+        "targets 'http': no such port": lambda t: t.replace("- name: http\n", "- name: web\n"),
+    }
+    for message, edit in cases.items():
+        with pytest.raises(k8s.ManifestError, match=message.replace("(", r"\(")):
+            k8s.render(values, broken(edit))
+    with pytest.raises(k8s.ManifestError, match="cannot be a label value"):
+        k8s.render({**values, "MODEL_VERSION": "v" * 64})
+
+
+def test_k8s_deploy_needs_an_image(
+    deploy: ModuleType, champion_lakehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("K8S_IMAGE", raising=False)
+    model = deploy.pull(str(champion_lakehouse), str(tmp_path / "model"))
+    with pytest.raises(deploy.SettingError, match="K8S_IMAGE is not set"):
+        deploy.deploy_k8s(model, timeout=10)

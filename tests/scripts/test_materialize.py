@@ -1,0 +1,395 @@
+"""scripts/materialize.py: selections planned against the code location, runs launched on a
+real ``dagster dev`` through GraphQL and followed to their end, and the in-process mode."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from fraud_core.lakehouse import SCORES, Lakehouse
+
+ROOT = Path(__file__).resolve().parents[2]
+IN_PROCESS_EXECUTOR = "execution:\n  config:\n    in_process: {}\n"
+RUN_URL = re.compile(r"(http://127\.0\.0\.1:\d+/runs/([0-9a-f-]{36}))")
+# The daemon dequeues runs every second (default 5 s): the queue is kept, only faster.
+INSTANCE_YAML = """telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- the planner (no server) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def materialize(script_module: Callable[[str], ModuleType]) -> ModuleType:
+    return script_module("materialize")
+
+
+@pytest.fixture(scope="module")
+def location(materialize: ModuleType) -> tuple[list[str], dict[str, Any]]:
+    info = materialize.AssetInfo
+    assets = {
+        "raw_claims": info(True, ["b0", "b1"], ["ingest_batch"]),
+        "claim_scores": info(True, ["b0", "b1"], ["ingest_batch", "score_batch"]),
+        "model_metrics": info(False, [], ["report_metrics"]),
+        "snowflake_metrics_replica": info(False, [], ["report_metrics"]),
+    }
+    return ["ingest_batch", "score_batch", "report_metrics"], assets
+
+
+def test_a_job_name_plans_that_job(materialize: ModuleType, location: Any) -> None:
+    plan = materialize.plan_selection("report_metrics", "", *location)
+    assert (plan.job, plan.asset_keys, plan.partitions) == ("report_metrics", None, [None])
+
+
+def test_asset_keys_plan_the_asset_job_per_partition(
+    materialize: ModuleType, location: Any
+) -> None:
+    plan = materialize.plan_selection("raw_claims, claim_scores", "all", *location)
+    assert plan.job == "__ASSET_JOB"
+    assert plan.asset_keys == [["raw_claims"], ["claim_scores"]]
+    assert plan.partitions == ["b0", "b1"]
+    assert materialize.plan_selection("score_batch", "b1", *location).partitions == ["b1"]
+
+
+@pytest.mark.parametrize(
+    ("selection", "partitions", "message"),
+    [
+        ("", "", "MATERIALIZE_SELECTION is empty"),
+        ("nope", "", "not a job or asset of the code location: nope"),
+        ("claim_scores", "", "is partitioned: set MATERIALIZE_PARTITIONS"),
+        ("claim_scores", "b7", "unknown partition(s) b7"),
+        ("model_metrics", "b0", "is not partitioned"),
+        ("raw_claims model_metrics", "b0", "mixes partitioned and unpartitioned"),
+    ],
+)
+def test_unusable_selections_are_refused_before_launching(
+    materialize: ModuleType, location: Any, selection: str, partitions: str, message: str
+) -> None:
+    with pytest.raises(materialize.UsageError, match=re.escape(message)):
+        materialize.plan_selection(selection, partitions, *location)
+
+
+class NeverEndingRun:
+    """A deployment whose run stays STARTED until it is terminated (for the timeout path)."""
+
+    base_url, location = "http://dagster.test", "loc"
+
+    def __init__(self, materialize: ModuleType) -> None:
+        self.materialize = materialize
+        self.statuses = ["QUEUED", "STARTING", "STARTED"]
+        self.terminated: list[str] = []
+
+    def plan(self, selection: str, partitions: str) -> Any:
+        return self.materialize.Plan(job=selection)
+
+    def launch(self, plan: Any, partition: str | None, run_config: dict[str, Any]) -> str:
+        return "run-1"
+
+    def status(self, run_id: str) -> str:
+        return "CANCELED" if self.terminated else self.statuses[-1]
+
+    def terminate(self, run_id: str) -> str:
+        self.terminated.append(run_id)
+        return self.status(run_id)
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.base_url}/runs/{run_id}"
+
+
+def test_a_run_that_outlives_the_timeout_is_terminated(
+    materialize: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment = NeverEndingRun(materialize)
+    args = materialize.build_parser().parse_args(
+        ["--selection", "report_metrics", "--timeout", "0.3", "--poll", "0.1"]
+    )
+    assert materialize.materialize_remote(args, deployment) == materialize.EXIT_TIMEOUT
+    assert deployment.terminated == ["run-1"]
+    out = capsys.readouterr().out
+    assert "http://dagster.test/runs/run-1" in out and "did not finish within 0.3 s" in out
+    assert "canceled" in out
+
+
+class Unreachable(NeverEndingRun):
+    """The webserver stops answering after the launch."""
+
+    def status(self, run_id: str) -> str:
+        raise ConnectionError("connection refused")
+
+
+def test_losing_the_deployment_while_following_fails_the_build(
+    materialize: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = materialize.build_parser().parse_args(["--selection", "x", "--poll", "0.01"])
+    assert materialize.materialize_remote(args, Unreachable(materialize)) == materialize.EXIT_FAILED
+    out = capsys.readouterr().out
+    assert out.count("WARNING: status of run run-1 unknown") == 5
+    assert "lost contact with Dagster; run run-1 may still be running" in out
+
+
+# --- against a real dagster dev ---------------------------------------------------------------
+
+
+@dataclass
+class DagsterDev:
+    url: str
+    lakehouse: Path
+    env: dict[str, str]
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = httpx.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
+        ).json()
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        query = """query($id: ID!) { runOrError(runId: $id) { ... on Run {
+            status jobName tags { key value } } } }"""
+        run: dict[str, Any] = self.graphql(query, {"id": run_id})["runOrError"]
+        return run
+
+
+def start_dagster_dev(
+    tmp: Path, lakehouse: Path
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """``dagster dev`` on loopback over ``lakehouse`` (setsid + default signals: STACK_NOTES)."""
+    home = tmp / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LAKEHOUSE_URI": str(lakehouse),
+        "DUCKDB_PATH": str(tmp / "warehouse.duckdb"),
+        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp),
+    }
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    # The child keeps its own descriptor of the log: ours can close now.
+    with open(tmp / "dagster-dev.log", "wb") as log:
+        proc = subprocess.Popen(
+            [
+                "setsid",
+                "env",
+                "--default-signal=INT,TERM",
+                dagster,
+                "dev",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "workspace.yaml",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, f"http://127.0.0.1:{port}", env
+
+
+def wait_for_graph(
+    url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120
+) -> None:
+    """Until the code location has loaded its assets."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"dagster dev exited early:\n{log.read_text()[-3000:]}"
+        try:
+            body = httpx.post(
+                f"{url}/graphql", json={"query": "{ assetNodes { id } }"}, timeout=5
+            ).json()
+            if body.get("data", {}).get("assetNodes"):
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"dagster dev did not serve the graph within {timeout} s:\n{log.read_text()[-3000:]}"
+    )
+
+
+def stop_dagster_dev(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT (clean shutdown in a few seconds), SIGKILL to the group if it hangs."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(
+    tmp_path_factory: pytest.TempPathFactory, champion_lakehouse: Path
+) -> Iterator[DagsterDev]:
+    """A ``dagster dev`` over a private copy of the champion lakehouse; batches b0..b2 and b9
+    (not in the lakehouse) are known partitions."""
+    tmp = tmp_path_factory.mktemp("dagster_dev")
+    lakehouse = tmp / "lakehouse"
+    shutil.copytree(champion_lakehouse, lakehouse)
+    (tmp / "run_config.yaml").write_text(IN_PROCESS_EXECUTOR)
+    proc, url, env = start_dagster_dev(tmp, lakehouse)
+    try:
+        wait_for_graph(url, proc, tmp / "dagster-dev.log")
+        server = DagsterDev(url, lakehouse, env)
+        selector = {
+            "repositoryLocationName": "fraud_assets.definitions",
+            "repositoryName": "__repository__",
+        }
+        for batch in ("b0", "b1", "b2", "b9"):
+            added = server.graphql(
+                """mutation($s: RepositorySelector!, $k: String!) {
+                    addDynamicPartition(repositorySelector: $s,
+                        partitionsDefName: "landing_batches", partitionKey: $k) { __typename } }""",
+                {"s": selector, "k": batch},
+            )
+            assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess"
+        server.env["MATERIALIZE_RUN_CONFIG"] = str(tmp / "run_config.yaml")
+        yield server
+    finally:
+        stop_dagster_dev(proc)
+
+
+def remote_env(server: DagsterDev, **settings: str) -> dict[str, str]:
+    return {
+        "DAGSTER_URL": server.url,
+        "MATERIALIZE_RUN_CONFIG": server.env["MATERIALIZE_RUN_CONFIG"],
+        "MATERIALIZE_PARTITIONS": "",
+        **settings,
+    }
+
+
+def start_script(name: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``scripts/NAME.py`` started in the background (output captured)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / f"{name}.py")],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.integration
+def test_runs_are_followed_to_success_or_failure(dagster_dev: DagsterDev) -> None:
+    """Two builds at once on one deployment: a job over a partition that succeeds, and an asset
+    selection whose run fails (batch b9 is known to Dagster but not in the lakehouse)."""
+    succeeding = start_script(
+        "materialize",
+        remote_env(
+            dagster_dev,
+            MATERIALIZE_SELECTION="score_batch",
+            MATERIALIZE_PARTITIONS="b0",
+            BUILD_URL="https://jenkins.example/job/fraud/7/",
+        ),
+    )
+    failing = start_script(
+        "materialize",
+        remote_env(dagster_dev, MATERIALIZE_SELECTION="claim_scores", MATERIALIZE_PARTITIONS="b9"),
+    )
+    out, err = succeeding.communicate(timeout=180)
+    assert succeeding.returncode == 0, out + err
+    url, run_id = RUN_URL.search(out).groups()  # type: ignore[union-attr]
+    assert url.startswith(dagster_dev.url) and "success" in out
+    run = dagster_dev.run(run_id)
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert (run["status"], run["jobName"]) == ("SUCCESS", "score_batch")
+    assert tags["dagster/partition"] == "b0"
+    assert tags["jenkins/build_url"] == "https://jenkins.example/job/fraud/7/"
+    scores = Lakehouse(str(dagster_dev.lakehouse)).read_batch(SCORES, "b0")
+    assert set(scores["model_version"]) == {"fm-test-1"}
+
+    out, err = failing.communicate(timeout=180)
+    assert failing.returncode == 1, out + err
+    _url, run_id = RUN_URL.search(out).groups()  # type: ignore[union-attr]
+    assert "ended FAILURE" in out
+    assert "batch 'b9' of features/claims is not in the lakehouse" in out  # from the run's logs
+    run = dagster_dev.run(run_id)
+    assert (run["status"], run["jobName"]) == ("FAILURE", "__ASSET_JOB")
+
+
+@pytest.mark.integration
+def test_unknown_selection_or_unreachable_dagster_exit_2(
+    dagster_dev: DagsterDev, run_script: Any
+) -> None:
+    result = run_script("materialize", env=remote_env(dagster_dev, MATERIALIZE_SELECTION="nope"))
+    assert result.returncode == 2 and "not a job or asset" in result.stderr
+    result = run_script(
+        "materialize",
+        env={
+            "DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
+            "MATERIALIZE_SELECTION": "report_metrics",
+        },
+    )
+    assert result.returncode == 2 and "did not answer" in result.stderr
+
+
+# --- in-process -------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_in_process_ingests_through_the_landing_sensor(
+    tmp_path: Path,
+    champion_lakehouse: Path,
+    materialize: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without DAGSTER_URL: the Orchestrator's instance and Definitions, in this process."""
+    from fraud_core.simulate import SimulationConfig, simulate_claims, write_landing_files
+
+    lakehouse = tmp_path / "lakehouse"
+    shutil.copytree(champion_lakehouse, lakehouse)
+    claims = simulate_claims(SimulationConfig(n_claims=400, seed=5, id_prefix="NEW"))
+    (landed,) = write_landing_files([claims.drop(columns="scenario")], str(lakehouse / "landing"))
+    home = tmp_path / "dagster_home"
+    for name, value in {
+        "DAGSTER_HOME": str(home),
+        "LAKEHOUSE_URI": str(lakehouse),
+        "DUCKDB_PATH": str(tmp_path / "w.duckdb"),
+        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DAGSTER_URL", raising=False)
+    # Nothing scored yet: model_metrics fails, and the script says why (exit 1, no traceback).
+    assert materialize.main(["--selection", "report_metrics", "--partitions", ""]) == 1
+    out = capsys.readouterr().out
+    assert "FAILURE" in out and "no scored batches in the lakehouse" in out
+    # No partitions: the landing sensor decides what to ingest (one run per new file).
+    assert materialize.main(["--selection", "ingest_batch", "--partitions", ""]) == 0
+    assert "ingested 1 new landing file(s)" in capsys.readouterr().out
+    assert (home / "dagster.yaml").exists()
+    scores = Lakehouse(str(lakehouse)).read_batch(SCORES, Path(landed).stem)
+    assert len(scores) > 0 and set(scores["model_version"]) == {"fm-test-1"}

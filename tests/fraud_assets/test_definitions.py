@@ -1,9 +1,18 @@
 """The code location loads, with the graph, checks, jobs and environment rules we expect."""
 
+import json
+
 import dagster as dg
 import pytest
 
-from fraud_assets.definitions import build_definitions
+from fraud_assets.definitions import SettingsError, build_definitions
+from fraud_assets.resources import (
+    MetaflowTraining,
+    S3Landing,
+    SnowflakeWarehouse,
+    StepFunctionsTraining,
+)
+from fraud_assets.resources.training import STEP_FUNCTIONS_SETTINGS
 
 EXPECTED_ASSETS = {
     "raw_claims",
@@ -48,7 +57,7 @@ def test_the_module_level_definitions_load() -> None:
 
 
 def test_unknown_environment_is_refused() -> None:
-    with pytest.raises(ValueError, match="FRAUD_ENV='staging' is not available"):
+    with pytest.raises(SettingsError, match="FRAUD_ENV='staging' is not an environment: use one"):
         build_definitions({"FRAUD_ENV": "staging"})
 
 
@@ -71,3 +80,103 @@ def test_the_lakehouse_may_be_on_s3_or_adls(uri: str, landing: str) -> None:
 def test_an_unknown_lakehouse_scheme_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported scheme 'gs': use a local path, s3://"):
         build_definitions({"LAKEHOUSE_URI": "gs://bucket/lake"})
+
+
+# --- FRAUD_ENV=prod ---------------------------------------------------------------------------
+PASSWORD = "pr0d-Sn0wflake-passw0rd-never-shown"
+PROD = {
+    "FRAUD_ENV": "prod",
+    "LAKEHOUSE_URI": "s3://fraud-lake/prod/",
+    **{name: f"value-of-{name.lower()}" for name in STEP_FUNCTIONS_SETTINGS},
+    "SNOWFLAKE_ACCOUNT": "acme-fraud",
+    "SNOWFLAKE_USER": "dagster",
+    "SNOWFLAKE_PASSWORD": PASSWORD,
+    "SNOWFLAKE_WAREHOUSE": "BI_WH",
+    "SNOWFLAKE_DATABASE": "FRAUD",
+    "SNOWFLAKE_SCHEMA": "METRICS",
+}
+
+
+def test_prod_builds_the_cloud_resources(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    defs = build_definitions(PROD)
+    resources = defs.resources
+    assert resources["lakehouse"].uri == "s3://fraud-lake/prod"
+    assert isinstance(resources["landing"], S3Landing)
+    assert resources["landing"].location == "s3://fraud-lake/prod/landing"
+    assert isinstance(resources["training"], StepFunctionsTraining)
+    assert isinstance(resources["warehouse"], SnowflakeWarehouse)
+    # Secrets stay dg.EnvVar (read when a run starts): never stored in the Definitions.
+    warehouse = resources["warehouse"]
+    assert warehouse.password == dg.EnvVar("SNOWFLAKE_PASSWORD")
+    assert PASSWORD not in repr(warehouse) + json.dumps(warehouse.model_dump(), default=str)
+    assert not list(tmp_path.iterdir())  # nothing local was created
+    assert defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_prod_on_adls_and_explicit_overrides(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    uri = "abfss://lake@acct.dfs.core.windows.net/fraud"
+    defs = build_definitions({**PROD, "LAKEHOUSE_URI": uri, "FRAUD_WAREHOUSE": "Snowflake"})
+    assert type(defs.resources["landing"]).__name__ == "ADLSLanding"
+    # FRAUD_TRAINING=local is honoured (e.g. to resume a run); the SFN settings are then moot.
+    local_training = {k: v for k, v in PROD.items() if k not in STEP_FUNCTIONS_SETTINGS}
+    defs = build_definitions({**local_training, "FRAUD_TRAINING": "local"})
+    assert isinstance(defs.resources["training"], MetaflowTraining)
+    state_machine = build_definitions({**PROD, "FRAUD_STATE_MACHINE": "fraud-prod"})
+    assert state_machine.resources["training"].state_machine == "fraud-prod"
+
+
+def test_prod_with_nothing_set_names_every_missing_setting() -> None:
+    with pytest.raises(SettingsError) as caught:
+        build_definitions({"FRAUD_ENV": "prod"})
+    message = str(caught.value)
+    assert message.startswith("FRAUD_ENV=prod cannot load; fix these settings")
+    assert "LAKEHOUSE_URI is not set: set it to s3://" in message
+    for name in (
+        *STEP_FUNCTIONS_SETTINGS,
+        "SNOWFLAKE_ACCOUNT",
+        "SNOWFLAKE_USER",
+        "SNOWFLAKE_PASSWORD",
+        "SNOWFLAKE_WAREHOUSE",
+        "SNOWFLAKE_DATABASE",
+        "SNOWFLAKE_SCHEMA",
+    ):
+        assert name in message, name
+    assert len(message.splitlines()) == 4  # headline + lakehouse, training, warehouse
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"LAKEHOUSE_URI": "/srv/lakehouse"}, "LAKEHOUSE_URI is a local path: set it to s3://"),
+        ({"LAKEHOUSE_URI": "gs://b/lake"}, "LAKEHOUSE_URI is on gs://: set it to s3://"),
+        ({"LANDING_URI": "/mnt/landing"}, "LANDING_URI is not on S3 or ADLS"),
+        ({"METAFLOW_SFN_IAM_ROLE": ""}, "Step Functions needs METAFLOW_SFN_IAM_ROLE: set"),
+        ({"FRAUD_TRAINING": "laptop"}, "FRAUD_TRAINING='laptop': use step-functions"),
+        ({"FRAUD_WAREHOUSE": "duckdb"}, "FRAUD_WAREHOUSE='duckdb': FRAUD_ENV=prod replicates"),
+        ({"SNOWFLAKE_SCHEMA": ""}, "missing SNOWFLAKE_SCHEMA (set the SNOWFLAKE_* variables)"),
+    ],
+)
+def test_prod_refuses_each_invalid_setting(change: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError, match="cannot load") as caught:
+        build_definitions({**PROD, **change})
+    assert expected in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 2  # just that one problem
+
+
+def test_prod_errors_never_show_secret_values() -> None:
+    """Secrets set, other settings missing: the message names variables, never values."""
+    secrets = {
+        "SNOWFLAKE_PASSWORD": PASSWORD,
+        "SNOWFLAKE_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0B",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "LAKEHOUSE_URI": "ftp://user:hunter2-secret@host/lake",  # a URI may hold credentials
+    }
+    with pytest.raises(SettingsError) as caught:
+        build_definitions({"FRAUD_ENV": "prod", "SNOWFLAKE_USER": "dagster", **secrets})
+    message = str(caught.value)
+    assert "LAKEHOUSE_URI is on ftp://" in message
+    assert "SNOWFLAKE_ACCOUNT" in message and "set only one of SNOWFLAKE_PASSWORD" in message
+    for value in (*secrets.values(), "hunter2-secret", "BEGIN PRIVATE KEY"):
+        assert value not in message

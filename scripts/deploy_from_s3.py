@@ -20,8 +20,9 @@ Three commands, each a make target (``make pull-model``, ``make deploy``, ``make
       it to the new configuration; waits until it is InService.
     - ``k8s``: renders deploy/k8s/*.yaml with the image and bundle version injected, validates
       them against the Kubernetes API models (scripts/k8s_manifests.py) and writes them to
-      ``K8S_OUT_DIR``; with ``K8S_APPLY=true`` also runs ``kubectl apply`` and waits for the
-      rollout.
+      ``K8S_OUT_DIR``; with ``K8S_APPLY=true`` also runs ``kubectl apply -f`` on them and waits
+      for the rollout (``KUBECTL``: the kubectl to run, default ``kubectl`` on PATH). The pods
+      get ``FRAUD_ENV`` (with ``prod`` the API refuses to start without API keys).
 ``smoke``
     Checks the deployed API: ``/readyz`` serves the pulled version and ``POST /v1/score`` scores
     the example claim with it (fastapi, k8s: ``FRAUD_SERVICE_URL``, ``FRAUD_API_KEY`` when the
@@ -323,7 +324,12 @@ def deploy_sagemaker(model: PulledModel, timeout: float, sm: Any = None) -> str:
 
 
 def deploy_k8s(model: PulledModel, timeout: float) -> str:
-    """Render and validate the manifests; apply them when ``K8S_APPLY=true``."""
+    """Render and validate the manifests; apply them when ``K8S_APPLY=true``.
+
+    The cluster is reached through ``KUBECTL`` (default: ``kubectl`` on PATH; its context and
+    credentials are kubectl's own): ``KUBECTL apply -f K8S_OUT_DIR``, then ``KUBECTL rollout
+    status`` until the new pods are ready or ``timeout`` passes.
+    """
     import k8s_manifests
 
     values = {
@@ -334,22 +340,26 @@ def deploy_k8s(model: PulledModel, timeout: float) -> str:
         "MODEL_VERSION": model.version,
         "MODEL_SHA256": model.sha256,
         "LAKEHOUSE_URI": setting("LAKEHOUSE_URI"),
+        "FRAUD_ENV": setting("FRAUD_ENV", "local"),
     }
     try:
         docs = k8s_manifests.render(values)
     except k8s_manifests.ManifestError as exc:
         raise SettingError(f"manifests are invalid: {exc}") from exc
-    paths = k8s_manifests.write(docs, setting("K8S_OUT_DIR", "build/k8s"))
+    out_dir = setting("K8S_OUT_DIR", "build/k8s")
+    paths = k8s_manifests.write(docs, out_dir)
     print("rendered and validated " + ", ".join(paths))
     if setting("K8S_APPLY", "false").lower() != "true":
-        return f"manifests for model {model.version} in {os.path.dirname(paths[0])} (not applied)"
-    kubectl = shutil.which("kubectl")
+        return f"manifests for model {model.version} in {out_dir} (not applied)"
+    kubectl = shutil.which(setting("KUBECTL", "kubectl"))
     if kubectl is None:
-        raise SettingError("K8S_APPLY=true but kubectl is not on PATH")
+        raise SettingError(
+            "K8S_APPLY=true but kubectl was not found: put it on PATH or set KUBECTL to its path"
+        )
     namespace, name = values["NAMESPACE"], values["NAME"]
-    for command in (
-        [kubectl, "apply", "-f", os.path.dirname(paths[0])],
-        [
+    steps = {
+        "kubectl apply": [kubectl, "apply", "-f", out_dir],
+        "kubectl rollout status": [
             kubectl,
             "rollout",
             "status",
@@ -358,9 +368,10 @@ def deploy_k8s(model: PulledModel, timeout: float) -> str:
             str(namespace),
             f"--timeout={int(timeout)}s",
         ],
-    ):
+    }
+    for what, command in steps.items():
         if subprocess.run(command, check=False).returncode != 0:
-            raise DeployError(f"{' '.join(command[1:3])} failed")
+            raise DeployError(f"{what} failed (its output is above)")
     return f"deployment/{name} in {namespace} rolled out with model {model.version}"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fraud_cli.servers import background_server, free_port
 from fraud_core.lakehouse import RAW, Lakehouse
 from fraud_core.pipeline import featurize_batch
 from fraud_core.schema import coerce_claims
@@ -76,43 +77,6 @@ def champion_lakehouse(
     return root
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """Block until something listens on 127.0.0.1:port (or the process dies / time runs out)."""
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a server we started, by PID: terminate, then kill if it does not exit."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A real moto server (S3, Step Functions, Batch, SageMaker, ...) on a free loopback port.
@@ -125,18 +89,12 @@ def moto_endpoint() -> Iterator[str]:
     exe = shutil.which("moto_server", path=os.path.dirname(sys.executable))
     assert exe, "moto_server is not installed (it comes with the dev extra: moto[server])"
     port = free_port()
-    proc = subprocess.Popen(
-        [exe, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     saved = {k: os.environ.get(k) for k in _FAKE_AWS}
     os.environ.update(_FAKE_AWS)
     try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
+        with background_server([exe, "-H", "127.0.0.1", "-p", str(port)], port):
+            yield f"http://127.0.0.1:{port}"
     finally:
-        stop_process(proc)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -193,28 +151,11 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exe = _azurite_blob()
     workdir = tmp_path_factory.mktemp("azurite")
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--inMemoryPersistence",
-            "--loose",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-        ],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, proc)
+    command = [exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence"]
+    command += ["--loose", "--skipApiVersionCheck", "--disableTelemetry"]
+    with background_server(command, port, cwd=workdir):
         yield (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
             f"AccountKey={AZURITE_KEY};"
             f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
         )
-    finally:
-        stop_process(proc)

@@ -13,19 +13,17 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from fraud_cli.servers import DagsterDev, start_dagster_dev
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -115,12 +113,6 @@ class Card:
         return cls(texts[0], rows)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def load_script(name: str) -> Any:
     """scripts/NAME.py as a module."""
     spec = importlib.util.spec_from_file_location(
@@ -134,9 +126,11 @@ def load_script(name: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def dagster_ui(tmp_path_factory: pytest.TempPathFactory, champion_lakehouse: Path) -> Iterator[str]:
+def dagster_ui(
+    tmp_path_factory: pytest.TempPathFactory, champion_lakehouse: Path
+) -> Iterator[DagsterDev]:
     """A landed file ingested (scripts/materialize.py, in-process), then ``dagster dev`` over
-    the same instance; yields its URL."""
+    the same instance."""
     from fraud_core.simulate import SimulationConfig, simulate_claims, write_landing_files
 
     ensure_chromium()
@@ -163,72 +157,20 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory, champion_lakehouse: Pat
         # the materialization runs here, on the same instance.
         ensure_dagster_home(env["DAGSTER_HOME"])
         dg.DagsterInstance.get().get_runs_count()
-        port = free_port()
-        dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-        # The child keeps its own descriptor of the log: ours can close now.
-        with open(tmp / "dagster-dev.log", "wb") as log:
-            proc = subprocess.Popen(
-                # setsid + default signal handlers: dagster dev then stops on SIGINT (STACK_NOTES).
-                [
-                    "setsid",
-                    "env",
-                    "--default-signal=INT,TERM",
-                    dagster,
-                    "dev",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-w",
-                    "workspace.yaml",
-                ],
-                cwd=ROOT,
-                env={**os.environ, **env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        server = start_dagster_dev(Path(env["DAGSTER_HOME"]), env)
         try:
             materialize = load_script("materialize")
             ingested = materialize.main(["--selection", "ingest_batch", "--partitions", ""])
         except BaseException:
-            stop(proc)
+            server.stop()
             raise
-    url = f"http://127.0.0.1:{port}"
     try:
         assert ingested == 0, "the in-process materialization failed"
-        deadline = time.monotonic() + 120
-        while not graphql(url, "{ assetNodes { id } }", quiet=True).get("assetNodes"):
-            assert proc.poll() is None, (tmp / "dagster-dev.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "dagster dev did not serve the graph in 120 s"
-            time.sleep(0.5)
-        assert graphql(url, "mutation { setNuxSeen }")["setNuxSeen"] is True  # no pop-up
-        yield url
+        server.wait_for_graph()
+        assert server.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True  # no pop-up
+        yield server
     finally:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT (dagster dev shuts down cleanly in a few seconds); SIGKILL the group if not."""
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def graphql(url: str, query: str, quiet: bool = False) -> dict[str, Any]:
-    try:
-        body = httpx.post(f"{url}/graphql", json={"query": query}, timeout=10).json()
-    except (httpx.HTTPError, ValueError):
-        if quiet:  # still starting
-            return {}
-        raise
-    if quiet and not isinstance(body.get("data"), dict):
-        return {}
-    assert "errors" not in body, body
-    data: dict[str, Any] = body["data"]
-    return data
+        server.stop()
 
 
 def dump_pages(urls: list[str]) -> list[str]:
@@ -250,12 +192,12 @@ def dump_pages(urls: list[str]) -> list[str]:
     return pages
 
 
-def test_the_asset_graph_shows_every_asset_and_the_checks_status(dagster_ui: str) -> None:
-    nodes = graphql(dagster_ui, ASSETS_QUERY)["assetNodes"]
+def test_the_asset_graph_shows_every_asset_and_the_checks_status(dagster_ui: DagsterDev) -> None:
+    nodes = dagster_ui.graphql(ASSETS_QUERY)["assetNodes"]
     expected = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     assert len(expected) >= 8 and "raw_claims" in expected
     repository = nodes[0]["repository"]
-    base = f"{dagster_ui}/locations/{repository['name']}@{repository['location']['name']}"
+    base = f"{dagster_ui.url}/locations/{repository['name']}@{repository['location']['name']}"
     groups = sorted({n["groupName"] for n in nodes})
     pages = dump_pages([f"{base}/asset-groups/{group}" for group in groups])
 

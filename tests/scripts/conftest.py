@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from fraud_cli import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
@@ -69,10 +70,4 @@ def run_script() -> RunScript:
 @pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
     """Returns a function giving a free TCP port on the loopback interface."""
-
-    def pick() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-
-    return pick
+    return servers.free_port

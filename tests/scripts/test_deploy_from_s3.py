@@ -8,10 +8,8 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from fraud_cli.servers import scoring_api
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.model.bundle import MANIFEST_FILE, WEIGHTS_FILE
 
@@ -101,14 +100,12 @@ def test_pull_refuses_a_corrupt_bundle_and_a_missing_champion(
 
 
 @pytest.fixture
-def service(
-    tmp_path: Path, champion_lakehouse: Path, free_port: Callable[[], int]
-) -> Iterator[dict[str, str]]:
+def service(tmp_path: Path, champion_lakehouse: Path) -> Iterator[dict[str, str]]:
     """uvicorn serving fm-test-1 from a local lakehouse (API keys on), polling its champion
     pointer every 0.3 s."""
     lakehouse = tmp_path / "service_lakehouse"
     shutil.copytree(champion_lakehouse, lakehouse)
-    port, key = free_port(), secrets.token_urlsafe(32)
+    key = secrets.token_urlsafe(32)
     env = {
         **os.environ,
         "LAKEHOUSE_URI": str(lakehouse),
@@ -116,43 +113,8 @@ def service(
         "FRAUD_API_POLL_SECONDS": "0.3",
     }
     env.pop("FRAUD_API_AUTH_DISABLED", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "serving.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, "uvicorn exited early"
-            assert time.monotonic() < deadline, "the service did not load fm-test-1 in 90 s"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+    with scoring_api(env, tmp_path / "uvicorn.log", timeout=90) as url:
         yield {"url": url, "lakehouse": str(lakehouse), "key": key}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_fastapi_deploy_swaps_the_running_service_and_smoke_passes(
@@ -325,26 +287,27 @@ def _config_response(name: str) -> dict[str, Any]:
 # --- kubernetes manifests -----------------------------------------------------------------
 
 
-def test_k8s_manifests_are_rendered_with_image_and_version_and_validated(
-    s3: dict[str, str], run_script: Any, tmp_path: Path
-) -> None:
-    out = tmp_path / "k8s"
-    env = {
+def k8s_env(s3: dict[str, str], tmp_path: Path, **settings: str) -> dict[str, str]:
+    return {
         **s3,
         "MODEL_DIR": str(tmp_path / "model"),
         "DEPLOY_TARGET": "k8s",
         "K8S_IMAGE": IMAGE,
         "K8S_NAMESPACE": "fraud-staging",
         "K8S_REPLICAS": "3",
-        "K8S_OUT_DIR": str(out),
+        "K8S_OUT_DIR": str(tmp_path / "k8s"),
+        **settings,
     }
-    result = run_script("deploy_from_s3", "deploy", env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "rendered and validated" in result.stdout and "(not applied)" in result.stdout
-    deployment = yaml.safe_load((out / "deployment.yaml").read_text())
-    service = yaml.safe_load((out / "service.yaml").read_text())
+
+
+def check_manifests(folder: Path, tmp_path: Path, fraud_env: str) -> None:
+    """deployment.yaml + service.yaml parse, fit the Kubernetes models and carry the image,
+    the pulled bundle's version and checksum, and FRAUD_ENV."""
     from kubernetes.client import V1Deployment, V1Service
 
+    assert sorted(p.name for p in folder.iterdir()) == ["deployment.yaml", "service.yaml"]
+    deployment = yaml.safe_load((folder / "deployment.yaml").read_text())
+    service = yaml.safe_load((folder / "service.yaml").read_text())
     dep, svc = V1Deployment.from_dict(deployment), V1Service.from_dict(service)
     pod = dep.spec.template
     (container,) = pod.spec.containers
@@ -354,10 +317,84 @@ def test_k8s_manifests_are_rendered_with_image_and_version_and_validated(
     manifest = Lakehouse(str(tmp_path / "model")).read_json(f"models/{NEW}/{MANIFEST_FILE}")
     assert pod.metadata.annotations["fraud.model/sha256"] == manifest["weights"]["sha256"]
     env_vars = {e.name: e.value for e in container.env}
-    assert (
-        env_vars["LAKEHOUSE_URI"] == s3["LAKEHOUSE_URI"] and env_vars["FRAUD_MODEL_VERSION"] == NEW
-    )
+    assert env_vars["LAKEHOUSE_URI"] == f"s3://{BUCKET}/lakehouse"
+    assert env_vars["FRAUD_MODEL_VERSION"] == NEW and env_vars["FRAUD_ENV"] == fraud_env
     assert svc.spec.selector.items() <= pod.metadata.labels.items()
+
+
+def test_k8s_manifests_are_rendered_with_image_and_version_and_validated(
+    s3: dict[str, str], run_script: Any, tmp_path: Path
+) -> None:
+    # FRAUD_ENV unset (empty): the pods run with the default, local.
+    result = run_script("deploy_from_s3", "deploy", env={**k8s_env(s3, tmp_path), "FRAUD_ENV": ""})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rendered and validated" in result.stdout and "(not applied)" in result.stdout
+    check_manifests(tmp_path / "k8s", tmp_path, fraud_env="local")
+
+
+FAKE_KUBECTL = """#!{python}
+# kubectl stand-in: records its arguments and the manifests `apply -f DIR` was given.
+import json, os, shutil, sys
+record = os.environ["FAKE_KUBECTL_RECORD"]
+os.makedirs(record, exist_ok=True)
+with open(os.path.join(record, "calls.jsonl"), "a") as fh:
+    fh.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1:3] == ["apply", "-f"]:
+    shutil.copytree(sys.argv[3], os.path.join(record, "applied"))
+sys.exit(1 if os.environ.get("FAKE_KUBECTL_FAIL") == sys.argv[1] else 0)
+"""
+
+
+@pytest.fixture
+def kubectl(tmp_path: Path) -> Path:
+    """A fake kubectl (see FAKE_KUBECTL) in tmp_path; what it got lands in tmp_path/kubectl."""
+    path = tmp_path / "bin" / "kubectl"
+    path.parent.mkdir()
+    path.write_text(FAKE_KUBECTL.format(python=sys.executable))
+    path.chmod(0o755)
+    return path
+
+
+def test_k8s_apply_runs_kubectl_apply_then_waits_for_the_rollout(
+    s3: dict[str, str], run_script: Any, tmp_path: Path, kubectl: Path
+) -> None:
+    record = tmp_path / "kubectl"
+    env = k8s_env(
+        s3,
+        tmp_path,
+        K8S_APPLY="true",
+        KUBECTL=str(kubectl),
+        FAKE_KUBECTL_RECORD=str(record),
+        FRAUD_ENV="prod",
+        DEPLOY_TIMEOUT="120",
+    )
+    result = run_script("deploy_from_s3", "deploy", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"deployment/fraud-scoring in fraud-staging rolled out with model {NEW}" in result.stdout
+    calls = [json.loads(line) for line in (record / "calls.jsonl").read_text().splitlines()]
+    assert calls == [
+        ["apply", "-f", str(tmp_path / "k8s")],
+        ["rollout", "status", "deployment/fraud-scoring", "-n", "fraud-staging", "--timeout=120s"],
+    ]
+    check_manifests(record / "applied", tmp_path, fraud_env="prod")
+
+
+def test_k8s_apply_failures_fail_the_deploy(
+    s3: dict[str, str], run_script: Any, tmp_path: Path, kubectl: Path
+) -> None:
+    record = tmp_path / "kubectl"
+    env = k8s_env(s3, tmp_path, K8S_APPLY="true", KUBECTL=str(kubectl))
+    env["FAKE_KUBECTL_RECORD"] = str(record)
+    failed = run_script("deploy_from_s3", "deploy", env={**env, "FAKE_KUBECTL_FAIL": "apply"})
+    assert failed.returncode == 1 and "kubectl apply failed" in failed.stderr
+    assert len((record / "calls.jsonl").read_text().splitlines()) == 1  # no rollout wait
+    shutil.rmtree(record)
+    stuck = run_script("deploy_from_s3", "deploy", env={**env, "FAKE_KUBECTL_FAIL": "rollout"})
+    assert stuck.returncode == 1 and "kubectl rollout status failed" in stuck.stderr
+    missing = run_script(
+        "deploy_from_s3", "deploy", env={**env, "KUBECTL": str(tmp_path / "no-kubectl")}
+    )
+    assert missing.returncode == 2 and "set KUBECTL to its path" in missing.stderr
 
 
 def test_k8s_validation_refuses_what_the_api_would(
@@ -372,6 +409,7 @@ def test_k8s_validation_refuses_what_the_api_would(
         "MODEL_VERSION": NEW,
         "MODEL_SHA256": "ab" * 32,
         "LAKEHOUSE_URI": "s3://lake/fraud",
+        "FRAUD_ENV": "prod",
     }
     docs = k8s.render(values)
     assert [d["kind"] for d in docs] == ["Deployment", "Service"]

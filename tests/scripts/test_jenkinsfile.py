@@ -282,3 +282,22 @@ def test_run_settings_reach_the_delivery_stages_only() -> None:
     deliver = named_block(stages(text)["Deliver"], "environment")
     for name in ("FRAUD_ENV", "FRAUD_TRAINING", "MATERIALIZE_SELECTION", "AWS_ACCESS_KEY_ID"):
         assert name not in top_level and name in deliver, name
+
+
+def test_materialize_gets_the_dagster_token_only_through_withcredentials() -> None:
+    """The Materialize stage runs inside withDagsterToken, which binds DAGSTER_API_TOKEN (what
+    scripts/materialize.py sends) from the credential DAGSTER_TOKEN_CREDENTIALS_ID names, and
+    runs the stage without it when that is unset."""
+    text = strip_comments(JENKINSFILE.read_text())
+    materialize = stages(text)["Materialize"]
+    assert re.search(r"withDagsterToken\s*\{\s*sh 'make materialize'\s*\}", materialize)
+    helper = named_block(text, "void withDagsterToken(Closure body)")
+    bound = named_block(helper, "if (env.DAGSTER_TOKEN_CREDENTIALS_ID)")
+    assert re.search(
+        r"withCredentials\(\[string\(credentialsId: env.DAGSTER_TOKEN_CREDENTIALS_ID, "
+        r"variable: 'DAGSTER_API_TOKEN'\)\]\)\s*\{\s*body\(\)",
+        bound,
+    )
+    assert "body()" in named_block(helper, "else")
+    script = (ROOT / "scripts" / "materialize.py").read_text()
+    assert 'os.environ.get("DAGSTER_API_TOKEN"' in script

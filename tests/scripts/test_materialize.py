@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from fraud_cli import servers
+from fraud_cli.servers import DagsterDev
 from fraud_core.lakehouse import SCORES, Lakehouse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,14 +35,6 @@ run_coordinator:
   config:
     dequeue_interval_seconds: 1
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- the planner (no server) ------------------------------------------------------------------
@@ -158,111 +152,40 @@ def test_losing_the_deployment_while_following_fails_the_build(
 
 
 @dataclass
-class DagsterDev:
-    url: str
-    lakehouse: Path
-    env: dict[str, str]
+class Deployment:
+    """A ``dagster dev`` over a private lakehouse, and the run config the scripts use."""
 
-    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = httpx.post(
-            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
-        ).json()
-        assert "errors" not in body, body["errors"]
-        data: dict[str, Any] = body["data"]
-        return data
+    server: DagsterDev
+    lakehouse: Path
+    run_config: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     def run(self, run_id: str) -> dict[str, Any]:
         query = """query($id: ID!) { runOrError(runId: $id) { ... on Run {
             status jobName tags { key value } } } }"""
-        run: dict[str, Any] = self.graphql(query, {"id": run_id})["runOrError"]
+        run: dict[str, Any] = self.server.graphql(query, {"id": run_id})["runOrError"]
         return run
-
-
-def start_dagster_dev(
-    tmp: Path, lakehouse: Path
-) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    """``dagster dev`` on loopback over ``lakehouse`` (setsid + default signals: STACK_NOTES)."""
-    home = tmp / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(INSTANCE_YAML)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "LAKEHOUSE_URI": str(lakehouse),
-        "DUCKDB_PATH": str(tmp / "warehouse.duckdb"),
-        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp),
-    }
-    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    # The child keeps its own descriptor of the log: ours can close now.
-    with open(tmp / "dagster-dev.log", "wb") as log:
-        proc = subprocess.Popen(
-            [
-                "setsid",
-                "env",
-                "--default-signal=INT,TERM",
-                dagster,
-                "dev",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-w",
-                "workspace.yaml",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return proc, f"http://127.0.0.1:{port}", env
-
-
-def wait_for_graph(
-    url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120
-) -> None:
-    """Until the code location has loaded its assets."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"dagster dev exited early:\n{log.read_text()[-3000:]}"
-        try:
-            body = httpx.post(
-                f"{url}/graphql", json={"query": "{ assetNodes { id } }"}, timeout=5
-            ).json()
-            if body.get("data", {}).get("assetNodes"):
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(
-        f"dagster dev did not serve the graph within {timeout} s:\n{log.read_text()[-3000:]}"
-    )
-
-
-def stop_dagster_dev(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT (clean shutdown in a few seconds), SIGKILL to the group if it hangs."""
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
 def dagster_dev(
     tmp_path_factory: pytest.TempPathFactory, champion_lakehouse: Path
-) -> Iterator[DagsterDev]:
+) -> Iterator[Deployment]:
     """A ``dagster dev`` over a private copy of the champion lakehouse; batches b0..b2 and b9
     (not in the lakehouse) are known partitions."""
     tmp = tmp_path_factory.mktemp("dagster_dev")
     lakehouse = tmp / "lakehouse"
     shutil.copytree(champion_lakehouse, lakehouse)
     (tmp / "run_config.yaml").write_text(IN_PROCESS_EXECUTOR)
-    proc, url, env = start_dagster_dev(tmp, lakehouse)
-    try:
-        wait_for_graph(url, proc, tmp / "dagster-dev.log")
-        server = DagsterDev(url, lakehouse, env)
+    env = {
+        "LAKEHOUSE_URI": str(lakehouse),
+        "DUCKDB_PATH": str(tmp / "warehouse.duckdb"),
+        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp),
+    }
+    with servers.dagster_dev(tmp / "dagster_home", env, INSTANCE_YAML) as server:
         selector = {
             "repositoryLocationName": "fraud_assets.definitions",
             "repositoryName": "__repository__",
@@ -275,16 +198,13 @@ def dagster_dev(
                 {"s": selector, "k": batch},
             )
             assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess"
-        server.env["MATERIALIZE_RUN_CONFIG"] = str(tmp / "run_config.yaml")
-        yield server
-    finally:
-        stop_dagster_dev(proc)
+        yield Deployment(server, lakehouse, tmp / "run_config.yaml")
 
 
-def remote_env(server: DagsterDev, **settings: str) -> dict[str, str]:
+def remote_env(deployment: Deployment, **settings: str) -> dict[str, str]:
     return {
-        "DAGSTER_URL": server.url,
-        "MATERIALIZE_RUN_CONFIG": server.env["MATERIALIZE_RUN_CONFIG"],
+        "DAGSTER_URL": deployment.url,
+        "MATERIALIZE_RUN_CONFIG": str(deployment.run_config),
         "MATERIALIZE_PARTITIONS": "",
         **settings,
     }
@@ -303,7 +223,7 @@ def start_script(name: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 @pytest.mark.integration
-def test_runs_are_followed_to_success_or_failure(dagster_dev: DagsterDev) -> None:
+def test_runs_are_followed_to_success_or_failure(dagster_dev: Deployment) -> None:
     """Two builds at once on one deployment: a job over a partition that succeeds, and an asset
     selection whose run fails (batch b9 is known to Dagster but not in the lakehouse)."""
     succeeding = start_script(
@@ -342,18 +262,84 @@ def test_runs_are_followed_to_success_or_failure(dagster_dev: DagsterDev) -> Non
 
 @pytest.mark.integration
 def test_unknown_selection_or_unreachable_dagster_exit_2(
-    dagster_dev: DagsterDev, run_script: Any
+    dagster_dev: Deployment, run_script: Any
 ) -> None:
     result = run_script("materialize", env=remote_env(dagster_dev, MATERIALIZE_SELECTION="nope"))
     assert result.returncode == 2 and "not a job or asset" in result.stderr
     result = run_script(
         "materialize",
         env={
-            "DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
+            "DAGSTER_URL": f"http://127.0.0.1:{servers.free_port()}",
             "MATERIALIZE_SELECTION": "report_metrics",
         },
     )
     assert result.returncode == 2 and "did not answer" in result.stderr
+
+
+class RecordingProxy(ThreadingHTTPServer):
+    """An HTTP proxy on loopback in front of ``upstream`` that records each request's headers
+    (a Dagster+ deployment would check the token; dagster dev ignores it)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.seen: list[dict[str, str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                proxy.seen.append({k.lower(): v for k, v in self.headers.items()})
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                answer = httpx.post(
+                    f"{proxy.upstream}{self.path}",
+                    content=body,
+                    headers={"Content-Type": self.headers.get("Content-Type", "")},
+                    timeout=60,
+                )
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("content-type", ""))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.mark.integration
+def test_the_api_token_is_sent_on_every_request_and_never_printed(
+    dagster_dev: Deployment,
+) -> None:
+    """DAGSTER_API_TOKEN reaches the deployment as Dagster-Cloud-Api-Token, on the raw
+    GraphQL requests and on dagster-graphql's client (run status) alike."""
+    token = "dagster-plus-token-" + "x" * 24
+    proxy = RecordingProxy(dagster_dev.url)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        script = start_script(
+            "materialize",
+            {
+                **remote_env(dagster_dev, MATERIALIZE_SELECTION="score_batch"),
+                "DAGSTER_URL": proxy.url,
+                "MATERIALIZE_PARTITIONS": "b1",
+                "DAGSTER_API_TOKEN": token,
+            },
+        )
+        out, err = script.communicate(timeout=180)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert script.returncode == 0, out + err
+    assert token not in out + err
+    agents = {headers.get("user-agent", "").split("/")[0] for headers in proxy.seen}
+    assert len(proxy.seen) >= 4 and len(agents) == 2, agents  # httpx and requests (the client)
+    assert all(h.get("dagster-cloud-api-token") == token for h in proxy.seen), proxy.seen
 
 
 # --- in-process -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -75,6 +75,7 @@ FAST_NUMERIC_FEATURES: tuple[str, ...] = (
     "prov_late_report_rate_90d",
 )
 FEATURE_NAMES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+N_FAST_FEATURES = len(FAST_NUMERIC_FEATURES)
 
 
 def _days(dates: pd.Series) -> np.ndarray:
@@ -157,8 +158,7 @@ class _PositionIndex:
         return np.concatenate(parts) if parts else _EMPTY
 
 
-@dataclass(frozen=True)
-class FeatureContribution:
+class FeatureContribution(NamedTuple):
     """One input's share of a claim's score (gradient x input, in logit units)."""
 
     feature: str
@@ -356,11 +356,9 @@ class ClaimScorer:
             explain: also compute each claim's gradient x input contributions.
         """
         forward = self._forward
-        if len(records) == 1:  # one claim: Python floats and a handful of numpy calls
+        if len(records) == 1:  # one claim: the compiled kernels, no array arithmetic in Python
             record = records[0]
-            values, codes, categories = self._record_features(
-                record, self._history_stats(records)[0]
-            )
+            values, codes, categories = self._one_record_features(record)
             contributions = None
             if explain:
                 logit, row = forward.explain_one(values, codes)
@@ -372,7 +370,7 @@ class ClaimScorer:
                 claim_ids=[str(record[ID_COLUMN])],
                 fraud_score=np.array([p]),
                 investigate=np.array([p >= self.bundle.threshold]),
-                numeric=np.array([values]),
+                numeric=values[None, :],
                 categories=[categories],
                 contributions=contributions,
             )
@@ -393,27 +391,66 @@ class ClaimScorer:
 
     def score_one(self, record: Mapping[str, Any], top_k: int = 0) -> ScoredClaim:
         """:meth:`score_records` of one claim as Python values, with its ``top_k`` features:
-        the API's per-request path, kept to a few dozen numpy calls."""
-        values, codes, categories = self._record_features(record, self._history_stats([record])[0])
+        the API's per-request path. Every Python-level step costs here (inside the server a
+        request's Python runs with cold caches, ~2x slower than in a loop), so it is two
+        compiled calls: history windows + features, then the network, its attribution and
+        the ranking of the contributions."""
+        values, codes, categories = self._one_record_features(record)
         forward = self._forward
         top: list[FeatureContribution] = []
         if top_k:
-            logit, contributions = forward.explain_one(values, codes)
+            logit, contributions, ranked = forward.explain_top(values, codes, top_k)
+            numbers = values.tolist()
             sizes = contributions.tolist()
-            ranked = sorted(range(len(sizes)), key=lambda j: -abs(sizes[j]))[:top_k]
-            n_numeric = len(values)
+            n_numeric = len(numbers)
             top = [
                 FeatureContribution(
                     FEATURE_NAMES[j],
-                    values[j] if j < n_numeric else categories[j - n_numeric],
+                    numbers[j] if j < n_numeric else categories[j - n_numeric],
                     sizes[j],
                 )
-                for j in ranked
+                for j in ranked.tolist()
             ]
         else:
             logit = forward.logit_one(values, codes)
         p = forward.probability(logit)
         return ScoredClaim(str(record[ID_COLUMN]), p, p >= self.bundle.threshold, top)
+
+    def _one_record_features(
+        self, record: Mapping[str, Any]
+    ) -> tuple[np.ndarray, list[int], list[str]]:
+        """One claim scored alone: its numeric features (float64, ``FAST_NUMERIC_FEATURES``
+        order), category codes and values. Windows and features in one compiled call, unless
+        the claim's id is already in the history (then the general path drops that row)."""
+        if self._in_history(str(record[ID_COLUMN])):
+            values, codes, categories = self._record_features(
+                record, self._history_stats([record])[0]
+            )
+            return values, codes, categories
+        ph_index, prov_index = self._by_policyholder, self._by_provider
+        ph_cum, prov_cum = ph_index.cumulative, prov_index.cumulative
+        values = _one_claim_features(
+            ph_index.offsets,
+            ph_index.days,
+            ph_cum[0],
+            prov_index.offsets,
+            prov_index.days,
+            prov_cum[0],
+            prov_cum[1],
+            ph_index.lookup.get(record["policyholder_id"], -1),
+            prov_index.lookup.get(record["provider_id"], -1),
+            record["claim_date"].toordinal() - _EPOCH_ORDINAL,
+            *_record_fields(record),
+        )
+        categories = [str(record[col]) for col in CATEGORICAL_FEATURES]
+        codes = [
+            lookup.get(v, 0) for lookup, v in zip(self._category_codes, categories, strict=True)
+        ]
+        return values, codes, categories
+
+    def _in_history(self, claim_id: str) -> bool:
+        """Whether a history row may carry this claim id (a hash match: confirmed later)."""
+        return bool(len(self._id_hashes)) and _sorted_contains(self._id_hashes, hash(claim_id))
 
     def featurize_records(
         self, records: Sequence[Mapping[str, Any]]
@@ -431,7 +468,7 @@ class ClaimScorer:
         codes = np.empty((n, len(CATEGORICAL_FEATURES)), dtype=np.int64)
         categories: list[list[str]] = []
         for i, (record, row) in enumerate(zip(records, self._history_stats(records), strict=True)):
-            numeric[i], codes[i], values = self._record_features(record, row)
+            numeric[i], codes[i], values = self._record_features(record, row, numeric[i])
             categories.append(values)
         return numeric, codes, categories
 
@@ -470,36 +507,19 @@ class ClaimScorer:
         return stats
 
     def _record_features(
-        self, record: Mapping[str, Any], row: list[Any]
-    ) -> tuple[list[float], list[int], list[str]]:
-        """One record's numeric features (``FAST_NUMERIC_FEATURES`` order), category codes
-        and category values, from its history statistics ``row``."""
-        amount = float(record["claimed_amount"])
-        delay = int(record["report_delay_days"])
-        log_amount = math.log1p(amount)
-        n90 = row[5] + 1  # the provider windows include the claim itself
-        values = [
-            log_amount,
-            amount / float(record["coverage_limit"]),
-            float(record["deductible"]) / amount,
-            float(record["claim_date"].toordinal() - record["policy_start_date"].toordinal()),
-            float(delay),
-            float(record["police_report"]),
-            float(record["witnesses"]),
-            float(record["asset_age_years"]),
-            float(record["prior_claims"]),
-            float(row[2]),
-            float(row[3]),
-            math.log1p(max(row[4], 0.0)),
-            float(row[5]),
-            (row[6] + log_amount) / n90,
-            (row[7] + (1.0 if delay > LATE_REPORT_DAYS else 0.0)) / n90,
-        ]
+        self, record: Mapping[str, Any], row: list[Any], out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[int], list[str]]:
+        """One record's numeric features (``FAST_NUMERIC_FEATURES`` order, written to ``out``
+        when given), category codes and category values, from its history statistics
+        ``row``."""
+        if out is None:
+            out = np.empty(len(FAST_NUMERIC_FEATURES), dtype=np.float64)
+        _claim_features(out, *map(float, row[2:8]), *_record_fields(record))
         categories = [str(record[col]) for col in CATEGORICAL_FEATURES]
         codes = [
             lookup.get(v, 0) for lookup, v in zip(self._category_codes, categories, strict=True)
         ]
-        return values, codes, categories
+        return out, codes, categories
 
     def _drop_replaced_history(
         self, records: Sequence[Mapping[str, Any]], days: list[int], stats: list[list[Any]]
@@ -507,11 +527,8 @@ class ClaimScorer:
         """Take out of the windows the history rows that share a claim id with a record."""
         if not len(self._id_hashes):
             return
-        if len(records) == 1:  # the common case, without array calls
-            claim_hash = hash(str(records[0][ID_COLUMN]))
-            k = int(self._id_hashes.searchsorted(claim_hash))
-            if k == len(self._id_hashes) or self._id_hashes[k] != claim_hash:
-                return
+        if len(records) == 1 and not self._in_history(str(records[0][ID_COLUMN])):
+            return  # the common case, without array calls
         ids = [str(r[ID_COLUMN]) for r in records]
         if len(set(ids)) != len(ids):
             raise ValueError("claim ids must be unique within the claims to featurize")
@@ -624,6 +641,137 @@ def _window_stats_python(  # pragma: no cover - compiled; tested against build_f
 _window_stats: Callable[..., tuple[int, int, float, int, float, float]] = numba.njit(
     cache=True, nogil=True
 )(_window_stats_python)
+
+
+def _record_fields(
+    record: Mapping[str, Any],
+) -> tuple[float, float, float, float, float, float, float, float, float]:
+    """The claim's own inputs to :func:`_claim_features`, as floats (one compiled signature)."""
+    return (
+        float(record["claimed_amount"]),
+        float(record["coverage_limit"]),
+        float(record["deductible"]),
+        float(record["claim_date"].toordinal() - record["policy_start_date"].toordinal()),
+        float(record["report_delay_days"]),
+        float(record["police_report"]),
+        float(record["witnesses"]),
+        float(record["asset_age_years"]),
+        float(record["prior_claims"]),
+    )
+
+
+def _claim_features_python(  # pragma: no cover - compiled; tested against build_features
+    out: np.ndarray,
+    n30: float,
+    n365: float,
+    amount30: float,
+    n90: float,
+    log90: float,
+    late90: float,
+    amount: float,
+    coverage_limit: float,
+    deductible: float,
+    policy_days: float,
+    delay: float,
+    police_report: float,
+    witnesses: float,
+    asset_age_years: float,
+    prior_claims: float,
+) -> None:
+    """Write one claim's ``FAST_NUMERIC_FEATURES`` to ``out``: its own columns, and its history
+    windows ``(ph 30d count, ph 365d count, ph 30d amount, prov 90d count, prov 90d sum of
+    log1p(amount), prov 90d late reports)`` over the other claims (the SQL's definitions in
+    :mod:`fraud_core.features`; the provider windows include the claim itself)."""
+    log_amount = math.log1p(amount)
+    with_self = n90 + 1.0
+    out[0] = log_amount
+    out[1] = amount / coverage_limit
+    out[2] = deductible / amount
+    out[3] = policy_days
+    out[4] = delay
+    out[5] = police_report
+    out[6] = witnesses
+    out[7] = asset_age_years
+    out[8] = prior_claims
+    out[9] = n30
+    out[10] = n365
+    out[11] = math.log1p(max(amount30, 0.0))
+    out[12] = n90
+    out[13] = (log90 + log_amount) / with_self
+    out[14] = (late90 + (1.0 if delay > LATE_REPORT_DAYS else 0.0)) / with_self
+
+
+_claim_features: Callable[..., None] = numba.njit(cache=True, nogil=True)(_claim_features_python)
+
+
+def _one_claim_features_python(  # pragma: no cover - compiled; tested against build_features
+    ph_offsets: np.ndarray,
+    ph_days: np.ndarray,
+    ph_amount: np.ndarray,
+    prov_offsets: np.ndarray,
+    prov_days: np.ndarray,
+    prov_log_amount: np.ndarray,
+    prov_late: np.ndarray,
+    ph: int,
+    prov: int,
+    day: int,
+    amount: float,
+    coverage_limit: float,
+    deductible: float,
+    policy_days: float,
+    delay: float,
+    police_report: float,
+    witnesses: float,
+    asset_age_years: float,
+    prior_claims: float,
+) -> np.ndarray:
+    """:func:`_window_stats` then :func:`_claim_features` of a claim scored alone whose id is
+    not in the history: its ``FAST_NUMERIC_FEATURES`` (float64)."""
+    n30, n365, amount30, n90, log90, late90 = _window_stats(
+        ph_offsets,
+        ph_days,
+        ph_amount,
+        prov_offsets,
+        prov_days,
+        prov_log_amount,
+        prov_late,
+        ph,
+        prov,
+        day,
+    )
+    out = np.empty(N_FAST_FEATURES, np.float64)
+    _claim_features(
+        out,
+        float(n30),
+        float(n365),
+        amount30,
+        float(n90),
+        log90,
+        late90,
+        amount,
+        coverage_limit,
+        deductible,
+        policy_days,
+        delay,
+        police_report,
+        witnesses,
+        asset_age_years,
+        prior_claims,
+    )
+    return out
+
+
+# Same file as the kernels it calls: numba's cache is invalidated when this file changes.
+_one_claim_features: Callable[..., np.ndarray] = numba.njit(cache=True, nogil=True)(
+    _one_claim_features_python
+)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sorted_contains(values: np.ndarray, value: int) -> bool:  # pragma: no cover - compiled
+    """Whether the sorted int64 array ``values`` holds ``value`` (one binary search)."""
+    k = np.searchsorted(values, value)
+    return k < values.shape[0] and values[k] == value
 
 
 def _neighbours(

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from fraud_core.lakehouse import RAW, Lakehouse
 from serving.api.models import PAIR_RULE_FIELDS
-from serving.api.routes import bench, health, model, score
+from serving.api.routes import bench, health, model, sagemaker, score
 from serving.core.champion import LoadedModel, load_model
 from serving.core.config import Settings
 from serving.core.limits import BodySizeLimit
@@ -54,6 +54,10 @@ aggregates; `FRAUD_API_METRICS_REQUIRE_KEY=true` closes `/metrics`).
 values of the claims contract. **Unknown fields are refused** (422 `extra_forbidden`), so a
 misspelt field is never scored as missing. A 422 lists each problem with its `field`, `loc`,
 `type` and `msg`. Bodies larger than the configured limit get 413.
+
+**SageMaker**: `GET /ping` and `POST /invocations` follow SageMaker's serving contract
+(`/invocations` answers like `POST /v1/score/batch`; without a key only when the service runs
+with `FRAUD_API_SAGEMAKER=true`, behind SageMaker's IAM-authenticated InvokeEndpoint).
 
 **Scores**: `fraud_score` is a calibrated probability; `decision` applies the model's threshold;
 `top_features` ranks the inputs by their gradient x input contribution to the logit.
@@ -231,8 +235,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.champion_version = None
     if settings.auth_disabled:
         log.warning("API key check disabled (FRAUD_API_AUTH_DISABLED=true): local demo only")
+    if settings.sagemaker:
+        log.info(
+            "SageMaker mode: POST /invocations takes no API key (IAM guards InvokeEndpoint)%s",
+            "" if settings.api_keys else "; no FRAUD_API_KEYS, so the /v1 routes accept none",
+        )
     app.add_exception_handler(RequestValidationError, _validation_error)
-    routers = [health.router, score.router, model.router]
+    routers = [health.router, score.router, model.router, sagemaker.router]
     if settings.bench_echo:
         routers.append(bench.router)
     for router in routers:
@@ -240,10 +249,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         default=settings.max_body_bytes,
-        per_path={"/v1/score/batch": settings.max_batch_body_bytes},
+        per_path={
+            "/v1/score/batch": settings.max_batch_body_bytes,
+            "/invocations": settings.max_batch_body_bytes,
+        },
         setting_names={
             "": "FRAUD_API_MAX_BODY_BYTES",
             "/v1/score/batch": "FRAUD_API_MAX_BATCH_BODY_BYTES",
+            "/invocations": "FRAUD_API_MAX_BATCH_BODY_BYTES",
         },
     )
     static_paths = frozenset(

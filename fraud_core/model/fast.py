@@ -240,10 +240,12 @@ class NumpyForward:
     # --- one claim at a time ---------------------------------------------------------------
     # A single claim through numpy is a few dozen calls of ~0.5 us each (their dispatch, not
     # the arithmetic, is the cost), so one claim goes through one compiled kernel instead.
-    def _kernel_args(self, numeric: Sequence[float], codes: Sequence[int]) -> tuple[Any, ...]:
+    def _kernel_args(
+        self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int]
+    ) -> tuple[Any, ...]:
         rows = np.array(codes, dtype=np.int64) + self.category_offsets[: len(codes)]
         return (
-            np.array(numeric, dtype=np.float64),
+            np.asarray(numeric, dtype=np.float64),
             self.log_mask,
             self.mean,
             self.std,
@@ -257,17 +259,25 @@ class NumpyForward:
             self.output_bias,
         )
 
-    def logit_one(self, numeric: Sequence[float], codes: Sequence[int]) -> float:
+    def logit_one(self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int]) -> float:
         """The logit of one claim (same numbers as :meth:`logits`, to float32 rounding)."""
         logit, _ = _one_claim(*self._kernel_args(numeric, codes), False)
         return float(logit)
 
     def explain_one(
-        self, numeric: Sequence[float], codes: Sequence[int]
+        self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int]
     ) -> tuple[float, np.ndarray]:
         """:meth:`explain` of one claim: ``(logit, contributions (f + c,))``."""
         logit, contributions = _one_claim(*self._kernel_args(numeric, codes), True)
         return float(logit), contributions
+
+    def explain_top(
+        self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int], k: int
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """:meth:`explain_one` plus the positions of the ``k`` largest contributions by
+        magnitude (ties: the earlier input first, as a stable sort), in one compiled call."""
+        logit, contributions, ranked = _one_claim_ranked(*self._kernel_args(numeric, codes), k)
+        return float(logit), contributions, ranked
 
     def probability(self, logit: float) -> float:
         """:meth:`probabilities` of one logit."""
@@ -311,24 +321,40 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
         elif s < -8.0:
             s = np.float32(-8.0)
         z[i] = s
+    # Each unit's sum is accumulated in the same order as a per-unit loop would (bias, the
+    # category rows, then input by input), but with the units innermost: contiguous weight
+    # rows the compiler vectorises, and the same float32 result.
     acts = np.empty(widths.sum(), np.float32)
     for j in range(h1):
-        acc = first_bias[j]
-        for r in rows:
-            acc += category_table[r, j]
-        for i in range(f):
-            acc += z[i] * numeric_weight[i, j]
-        acts[j] = acc if acc > 0.0 else np.float32(0.0)
+        acts[j] = first_bias[j]
+    for r in rows:
+        for j in range(h1):
+            acts[j] += category_table[r, j]
+    for i in range(f):
+        zi = z[i]
+        for j in range(h1):
+            acts[j] += zi * numeric_weight[i, j]
+    for j in range(h1):
+        if not acts[j] > 0.0:
+            acts[j] = 0.0
     pos = 0
     w_off = 0
     for k in range(1, widths.shape[0]):
         n_in = widths[k - 1]
         n_out = widths[k]
+        out = pos + n_in
         for j in range(n_out):
-            acc = hidden_flat[w_off + n_in * n_out + j]
-            for i in range(n_in):
-                acc += acts[pos + i] * hidden_flat[w_off + i * n_out + j]
-            acts[pos + n_in + j] = acc if acc > 0.0 else np.float32(0.0)
+            acts[out + j] = hidden_flat[w_off + n_in * n_out + j]
+        for i in range(n_in):
+            a = acts[pos + i]
+            if a == 0.0:  # an inactive unit adds exact zeros: skip its row
+                continue
+            row = w_off + i * n_out
+            for j in range(n_out):
+                acts[out + j] += a * hidden_flat[row + j]
+        for j in range(n_out):
+            if not acts[out + j] > 0.0:
+                acts[out + j] = 0.0
         pos += n_in
         w_off += n_in * n_out + n_out
     n_last = widths[widths.shape[0] - 1]
@@ -371,3 +397,52 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
 _one_claim: Callable[..., tuple[float, np.ndarray]] = numba.njit(cache=True, nogil=True)(
     _one_claim_python
 )
+
+
+def _one_claim_ranked_python(  # pragma: no cover - compiled; tested against argsort
+    x: np.ndarray,
+    log_mask: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    numeric_weight: np.ndarray,
+    first_bias: np.ndarray,
+    category_table: np.ndarray,
+    rows: np.ndarray,
+    hidden_flat: np.ndarray,
+    widths: np.ndarray,
+    output_weight: np.ndarray,
+    output_bias: np.float32,
+    k: int,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """:func:`_one_claim` with attribution, and the ``k`` inputs of largest ``|contribution|``
+    (a stable insertion sort: ties keep input order, like ``argsort(-abs, stable)``)."""
+    logit, contributions = _one_claim(
+        x,
+        log_mask,
+        mean,
+        std,
+        numeric_weight,
+        first_bias,
+        category_table,
+        rows,
+        hidden_flat,
+        widths,
+        output_weight,
+        output_bias,
+        True,
+    )
+    n = contributions.shape[0]
+    order = np.arange(n)
+    size = np.abs(contributions)
+    for i in range(1, n):
+        j = i
+        while j > 0 and size[order[j - 1]] < size[order[j]]:
+            order[j - 1], order[j] = order[j], order[j - 1]
+            j -= 1
+    return logit, contributions, order[: min(k, n)].copy()
+
+
+# Same file as _one_claim: numba's cache is invalidated when this file changes.
+_one_claim_ranked: Callable[..., tuple[float, np.ndarray, np.ndarray]] = numba.njit(
+    cache=True, nogil=True
+)(_one_claim_ranked_python)

@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     top_features: int = Field(
         default=3, ge=0, le=18, description="Contributing features returned per claim by default."
     )
+    sagemaker: bool = Field(
+        default=False,
+        description="Serving behind SageMaker: POST /invocations takes no API key (SageMaker "
+        "authenticates InvokeEndpoint callers with IAM and forwards no X-API-Key), and the "
+        "service may start without FRAUD_API_KEYS (the /v1 routes then accept no key at all).",
+    )
     bench_echo: bool = Field(
         default=False,
         description="Expose POST /v1/echo: parses a claim like /v1/score and answers a constant "
@@ -135,7 +141,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 "both FRAUD_API_KEYS and FRAUD_API_AUTH_DISABLED=true are set: choose one"
             )
-        if not self.auth_disabled and not self.api_keys:
+        if not self.auth_disabled and not self.api_keys and not self.sagemaker:
             hint = (
                 "FRAUD_ENV=prod refuses to start without them"
                 if self.env == "prod"

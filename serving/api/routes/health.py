@@ -30,6 +30,11 @@ async def readyz(request: Request) -> Readiness | JSONResponse:
 
     `reload_error` is set while a newer champion is refused (the old model keeps serving).
     """
+    return readiness(request)
+
+
+def readiness(request: Request) -> Readiness | JSONResponse:
+    """The answer of ``/readyz`` (and of SageMaker's ``/ping``)."""
     state = request.app.state
     model: LoadedModel | None = state.model
     error: str | None = state.model_error

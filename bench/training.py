@@ -2,8 +2,11 @@
 
 search_speedup       4 candidates, FraudTrainingFlow with 2 workers vs 1 worker (wall time of
                      the whole run, same data, same fixed epochs); goal <= 0.6
-training_throughput  rows/s of fit() inside the flow's train step vs a bare torch loop on the
-                     same tensors, same network, batch size, epochs and threads; goal >= 0.9
+training_throughput  rows/s of fit()'s training epochs inside the flow's train step vs a bare
+                     torch loop on the same tensors, same network, batch size, epochs and
+                     threads; goal >= 0.9. Both sides report the median epoch with the first
+                     (warm-up) epoch excluded; the whole fit() wall time, validation and
+                     process warm-up included, is quoted beside it.
 """
 
 from __future__ import annotations
@@ -66,6 +69,12 @@ def _flow_run(root: str, lh: Lakehouse, workers: int) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
+def _steady_rate(rows: int, epoch_seconds: list[float]) -> float:
+    """rows/s of the median epoch, the first (warm-up) epoch excluded when there are others."""
+    steady = epoch_seconds[1:] or epoch_seconds
+    return rows / float(np.median(steady))
+
+
 def _bare_loop(lh: Lakehouse, threads: int) -> float:
     """rows/s of the plainest loop over the same tensors (no validation, no early stopping)."""
     from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
@@ -86,15 +95,17 @@ def _bare_loop(lh: Lakehouse, threads: int) -> float:
     net.standardize.fit(x_num)
     optimizer = torch.optim.AdamW(net.parameters(), lr=0.003)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    started = time.perf_counter()
+    seconds = []
     for _ in range(EPOCHS):
+        started = time.perf_counter()
         order = torch.randperm(len(y))
         for i in range(0, len(y), 2048):
             idx = order[i : i + 2048]
             optimizer.zero_grad(set_to_none=True)
             loss_fn(net(x_num[idx], x_cat[idx]), y[idx]).backward()
             optimizer.step()
-    return len(y) * EPOCHS / (time.perf_counter() - started)
+        seconds.append(time.perf_counter() - started)
+    return _steady_rate(len(y), seconds)
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -107,7 +118,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
         from metaflow import Run
 
         tasks = list(Run(result.pathspec)["train"].tasks())
-        in_flow = [t.data.train_rows * t.data.epochs_run / t.data.fit_seconds for t in tasks]
+        in_flow = [
+            _steady_rate(t.data.train_rows, [e["train_seconds"] for e in t.data.learning_curve])
+            for t in tasks
+        ]
+        whole_fit = [t.data.train_rows * t.data.epochs_run / t.data.fit_seconds for t in tasks]
         threads = tasks[0].data.threads_per_branch
         bare = _bare_loop(lh, threads)
     finally:
@@ -128,8 +143,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "x",
             goal=">= 0.9",
             anchor=f"bare torch loop: {bare:,.0f} rows/s ({threads} thread(s))",
-            notes=f"in the flow: {np.median(in_flow):,.0f} rows/s per branch (fit() incl. "
-            "per-epoch validation AP), branches run side by side",
+            notes=f"in the flow: {np.median(in_flow):,.0f} rows/s per branch, median epoch after "
+            f"the warm-up epoch, {len(tasks)} branches side by side; whole fit() incl. encoding, "
+            f"per-epoch validation and process warm-up: {np.median(whole_fit):,.0f} rows/s",
         ),
     ]
 

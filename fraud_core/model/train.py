@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -130,6 +131,7 @@ def fit(
     epoch = 0
     for epoch in epochs:
         net.train()
+        epoch_started = time.perf_counter()
         order = torch.randperm(len(target), generator=generator)
         total = 0.0
         for start in range(0, len(order), config.batch_size):
@@ -139,8 +141,17 @@ def fit(
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
+        train_seconds = time.perf_counter() - epoch_started
         val_ap = average_precision(y_val, predict_logits(net, v_num, v_cat))
-        history.append({"epoch": epoch, "train_loss": total / len(order), "val_ap": val_ap})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / len(order),
+                "val_ap": val_ap,
+                "train_seconds": train_seconds,
+                "val_seconds": time.perf_counter() - epoch_started - train_seconds,
+            }
+        )
         epochs.set_postfix(val_ap=f"{val_ap:.4f}")
         if val_ap > best_ap:
             best_ap, best_epoch, best_state = val_ap, epoch, copy.deepcopy(net.state_dict())

@@ -52,3 +52,31 @@ def test_cost_threshold_weighs_amounts_against_investigations() -> None:
     # When investigations cost more than any fraud, alert nobody.
     t = metrics.cost_optimal_threshold(y, s, amounts, investigation_cost=50_000.0)
     assert t > s.max()
+
+
+def test_break_ties_keeps_the_order_and_randomises_only_ties() -> None:
+    scores = np.array([0.9, 0.1, 0.5, 0.5, 0.5, 0.9])
+    ranked = metrics.break_ties(scores, np.random.default_rng(1))
+    assert len(np.unique(ranked)) == scores.size
+    for i in range(scores.size):
+        for j in range(scores.size):
+            if scores[i] > scores[j]:
+                assert ranked[i] > ranked[j]
+    orders = {
+        tuple(np.argsort(metrics.break_ties(scores, np.random.default_rng(s)))) for s in range(30)
+    }
+    assert len(orders) > 1
+
+
+def test_random_ties_report_is_the_expected_report() -> None:
+    # One tied pair, one fraud: step-wise AP takes the worst order (0.5); the two orders give
+    # AP 1.0 and 0.5, so the expectation is 0.75.
+    y, s = np.array([False, True]), np.array([0.3, 0.3])
+    assert metrics.average_precision(y, s) == pytest.approx(0.5)
+    report = metrics.ranking_report_random_ties(y, s, k=1, draws=4000)
+    assert report.average_precision == pytest.approx(0.75, abs=0.03)
+    # Without ties it is the plain report.
+    rng = np.random.default_rng(3)
+    y2, s2 = rng.random(500) < 0.1, rng.random(500)
+    tied = metrics.ranking_report_random_ties(y2, s2, draws=3).as_dict()
+    assert tied == pytest.approx(metrics.ranking_report(y2, s2).as_dict())

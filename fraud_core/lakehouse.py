@@ -10,6 +10,7 @@ Layout under the root::
     models/VERSION/              model bundle + manifest.json
     models/champion.json         the champion pointer, replaced atomically
     metrics/model_metrics/       the aggregated metrics table
+    quality/data_docs/           GX Data Docs: one page per validation (expectations/data_docs.py)
 
 Every write is atomic: on a local disk the file is written beside its target and renamed over
 it; on an object store a file is one PUT (s3fs and adlfs make a large one a multipart upload or
@@ -47,6 +48,7 @@ SCORES = "outputs/scores"
 METRICS = "metrics/model_metrics"
 MODELS = "models"
 LANDING = "landing"
+DATA_DOCS = "quality/data_docs"
 CHAMPION_POINTER = f"{MODELS}/champion.json"
 BATCH_COLUMN = "batch_id"
 

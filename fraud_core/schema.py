@@ -7,6 +7,7 @@ all derived from it, so a new column or a tightened range is one edit here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,8 +32,10 @@ class Column:
     minimum: float | None = None
     maximum: float | None = None
     allowed: tuple[str, ...] | None = None
-    # Largest fraction of nulls we accept in a batch for an optional column.
-    max_null_fraction: float = 0.0
+    # Largest plausible share of nulls (missing or unreadable values) in one batch. Above it the
+    # column is broken as a whole (dropped or renamed upstream, a failed join in the extract),
+    # not a few bad claims, and the batch is stopped. None: nulls are normal at any rate.
+    max_null_fraction: float | None = 0.01
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ CLAIM_COLUMNS: tuple[Column, ...] = (
         "bool",
         "Investigation outcome, when known (label).",
         required=False,
-        max_null_fraction=1.0,
+        max_null_fraction=None,
     ),
     # Present only in simulated data: the probability the simulator drew the label from.
     # It is never a feature; it gives the Bayes-optimal score to compare the model against.
@@ -105,7 +108,7 @@ CLAIM_COLUMNS: tuple[Column, ...] = (
         required=False,
         minimum=0.0,
         maximum=1.0,
-        max_null_fraction=1.0,
+        max_null_fraction=None,
     ),
 )
 
@@ -142,13 +145,16 @@ class CoercionResult:
     """Claims cast to their declared types, with a list of problems per row."""
 
     frame: pd.DataFrame
-    # One list per row (aligned with ``frame``): empty when the row could be typed cleanly.
-    problems: list[list[str]] = field(default_factory=list)
+    # Reasons per row position, only for rows that have some (a million clean rows cost nothing).
+    problems: dict[int, list[str]] = field(default_factory=dict)
     ignored_columns: list[str] = field(default_factory=list)
 
     @property
     def bad_mask(self) -> np.ndarray:
-        return np.fromiter((bool(p) for p in self.problems), dtype=bool, count=len(self.problems))
+        """Rows (by position) that could not be typed cleanly."""
+        mask = np.zeros(len(self.frame), dtype=bool)
+        mask[list(self.problems)] = True
+        return mask
 
 
 def _show(value: object) -> str:
@@ -179,7 +185,7 @@ def coerce_claims(raw: pd.DataFrame) -> CoercionResult:
             f"Expected columns: {', '.join(INPUT_COLUMNS)}."
         )
     raw = raw.reset_index(drop=True)
-    problems: list[list[str]] = [[] for _ in range(len(raw))]
+    problems: dict[int, list[str]] = {}
     out: dict[str, pd.Series] = {}
     for col in CLAIM_COLUMNS:
         if col.name not in raw.columns:
@@ -188,8 +194,8 @@ def coerce_claims(raw: pd.DataFrame) -> CoercionResult:
         original = raw[col.name]
         typed = _cast(original, col)
         lost = original.notna().to_numpy() & typed.isna().to_numpy()
-        for i in np.flatnonzero(lost):
-            problems[i].append(
+        for i in np.flatnonzero(lost).tolist():
+            problems.setdefault(i, []).append(
                 f"{col.name}: {_show(original.iloc[i])} is not a valid {_kind_word(col.kind)}"
             )
         out[col.name] = typed
@@ -232,6 +238,8 @@ def _cast(s: pd.Series, col: Column) -> pd.Series:
         num = pd.to_numeric(s, errors="coerce").astype("float64")
         return num.where(np.isfinite(num))
     if kind == "int":
+        if pd.api.types.is_signed_integer_dtype(s):  # whole numbers already: no float round trip
+            return s.astype("Int64")
         num = pd.to_numeric(s, errors="coerce").astype("float64")
         whole = num.where(np.isfinite(num) & (num % 1 == 0))
         return whole.astype("Int64")
@@ -288,7 +296,7 @@ ROW_NUMBER_COLUMN = "source_row"
 
 
 def split_valid(
-    raw: pd.DataFrame, typed: pd.DataFrame, problems: list[list[str]]
+    raw: pd.DataFrame, typed: pd.DataFrame, problems: Mapping[int, list[str]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split rows into valid (typed) and quarantined (as received, with their reasons).
 
@@ -298,17 +306,19 @@ def split_valid(
     Args:
         raw: the frame as read from the landing file.
         typed: ``coerce_claims(raw).frame`` (same row order).
-        problems: one list of reasons per row (empty = valid).
+        problems: reasons per row position; a row without any (or with an empty list) is valid.
 
     Returns:
         ``(valid, quarantined)``; ``len(valid) + len(quarantined) == len(raw)``.
     """
-    if not (len(raw) == len(typed) == len(problems)):
+    if len(raw) != len(typed) or any(not 0 <= i < len(typed) for i in problems):
         raise ValueError("raw, typed and problems must describe the same rows")
-    bad = np.fromiter((bool(p) for p in problems), dtype=bool, count=len(problems))
+    bad = np.zeros(len(typed), dtype=bool)
+    bad[[i for i, p in problems.items() if p]] = True
     valid = typed.loc[~bad].reset_index(drop=True)
     rejected = raw.reset_index(drop=True).loc[bad]
     quarantined = rejected.astype("string").astype(object).where(rejected.notna(), None)
-    quarantined.insert(0, ROW_NUMBER_COLUMN, np.flatnonzero(bad).astype("int64"))
-    quarantined[QUARANTINE_REASON_COLUMN] = ["; ".join(p) for p in problems if p]
+    rows = np.flatnonzero(bad)
+    quarantined.insert(0, ROW_NUMBER_COLUMN, rows.astype("int64"))
+    quarantined[QUARANTINE_REASON_COLUMN] = ["; ".join(problems[i]) for i in rows.tolist()]
     return valid, quarantined.reset_index(drop=True)

@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import great_expectations.expectations as gxe
+import numpy as np
 import pandas as pd
 import pytest
 
-from expectations.claims import ClaimsValidation, build_claims_suite, validate_claims
+from expectations import claims as claims_suite
+from expectations.claims import (
+    EVALUATED_BY_GX,
+    EVALUATED_BY_NUMPY,
+    ClaimsValidation,
+    build_claims_suite,
+    validate_claims,
+)
 from fraud_core.schema import (
     CLAIM_COLUMNS,
     INPUT_COLUMNS,
+    LABEL_COLUMN,
+    ORACLE_COLUMN,
     PAIR_RULES,
     QUARANTINE_REASON_COLUMN,
     ROW_NUMBER_COLUMN,
@@ -20,6 +30,8 @@ from fraud_core.schema import (
 )
 
 REGION_REASON = "region: 'mars' is not one of north, south, east, west, central"
+# Columns with a plausible share of nulls; the label and the oracle may be null at any rate.
+BOUNDED = [c for c in CLAIM_COLUMNS if c.max_null_fraction is not None]
 
 
 def _row(i: int) -> dict[str, Any]:
@@ -68,10 +80,15 @@ def test_suite_is_built_from_the_schema() -> None:
     suite = build_claims_suite()
     assert suite.name == "claims"
     assert all(e.meta and e.meta.get("intent") for e in suite.expectations)
+    assert all(e.notes and e.meta["intent"] in e.notes for e in suite.expectations)
     n_required = sum(c.required for c in CLAIM_COLUMNS)
     n_ranges = sum(c.minimum is not None or c.maximum is not None for c in CLAIM_COLUMNS)
     n_sets = sum(bool(c.allowed) for c in CLAIM_COLUMNS)
-    assert len(suite.expectations) == n_required + n_ranges + n_sets + 1 + len(PAIR_RULES)
+    n_row_level = n_required + n_ranges + n_sets + 1 + len(PAIR_RULES)
+    assert len(suite.expectations) == n_row_level + len(BOUNDED)
+    by = [e.meta["evaluated_by"] for e in suite.expectations]
+    assert by.count(EVALUATED_BY_NUMPY) == n_row_level
+    assert by.count(EVALUATED_BY_GX) == len(BOUNDED)
     pairs = [
         e for e in suite.expectations if isinstance(e, gxe.ExpectColumnPairValuesAToBeGreaterThanB)
     ]
@@ -235,3 +252,122 @@ def test_empty_batch() -> None:
     _check_invariants(result, 0)
     assert result.failure_rate == 0.0
     assert result.failures_by_expectation == {}
+
+
+# --- plausible share of nulls per column (batch level, run by GX) ------------------------------
+def test_every_column_but_label_and_oracle_has_a_null_fraction_bound() -> None:
+    suite = build_claims_suite()
+    keys = {
+        e.meta["check"] for e in suite.expectations if e.meta["check"].endswith("null_fraction")
+    }
+    assert keys == {f"{c.name}: null_fraction" for c in BOUNDED}
+    # Fresh claims have no investigation outcome yet; real claims have no simulator oracle.
+    assert {c.name for c in CLAIM_COLUMNS} - {c.name for c in BOUNDED} == {
+        LABEL_COLUMN,
+        ORACLE_COLUMN,
+    }
+    bounds = [e for e in suite.expectations if e.meta["check"].endswith("null_fraction")]
+    assert all(isinstance(e, gxe.ExpectColumnValuesToNotBeNull) for e in bounds)
+    assert all(e.mostly == pytest.approx(0.99) for e in bounds)
+
+
+def _null_in(column: str, rows: range) -> dict[str, dict[str, Any]]:
+    return {f"r{i}": {column: None} for i in rows}
+
+
+@pytest.mark.parametrize("column", [c.name for c in BOUNDED])
+def test_each_null_fraction_bound_catches_a_column_lost_upstream(column: str) -> None:
+    # 2 nulls in 100 rows: over the plausible 1%, though the failure rate (2%) is tolerable.
+    result = validate_claims(claims(100, **_null_in(column, range(10, 12))))
+    assert result.batch_failures == {
+        f"{column}: null_fraction": "2.00% null (plausible at most 1.00%)"
+    }
+    assert result.failures_by_expectation == {f"{column}: not_null": 2}  # rows still held
+    assert _reasons(result) == {10: f"{column}: missing", 11: f"{column}: missing"}
+    # 1 null in 100 rows is plausible: that row is quarantined, the batch is fine.
+    assert validate_claims(claims(100, **_null_in(column, range(10, 11)))).batch_failures == {}
+
+
+def test_unreadable_values_count_as_nulls_for_the_bound() -> None:
+    raw = claims(50, r3={"witnesses": "two"}, r7={"witnesses": "three"})
+    result = validate_claims(raw)
+    assert result.batch_failures == {
+        "witnesses: null_fraction": "4.00% null (plausible at most 1.00%)"
+    }
+    assert result.failures_by_expectation == {"coercion": 2}
+
+
+def test_label_and_oracle_may_be_missing_entirely() -> None:
+    raw = claims(20).assign(is_fraud=None)  # fresh claims: no outcome yet; no oracle column
+    result = validate_claims(raw)
+    assert result.batch_failures == {}
+    assert result.quarantined.empty
+
+
+# --- numpy evaluation matches GX's --------------------------------------------------------------
+def _everything_wrong() -> pd.DataFrame:
+    """A batch failing every kind of row-level expectation, with nulls where GX skips them."""
+    return claims(
+        12,
+        r0={"claimed_amount": -5.0, "region": "mars"},
+        r1={"claimed_amount": 20000.0, "channel": None, "witnesses": 51},
+        r2={"claim_id": "C0000", "report_delay_days": -1, "asset_age_years": None},
+        r3={"claim_id": None, "policy_start_date": "2024-03-01", "incident_type": "meteor"},
+        r4={"claim_id": None, "claim_date": None, "coverage_limit": None, "deductible": -1.0},
+        r5={"claim_id": "C0006", "prior_claims": 201, "region": None, "policyholder_id": None},
+        r7={"claimed_amount": None, "asset_age_years": 151, "channel": "fax"},
+        r8={"policy_start_date": None, "witnesses": None, "coverage_limit": 0.5},
+        r9={"report_delay_days": 4000, "police_report": None, "provider_id": ""},
+    )
+
+
+def test_row_level_checks_flag_the_rows_gx_flags() -> None:
+    """GX itself, on the same typed batch, flags exactly the rows numpy flags for each check."""
+    import great_expectations as gx
+
+    typed = coerce_claims(_everything_wrong()).frame
+    context = gx.get_context(mode="ephemeral")
+    batch = (
+        context.data_sources.add_pandas("t")
+        .add_dataframe_asset("t")
+        .add_batch_definition_whole_dataframe("t")
+    )
+    checks = claims_suite._checks()
+    row_level = [
+        e for e in build_claims_suite().expectations if e.meta["evaluated_by"] == EVALUATED_BY_NUMPY
+    ]
+    suite = context.suites.add(gx.ExpectationSuite(name="t", expectations=row_level))
+    definition = gx.ValidationDefinition(name="t", data=batch, suite=suite)
+    result = definition.run(batch_parameters={"dataframe": typed}, result_format="COMPLETE")
+    by_key = {r.expectation_config.meta["check"]: r for r in result.results}
+    assert set(by_key) == {c.key for c in checks}
+    flagged = {}
+    for check in checks:
+        gx_rows = sorted(by_key[check.key].result.get("unexpected_index_list") or [])
+        assert gx_rows == np.flatnonzero(check.failing(typed)).tolist(), check.key
+        flagged[check.key] = gx_rows
+    assert sum(map(bool, flagged.values())) >= 15  # the batch did exercise the checks
+
+
+def test_report_holds_every_expectation_with_who_evaluated_it() -> None:
+    result = validate_claims(claims(100, **_null_in("region", range(3)), r50={"witnesses": 99}))
+    report = result.report
+    assert report is not None and not report.success
+    assert len(report.results) == len(build_claims_suite().expectations)
+    failed = {r.expectation_config.meta["check"]: r for r in report.results if not r.success}
+    assert set(failed) == {"region: not_null", "region: null_fraction", "witnesses: between"}
+    assert failed["witnesses: between"].result["partial_unexpected_list"] == ["99"]
+    assert failed["witnesses: between"].meta["evaluated_by"] == EVALUATED_BY_NUMPY
+    assert failed["region: null_fraction"].expectation_config.meta["evaluated_by"] == (
+        EVALUATED_BY_GX
+    )
+    assert report.statistics["unsuccessful_expectations"] == 3
+
+
+def test_gx_batch_fingerprint_is_skipped_only_while_validating() -> None:
+    from great_expectations.execution_engine import pandas_execution_engine as engine
+
+    before = engine.HASH_THRESHOLD
+    with claims_suite._without_batch_fingerprint():
+        assert engine.HASH_THRESHOLD == 0
+    assert before == engine.HASH_THRESHOLD

@@ -4,7 +4,9 @@ Every landed file ends in one of three ways, and the blocking ``claims_contract`
 which (downstream assets run only when it passes):
 
 * read and validated: valid rows to raw, failing rows to quarantine with their reasons; the
-  check fails when the share of rejected rows is over the limit, naming the main problems.
+  check fails when the share of rejected rows is over the limit, naming the main problems, or
+  when a column's share of nulls is implausible (a column lost upstream). Its metadata links
+  the batch's GX Data Docs page (``quality/data_docs/`` in the lakehouse).
 * rejected as a whole (empty, corrupt, unreadable, over the size limit, required columns
   missing): raw gets an empty partition, every row that could be read goes to quarantine with
   the file's reason, and the file is recorded under ``rejected/`` (a copy and the reason). The
@@ -16,13 +18,15 @@ The landed file itself is never moved or deleted.
 """
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from expectations.claims import ClaimsValidation, validate_claims
+from expectations.claims import ClaimsValidation, build_claims_suite, validate_claims
+from expectations.data_docs import publish_validation
 from fraud_assets.partitions import landing_batches
 from fraud_assets.resources import LakehouseResource, LandedFile, LandingZone
 from fraud_core.lakehouse import QUARANTINE, RAW, Lakehouse
@@ -41,6 +45,9 @@ CONTRACT_CHECK = "claims_contract"
 class ClaimsContractConfig(dg.Config):
     max_failure_rate: float = 0.05
     """Above this share of rejected rows the batch is stopped (downstream assets don't run)."""
+    stop_on_implausible_nulls: bool = True
+    """Stop the batch when a column's share of nulls is over its plausible bound (the schema's
+    ``max_null_fraction``: a column lost upstream), whatever the share of rejected rows."""
 
 
 @dataclass
@@ -172,7 +179,8 @@ def claims_batch(
         return
     yield from _write_batch(lh, batch_id, batch, about)
     assert batch.validation is not None  # no rejection: the file was validated
-    yield _contract_check(batch.validation, config.max_failure_rate, about)
+    docs = publish_data_docs(lh, batch.validation, batch_id)
+    yield _contract_check(batch.validation, config, {**about, **docs})
 
 
 def _write_batch(
@@ -205,25 +213,45 @@ def _write_batch(
     return quarantined
 
 
+def publish_data_docs(
+    lh: Lakehouse, result: ClaimsValidation, batch_id: str
+) -> dict[str, dg.MetadataValue]:
+    """Build the batch's GX Data Docs page into the lakehouse; metadata linking to it.
+
+    Nothing for an empty batch (nothing was validated).
+    """
+    if result.report is None:
+        return {}
+    uri = publish_validation(lh, result.report, build_claims_suite(), batch_id)
+    link = dg.MetadataValue.path(uri) if lh.is_local else dg.MetadataValue.url(uri)
+    return {"data_docs": link}
+
+
 def _contract_check(
-    result: ClaimsValidation, max_failure_rate: float, about: dict[str, str]
+    result: ClaimsValidation, config: ClaimsContractConfig, about: Mapping[str, Any]
 ) -> dg.AssetCheckResult:
-    """The contract on a validated file: the share of rejected rows against the limit."""
+    """The contract on a validated file: the share of rejected rows against the limit, and
+    every column's share of nulls against its plausible bound."""
+    max_failure_rate = config.max_failure_rate
     summary = problem_summary(result.quarantined)
+    broken = "; ".join(f"{key}: {seen}" for key, seen in result.batch_failures.items())
+    nulls_ok = not (result.batch_failures and config.stop_on_implausible_nulls)
     return dg.AssetCheckResult(
         check_name=CONTRACT_CHECK,
         asset_key="raw_claims",
-        passed=result.failure_rate <= max_failure_rate,
+        passed=result.failure_rate <= max_failure_rate and nulls_ok,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
             f"{len(result.quarantined):,} of {result.rows_in:,} rows rejected "
             f"({result.failure_rate:.2%}; limit {max_failure_rate:.2%})"
             + (f": {summary}" if summary else "")
+            + (f". Implausible share of nulls: {broken}" if broken else "")
         ),
         metadata={
             **about,
             "failure_rate": result.failure_rate,
             "max_failure_rate": max_failure_rate,
             "failures_by_expectation": dg.MetadataValue.json(result.failures_by_expectation),
+            "batch_failures": dg.MetadataValue.json(result.batch_failures),
         },
     )

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import time
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -24,7 +25,7 @@ from fraud_assets.resources import (
     S3Landing,
 )
 from fraud_assets.sensors import FILE_TAG, VERSION_TAG, landing_sensor_for
-from fraud_core.lakehouse import FEATURES, QUARANTINE, RAW, Lakehouse
+from fraud_core.lakehouse import DATA_DOCS, FEATURES, QUARANTINE, RAW, Lakehouse
 from fraud_core.landing import LandedFile, LandingCursor, rejections
 from fraud_core.schema import INPUT_COLUMNS, REQUIRED_COLUMNS
 from fraud_core.simulate import SimulationConfig, inject_bad_rows, simulate_claims
@@ -98,8 +99,19 @@ def test_a_batch_over_the_failure_limit_stops_downstream(tmp_path, landing: Loca
     lh = Lakehouse(str(tmp_path / "lake"))
     assert lh.batches(QUARANTINE) == ["bad"]  # the bad rows are kept with their reasons
     assert lh.batches(FEATURES) == []  # blocking check: claim_features did not run
-    # A looser limit, set in run config, lets the good rows go on.
-    loose = {"ops": {"claims_batch": {"config": {"max_failure_rate": 0.5}}}}
+    # 20% bad rows also make ~3% of claimed_amount unreadable and of policyholder_id missing.
+    assert check.metadata["batch_failures"].value == {
+        "claimed_amount: null_fraction": "3.00% null (plausible at most 1.00%)",
+        "policyholder_id: null_fraction": "2.55% null (plausible at most 1.00%)",
+    }
+    # Looser limits, set in run config, let the good rows go on.
+    loose = {
+        "ops": {
+            "claims_batch": {
+                "config": {"max_failure_rate": 0.5, "stop_on_implausible_nulls": False}
+            }
+        }
+    }
     assert _ingest(tmp_path, landing, "bad", loose).success
     assert lh.batches(FEATURES) == ["bad"]
 
@@ -113,7 +125,9 @@ def test_wrong_types_quarantine_those_rows_and_keep_the_good_ones(
     result = _ingest(tmp_path, landing, "commas")
     assert _contract(result).description == (
         "40 of 200 rows rejected (20.00%; limit 5.00%): "
-        "claimed_amount (40 rows, e.g. '12,50' is not a valid number)"
+        "claimed_amount (40 rows, e.g. '12,50' is not a valid number). "
+        "Implausible share of nulls: claimed_amount: null_fraction: "
+        "20.00% null (plausible at most 1.00%)"
     )
     lh = Lakehouse(str(tmp_path / "lake"))
     assert len(lh.read_batch(RAW, "commas")) == 160
@@ -134,7 +148,9 @@ def test_wrong_types_in_json_lines(tmp_path, landing: LocalLanding) -> None:
     result = _ingest(tmp_path, landing, "typed")
     assert _contract(result).description == (
         "20 of 100 rows rejected (20.00%; limit 5.00%): "
-        "witnesses (20 rows, e.g. 'two' is not a valid whole number)"
+        "witnesses (20 rows, e.g. 'two' is not a valid whole number). "
+        "Implausible share of nulls: witnesses: null_fraction: "
+        "20.00% null (plausible at most 1.00%)"
     )
     assert len(Lakehouse(str(tmp_path / "lake")).read_batch(RAW, "typed")) == 80
 
@@ -159,6 +175,51 @@ def test_duplicate_claim_ids_keep_the_first_copy(tmp_path, landing: LocalLanding
 
 
 # --- files rejected as a whole -------------------------------------------------------------------
+def test_a_column_mostly_lost_upstream_stops_the_batch(tmp_path, landing: LocalLanding) -> None:
+    claims = _claims(200)
+    claims.loc[:5, "channel"] = None  # 3% of one column: under the 5% limit, over its 1%
+    claims.to_csv(os.path.join(landing.path, "nochannel.csv"), index=False)
+    result = _ingest(tmp_path, landing, "nochannel")
+    check = _contract(result)
+    assert not check.passed and "claim_features" not in _materialized(result)
+    assert check.metadata["failure_rate"].value == pytest.approx(0.03)
+    assert check.metadata["batch_failures"].value == {
+        "channel: null_fraction": "3.00% null (plausible at most 1.00%)"
+    }
+    assert check.description.endswith(
+        "Implausible share of nulls: channel: null_fraction: 3.00% null (plausible at most 1.00%)"
+    )
+    relaxed = {"ops": {"claims_batch": {"config": {"stop_on_implausible_nulls": False}}}}
+    assert _ingest(tmp_path, landing, "nochannel", relaxed).success
+
+
+def test_the_contract_links_the_batchs_data_docs_page(tmp_path, landing: LocalLanding) -> None:
+    lh = Lakehouse(str(tmp_path / "lake"))
+    pages = {}
+    for batch, claims in (("docs_a", _claims(300)), ("docs_b", _claims(300, seed=2))):
+        claims.loc[7, "region"] = "atlantis"
+        claims.to_csv(os.path.join(landing.path, f"{batch}.csv"), index=False)
+        check = _contract(_ingest(tmp_path, landing, batch))
+        assert check.passed
+        link = check.metadata["data_docs"]
+        assert isinstance(link, dg.PathMetadataValue)  # a local lakehouse: a path
+        pages[batch] = link.value
+        if batch == "docs_a":
+            static = os.path.join(lh.url(DATA_DOCS), "static/styles/data_docs_default_styles.css")
+            first_copy = os.stat(static).st_mtime_ns
+    assert os.stat(static).st_mtime_ns == first_copy  # static files are copied once
+    for batch, page in pages.items():
+        assert page.startswith(lh.url(DATA_DOCS) + f"/validations/claims/{batch}/")
+        assert page.endswith(f"/{batch}.html")
+        html = Path(page).read_text(encoding="utf-8")
+        assert "region" in html and "atlantis" in html  # the failed expectation and its value
+    site = lh.find(DATA_DOCS)
+    assert {"index.html", "expectations/claims.html"} <= set(site)
+    suite_page = Path(lh.url(f"{DATA_DOCS}/expectations/claims.html")).read_text(encoding="utf-8")
+    assert "Evaluated by numpy" in suite_page and "Evaluated by great_expectations" in suite_page
+    assert len([p for p in site if p.startswith("validations/")]) == 2
+
+
 def _assert_rejected(tmp_path, landing: LocalLanding, name: str, batch: str, message: str):
     """Ingest a file that cannot be read as claims: failed check, nothing lost, file kept."""
     path = os.path.join(landing.path, name)

@@ -28,7 +28,7 @@ from fraud_assets.resources import (
     S3Landing,
 )
 from fraud_assets.sensors import landing_sensor_for
-from fraud_core.lakehouse import FEATURES, QUARANTINE, RAW, SCORES, Lakehouse
+from fraud_core.lakehouse import DATA_DOCS, FEATURES, QUARANTINE, RAW, SCORES, Lakehouse
 from fraud_core.landing import LandedFile, rejections
 from fraud_core.simulate import SimulationConfig, inject_bad_rows, simulate_claims
 
@@ -224,6 +224,16 @@ def test_a_landed_file_reaches_raw_features_and_scores(
     ]
     metadata = raw_event.materialization.metadata
     assert metadata["file"].value == store.landing.file_uri("2024/claims_feb.csv")
+    # The batch's Data Docs page, built locally, is on the store and linked from the check.
+    (contract,) = [
+        c for c in result.get_asset_check_evaluations() if c.check_name == "claims_contract"
+    ]
+    page = contract.metadata["data_docs"].value
+    assert page.startswith(lh.url(DATA_DOCS) + f"/validations/claims/{batch}/")
+    assert b"claimed_amount" in lh.read_bytes(page.removeprefix(lh.url("") + "/"))
+    assert f"{DATA_DOCS}/static/styles/data_docs_default_styles.css" in {
+        f"{DATA_DOCS}/{rel}" for rel in lh.find(DATA_DOCS)
+    }
     events = " ".join(str(e) for e in result.all_events)
     for secret in store.secrets:  # credentials never reach logs or metadata
         assert secret not in events

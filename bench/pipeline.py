@@ -119,7 +119,7 @@ def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
     from fraud_core.metrics import cost_optimal_threshold, pr_curve
     from fraud_core.model.bundle import ModelBundle
     from fraud_core.model.calibration import fit_platt
-    from fraud_core.model.train import TrainConfig, fit
+    from fraud_core.model.train import fit
     from fraud_core.pipeline import aggregate_metrics, featurize_batch, score_batch
     from fraud_core.training import (
         compare_on_test,
@@ -128,7 +128,7 @@ def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
         time_split,
     )
     from fraud_core.warehouse import create_table_sql, merge_sql
-    from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
+    from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings, train_config
 
     with open(DEFAULT_CONFIG) as fh:
         settings = parse_settings(fh.read())
@@ -150,22 +150,11 @@ def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
         settings["split"]["val_fraction"],
         settings["split"]["test_fraction"],
     )
-    knobs = settings["training"]
     fits = [
         fit(
             split.train,
             split.val,
-            TrainConfig(
-                hidden=point["hidden"],
-                dropout=point["dropout"],
-                lr=point["lr"],
-                batch_size=point["batch_size"],
-                embedding_dim=knobs["embedding_dim"],
-                weight_decay=knobs["weight_decay"],
-                max_epochs=max_epochs or knobs["max_epochs"],
-                patience=knobs["patience"],
-                seed=seed,
-            ),
+            train_config(settings["training"], point, seed, max_epochs),
             threads=threads,
         )
         for point in settings["grid"]

@@ -78,22 +78,14 @@ class FraudTrainingFlow(FlowSpec):
         """Fit one candidate; keep its weights, vocabulary and learning curve."""
         from safetensors.torch import save as save_safetensors
 
-        from fraud_core.model.train import TrainConfig, fit
+        from fraud_core.model.train import fit
+        from metaflow_jobs.settings import train_config
 
         self.attempt = current.retry_count
         _injected_failure("train")
-        knobs = self.settings.training
         self.hparams = dict(self.input)
-        config = TrainConfig(
-            hidden=list(self.hparams["hidden"]),
-            dropout=self.hparams["dropout"],
-            lr=self.hparams["lr"],
-            batch_size=self.hparams["batch_size"],
-            embedding_dim=knobs.embedding_dim,
-            weight_decay=knobs.weight_decay,
-            max_epochs=self.max_epochs or knobs.max_epochs,
-            patience=knobs.patience,
-            seed=self.seed,
+        config = train_config(
+            dict(self.settings.training), self.hparams, self.seed, self.max_epochs
         )
         split = self._split()
         started = time.perf_counter()

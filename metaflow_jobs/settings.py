@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from itertools import product
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:  # torch is imported by the steps that train, not by every step
+    from fraud_core.model.train import TrainConfig
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "config", "training.json")
 
@@ -44,6 +48,9 @@ class TrainingKnobs(_Strict):
     patience: int = Field(ge=1, le=100)
     weight_decay: float = Field(ge=0.0)
     embedding_dim: int = Field(ge=1, le=64)
+    piecewise_bins: int = Field(
+        default=0, ge=0, le=64, description="piecewise-linear encoding bins (0: off)"
+    )
 
 
 class SplitSettings(_Strict):
@@ -78,3 +85,30 @@ def parse_settings(text: str) -> dict[str, Any]:
     ``grid``: one point per combination of the search space's values)."""
     settings = TrainingSettings.model_validate(json.loads(text))
     return {**settings.model_dump(), "grid": [p.model_dump() for p in settings.search.points()]}
+
+
+def train_config(
+    knobs: Mapping[str, Any], point: Mapping[str, Any], seed: int, max_epochs: int = 0
+) -> TrainConfig:
+    """One candidate's :class:`TrainConfig`: a grid point plus the shared training knobs.
+
+    Args:
+        knobs: the config's ``training`` section (validated).
+        point: one point of the ``grid``.
+        seed: random seed of the branch.
+        max_epochs: overrides the knobs' ``max_epochs`` when positive.
+    """
+    from fraud_core.model.train import TrainConfig
+
+    return TrainConfig(
+        hidden=list(point["hidden"]),
+        dropout=point["dropout"],
+        lr=point["lr"],
+        batch_size=point["batch_size"],
+        embedding_dim=knobs["embedding_dim"],
+        piecewise_bins=knobs["piecewise_bins"],
+        weight_decay=knobs["weight_decay"],
+        max_epochs=max_epochs or knobs["max_epochs"],
+        patience=knobs["patience"],
+        seed=seed,
+    )

@@ -16,10 +16,16 @@ linear layer applied to a category's embedding is folded into one lookup table p
 column (``W1[:, slice] @ embedding.T``), so an embedding lookup and its share of the first
 matrix product become one row gather.
 
+A network with the piecewise-linear encoding
+(:class:`~fraud_core.model.preprocessing.PiecewiseLinear`) adds, per numeric feature, its ramp
+over the bins times the first layer's weights for them: in the one-claim kernel, a loop over
+the bins the value has reached (the rest encode as zeros and add nothing).
+
 Attribution is *gradient x input* in the space the MLP sees: for a numeric feature, the
 standardized value ``z`` (after log1p, centring on the training mean, scaling and clipping; 0
 is the training mean) times ``d logit / d z``; for a category, the embedding vector times the
-gradient with respect to it, summed over the embedding's dimensions. Each contribution is in
+gradient with respect to it, summed over the embedding's dimensions; a numeric feature's
+piecewise-linear encoding adds its bins' ramp values times their gradients to that feature. Each contribution is in
 logit units: a first-order estimate of how far that input moves the claim's logit away from a
 claim sitting at the training mean. The gradient of a ReLU network is exact and cheap to get
 by hand (one backward matrix product per layer), so no autograd is involved.
@@ -73,6 +79,11 @@ class NumpyForward:
     output_weight: np.ndarray
     output_bias: np.float32
     calibration: tuple[float, float]
+    # The piecewise-linear encoding (absent: zero bins): per feature and bin, the bin's low
+    # edge and width ``(f, bins)``, and the first layer's weights for it, ``(f * bins, h1)``.
+    piecewise_low: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    piecewise_width: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    piecewise_weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     # float32 constants, so no Python scalar is converted per call
     _zero: np.float32 = np.float32(0.0)
     _low: np.float32 = np.float32(-8.0)
@@ -82,6 +93,11 @@ class NumpyForward:
     _widths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
     def __post_init__(self) -> None:
+        if self.piecewise_low.size == 0:  # no encoding: (f, 0) edges, (0, h1) weights
+            f, h1 = self.numeric_weight.shape
+            object.__setattr__(self, "piecewise_low", np.zeros((f, 0), np.float32))
+            object.__setattr__(self, "piecewise_width", np.ones((f, 0), np.float32))
+            object.__setattr__(self, "piecewise_weight", np.zeros((0, h1), np.float32))
         flat = [np.concatenate([w.ravel(), b]) for w, b in self.hidden]
         packed = np.concatenate(flat) if flat else np.zeros(0, np.float32)
         object.__setattr__(self, "_hidden_flat", np.ascontiguousarray(packed, dtype=np.float32))
@@ -93,8 +109,8 @@ class NumpyForward:
         """Copy a bundle's network into numpy arrays.
 
         Raises:
-            BundleError: the network is not the ``Standardize -> embeddings -> (Linear, ReLU,
-                Dropout)* -> Linear`` shape this module reproduces.
+            BundleError: the network is not the ``Standardize, embeddings[, piecewise-linear]
+                -> (Linear, ReLU, Dropout)* -> Linear`` shape this module reproduces.
         """
         return cls.from_net(
             bundle.net, tuple(bundle.vocabulary.values), bundle.calibration, bundle.version
@@ -144,6 +160,15 @@ class NumpyForward:
             stop = start + emb.shape[1]
             category_tables.append(np.ascontiguousarray(emb @ w1[:, start:stop].T))
             start = stop
+        piecewise: dict[str, np.ndarray] = {}
+        if net.piecewise is not None:
+            stop = start + net.piecewise.out_features
+            piecewise = {
+                "piecewise_low": arr(net.piecewise.low),
+                "piecewise_width": arr(net.piecewise.width),
+                "piecewise_weight": np.ascontiguousarray(w1[:, start:stop].T),
+            }
+            start = stop
         if start != w1.shape[1]:
             raise BundleError(f"bundle {version}: first layer width does not match its inputs")
         output = linears[-1]
@@ -170,6 +195,7 @@ class NumpyForward:
             output_weight=arr(output.weight)[0],
             output_bias=np.float32(output.bias.detach()[0].item()),
             calibration=(float(calibration[0]), float(calibration[1])),
+            **piecewise,
         )
 
     # --- forward ----------------------------------------------------------------------------
@@ -186,19 +212,34 @@ class NumpyForward:
             z = np.nan_to_num(z, copy=False)
         return z
 
-    def _first_layer(self, z: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Pre-activation of the first layer, and each category column's folded rows."""
+    def piecewise(self, numeric: np.ndarray) -> np.ndarray:
+        """What :class:`~fraud_core.model.preprocessing.PiecewiseLinear` gives: ``(n, f, bins)``."""
+        x = np.asarray(numeric, dtype=np.float32)
+        with np.errstate(invalid="ignore"):
+            ramp = np.clip((x[:, :, None] - self.piecewise_low) / self.piecewise_width, 0.0, 1.0)
+        return np.nan_to_num(ramp, copy=False).astype(np.float32, copy=False)
+
+    def _first_layer(
+        self, numeric: np.ndarray, z: np.ndarray, codes: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """Pre-activation of the first layer, each category column's folded rows, and the
+        piecewise-linear encoding ``(n, f, bins)`` (``bins`` may be 0)."""
         codes = np.asarray(codes)
         pre = z @ self.numeric_weight + self.first_bias
+        ramp = self.piecewise(numeric)
+        if ramp.shape[2]:
+            pre += ramp.reshape(len(z), -1) @ self.piecewise_weight
         rows = []
         for j, offset in enumerate(self.category_offsets.tolist()):
             rows.append(self.category_table[codes[:, j] + offset])
             pre += rows[-1]
-        return pre, rows
+        return pre, rows, ramp
 
-    def _forward(self, z: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _forward(
+        self, numeric: np.ndarray, z: np.ndarray, codes: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Logits (float64) and the post-ReLU activations of every hidden layer."""
-        pre, rows = self._first_layer(z, codes)
+        pre, _, _ = self._first_layer(numeric, z, codes)
         acts = [np.maximum(pre, self._zero)]
         for weight, bias in self.hidden:
             acts.append(np.maximum(acts[-1] @ weight + bias, self._zero))
@@ -207,7 +248,7 @@ class NumpyForward:
 
     def logits(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """Raw logits (float64, as ``predict_logits`` returns them) for ``(n, f)`` inputs."""
-        return self._forward(self.standardize(numeric), codes)[0]
+        return self._forward(numeric, self.standardize(numeric), codes)[0]
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated fraud probability, as ``ModelBundle.predict_proba`` computes it."""
@@ -222,7 +263,7 @@ class NumpyForward:
             columns, in logit units (float32).
         """
         z = self.standardize(numeric)
-        pre, rows = self._first_layer(z, codes)
+        pre, rows, ramp = self._first_layer(numeric, z, codes)
         acts = [np.maximum(pre, self._zero)]
         for weight, bias in self.hidden:
             acts.append(np.maximum(acts[-1] @ weight + bias, self._zero))
@@ -233,6 +274,9 @@ class NumpyForward:
             grad = np.where(act > 0, grad @ weight.T, self._zero)
         contributions = np.empty((len(z), z.shape[1] + len(rows)), dtype=np.float32)
         contributions[:, : z.shape[1]] = (grad @ self.numeric_weight.T) * z
+        if ramp.shape[2]:  # the encoding's share, summed over each feature's bins
+            bins = (grad @ self.piecewise_weight.T).reshape(ramp.shape)
+            contributions[:, : z.shape[1]] += (bins * ramp).sum(axis=2)
         for j, folded in enumerate(rows):
             contributions[:, z.shape[1] + j] = np.einsum("ij,ij->i", grad, folded)
         return logits, contributions
@@ -257,6 +301,9 @@ class NumpyForward:
             self._widths,
             self.output_weight,
             self.output_bias,
+            self.piecewise_low,
+            self.piecewise_width,
+            self.piecewise_weight,
         )
 
     def logit_one(self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int]) -> float:
@@ -298,6 +345,9 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
     widths: np.ndarray,
     output_weight: np.ndarray,
     output_bias: np.float32,
+    piecewise_low: np.ndarray,
+    piecewise_width: np.ndarray,
+    piecewise_weight: np.ndarray,
     explain: bool,
 ) -> tuple[float, np.ndarray]:
     """Forward pass (and gradient x input) of one claim, float32 like torch.
@@ -334,6 +384,22 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
         zi = z[i]
         for j in range(h1):
             acts[j] += zi * numeric_weight[i, j]
+    bins = piecewise_low.shape[1]
+    ramp = np.zeros((f, bins), np.float32)
+    for i in range(f):
+        if np.isnan(x[i]):
+            continue  # a missing value encodes as all zeros
+        v = np.float32(x[i])
+        for t in range(bins):
+            e = (v - piecewise_low[i, t]) / piecewise_width[i, t]
+            if not e > 0.0:
+                continue
+            if e > 1.0:
+                e = np.float32(1.0)
+            ramp[i, t] = e
+            row = i * bins + t
+            for j in range(h1):
+                acts[j] += e * piecewise_weight[row, j]
     for j in range(h1):
         if not acts[j] > 0.0:
             acts[j] = 0.0
@@ -385,6 +451,12 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
         for j in range(h1):
             acc += numeric_weight[i, j] * grad[j]
         contributions[i] = acc * z[i]
+        for t in range(bins):
+            if ramp[i, t] > 0.0:
+                acc = np.float32(0.0)
+                for j in range(h1):
+                    acc += piecewise_weight[i * bins + t, j] * grad[j]
+                contributions[i] += acc * ramp[i, t]
     for c in range(rows.shape[0]):
         acc = np.float32(0.0)
         for j in range(h1):
@@ -412,6 +484,9 @@ def _one_claim_ranked_python(  # pragma: no cover - compiled; tested against arg
     widths: np.ndarray,
     output_weight: np.ndarray,
     output_bias: np.float32,
+    piecewise_low: np.ndarray,
+    piecewise_width: np.ndarray,
+    piecewise_weight: np.ndarray,
     k: int,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """:func:`_one_claim` with attribution, and the ``k`` inputs of largest ``|contribution|``
@@ -429,6 +504,9 @@ def _one_claim_ranked_python(  # pragma: no cover - compiled; tested against arg
         widths,
         output_weight,
         output_bias,
+        piecewise_low,
+        piecewise_width,
+        piecewise_weight,
         True,
     )
     n = contributions.shape[0]

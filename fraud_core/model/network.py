@@ -1,4 +1,8 @@
-"""The fraud network: preprocessing layers followed by a small MLP that outputs a logit."""
+"""The fraud network: preprocessing layers followed by a small MLP that outputs a logit.
+
+Inputs to the MLP, in this order: the standardized numerics, the category embeddings, and
+(when ``piecewise_bins`` > 0) the piecewise-linear encoding of the numerics.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from fraud_core.model.preprocessing import CategoryEmbeddings, Standardize
+from fraud_core.model.preprocessing import CategoryEmbeddings, PiecewiseLinear, Standardize
 
 # Counts and durations are heavy-tailed: log1p before standardising.
 LOG_FEATURES = frozenset(
@@ -33,6 +37,7 @@ class NetConfig:
     hidden: list[int] = field(default_factory=lambda: [64, 32])
     dropout: float = 0.1
     embedding_dim: int = 4
+    piecewise_bins: int = 0  # 0: no piecewise-linear encoding (bundles from before it existed)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -50,6 +55,13 @@ class FraudNet(nn.Module):
         self.embeddings = CategoryEmbeddings(config.cardinalities, config.embedding_dim)
         layers: list[nn.Module] = []
         width = len(config.numeric) + self.embeddings.out_features
+        self.piecewise = (
+            PiecewiseLinear(len(config.numeric), config.piecewise_bins)
+            if config.piecewise_bins
+            else None
+        )
+        if self.piecewise is not None:
+            width += self.piecewise.out_features
         for size in config.hidden:
             layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(config.dropout)]
             width = size
@@ -57,5 +69,7 @@ class FraudNet(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.standardize(numeric), self.embeddings(codes)], dim=1)
-        return self.mlp(x).squeeze(1)
+        parts = [self.standardize(numeric), self.embeddings(codes)]
+        if self.piecewise is not None:
+            parts.append(self.piecewise(numeric))
+        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)

@@ -34,6 +34,7 @@ class TrainConfig:
     hidden: list[int] = field(default_factory=lambda: [64, 32])
     dropout: float = 0.1
     embedding_dim: int = 4
+    piecewise_bins: int = 0  # bins of the piecewise-linear encoding (0: standardized only)
     lr: float = 2e-3
     weight_decay: float = 1e-5
     batch_size: int = 1024
@@ -116,9 +117,12 @@ def fit(
             hidden=list(config.hidden),
             dropout=config.dropout,
             embedding_dim=config.embedding_dim,
+            piecewise_bins=config.piecewise_bins,
         )
     )
     net.standardize.fit(x_num)
+    if net.piecewise is not None:
+        net.piecewise.fit(x_num, y_train)
     positives = float(y_train.sum())
     weight = config.pos_weight or math.sqrt((len(y_train) - positives) / positives)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight))

@@ -12,7 +12,7 @@ import torch
 from fraud_core.gate import GateConfig, evaluate_gate
 from fraud_core.lakehouse import FEATURES, Lakehouse
 from fraud_core.model.bundle import BundleError, ModelBundle, load_champion
-from fraud_core.model.preprocessing import Standardize, Vocabulary
+from fraud_core.model.preprocessing import PiecewiseLinear, Standardize, Vocabulary
 from fraud_core.training import holdout_of
 
 
@@ -77,6 +77,25 @@ def test_preprocessing_layers() -> None:
         0,
         0,
     ]
+
+
+def test_piecewise_linear_bins_follow_the_label() -> None:
+    """Edges land where fraud turns (a decision tree's thresholds), values ramp through bins."""
+    rng = np.random.default_rng(0)
+    days = rng.uniform(0, 400, 20_000).astype(np.float32)
+    flat = rng.normal(0, 1, 20_000).astype(np.float32)
+    fraud = rng.random(20_000) < np.where(days < 30, 0.5, 0.02)
+    x = torch.from_numpy(np.c_[days, flat])
+    layer = PiecewiseLinear(2, bins=4).fit(x, fraud)
+    edges = torch.cat([layer.low[0], layer.low[0, -1:] + layer.width[0, -1:]])
+    finite = edges[torch.isfinite(edges)]
+    assert (finite[1:] >= finite[:-1]).all()
+    assert (finite - 30).abs().min() < 1.0  # the 30-day turn is an edge
+    out = layer(torch.tensor([[15.0, 0.0], [float("nan"), 0.0], [1e9, 0.0]])).view(3, 2, 4)
+    assert ((out >= 0) & (out <= 1)).all()
+    assert out[1, 0].sum() == 0  # missing: all zeros
+    reached = out[2, 0][torch.isfinite(layer.width[0])]
+    assert (reached == 1).all()  # beyond the last edge: every real bin full
 
 
 def test_gate_passes_a_sane_candidate_and_blocks_a_bad_one(lakehouse: Lakehouse) -> None:

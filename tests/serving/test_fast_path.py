@@ -24,6 +24,7 @@ from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_fe
 from fraud_core.lakehouse import RAW, Lakehouse
 from fraud_core.model.bundle import BundleError
 from fraud_core.model.fast import NumpyForward
+from fraud_core.model.network import FraudNet, NetConfig
 from fraud_core.model.train import encode
 from fraud_core.schema import INPUT_COLUMNS
 from fraud_core.scoring import FEATURE_NAMES, ClaimScorer
@@ -172,10 +173,13 @@ def test_attribution_is_gradient_times_input(
     numeric, codes = encode(build_features(claims, history), scorer.bundle.vocabulary)
     z = net.standardize(numeric).detach().requires_grad_(True)
     emb = net.embeddings(codes).detach().requires_grad_(True)
-    net.mlp(torch.cat([z, emb], dim=1)).sum().backward()
-    assert z.grad is not None and emb.grad is not None
+    assert net.piecewise is not None  # the fixture's champion uses the encoding, as prod does
+    ramp = net.piecewise(numeric).detach().requires_grad_(True)
+    net.mlp(torch.cat([z, emb, ramp], dim=1)).sum().backward()
+    assert z.grad is not None and emb.grad is not None and ramp.grad is not None
+    per_bin = (ramp.grad * ramp).detach().numpy().reshape(len(claims), len(NUMERIC), -1)
     expected = np.c_[
-        (z.grad * z).detach().numpy(),
+        (z.grad * z).detach().numpy() + per_bin.sum(2),
         (emb.grad * emb)
         .detach()
         .numpy()
@@ -205,6 +209,33 @@ def test_numpy_forward_matches_torch_with_nan_and_extremes(
     with torch.no_grad():
         expected = scorer.bundle.net(torch.from_numpy(x), torch.from_numpy(codes)).numpy()
     np.testing.assert_allclose(fast.logits(x, codes), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bins", [0, 5])
+def test_numpy_forward_of_any_encoding_matches_torch(bins: int) -> None:
+    """Networks with and without the piecewise-linear encoding (older bundles have none)."""
+    torch.manual_seed(bins)
+    net = FraudNet(NetConfig(NUMERIC, [7, 5, 4], [16, 8], piecewise_bins=bins)).eval()
+    rng = np.random.default_rng(bins)
+    train = torch.from_numpy(rng.gamma(2.0, 20.0, size=(4000, len(NUMERIC))).astype(np.float32))
+    net.standardize.fit(train)
+    if net.piecewise is not None:
+        net.piecewise.fit(train, (train[:, 0] > 40).numpy())
+        assert net.piecewise.low.shape == (len(NUMERIC), bins)
+    fast = NumpyForward.from_net(net, tuple(CATEGORICAL_FEATURES))
+    x = rng.gamma(2.0, 20.0, size=(300, len(NUMERIC))).astype(np.float32)
+    x[::7, 0] = np.nan
+    x[::11, 1] = np.inf
+    x[::13, 0] = -np.inf
+    codes = rng.integers(0, 4, size=(300, len(CATEGORICAL_FEATURES)))
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x), torch.from_numpy(codes)).numpy()
+    logits, contributions = fast.explain(x, codes)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    for i in range(0, 300, 17):
+        logit, row = fast.explain_one(x[i].astype(float).tolist(), codes[i].tolist())
+        assert logit == pytest.approx(expected[i], rel=1e-5, abs=1e-5)
+        np.testing.assert_allclose(row, contributions[i], rtol=1e-4, atol=1e-5)
 
 
 def test_numpy_forward_refuses_an_unknown_architecture(

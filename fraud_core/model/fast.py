@@ -25,10 +25,11 @@ Attribution is *gradient x input* in the space the MLP sees: for a numeric featu
 standardized value ``z`` (after log1p, centring on the training mean, scaling and clipping; 0
 is the training mean) times ``d logit / d z``; for a category, the embedding vector times the
 gradient with respect to it, summed over the embedding's dimensions; a numeric feature's
-piecewise-linear encoding adds its bins' ramp values times their gradients to that feature. Each contribution is in
-logit units: a first-order estimate of how far that input moves the claim's logit away from a
-claim sitting at the training mean. The gradient of a ReLU network is exact and cheap to get
-by hand (one backward matrix product per layer), so no autograd is involved.
+piecewise-linear encoding adds its bins' ramp values times their gradients to that feature.
+Each contribution is in logit units: a first-order estimate of how far that input moves the
+claim's logit away from a claim sitting at the training mean. The gradient of a ReLU network
+is exact and cheap to get by hand (one backward matrix product per layer), so no autograd is
+involved.
 """
 
 from __future__ import annotations

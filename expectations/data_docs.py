@@ -6,11 +6,12 @@ local lakehouse (the default), ``s3://`` and ``abfss://``. Layout under the site
 
     validations/SUITE/RUN_NAME/RUN_TIME/RUN_NAME.html   one page per validation (kept)
     expectations/SUITE.html                             the suite, rewritten on each publish
-    index.html                                          the suite and the latest validation
+    index.html                                          the last published suite and validation
     static/                                             styles, fonts, images (copied once)
 
-The index is GX's, built from this process's results only: it shows the latest validation,
-not the history. Every validation's own page stays, and its check's metadata links to it.
+The index is GX's, built from one publish's results only: it shows the validation published
+last (claims, features or scores), not the history. Every validation's own page stays, and its
+check's metadata links to it.
 
 Cost: rendering does not depend on the batch size (each expectation shows at most 20 unexpected
 values); ~0.3 s for the 48 claims expectations, plus ~4 MB of static files on the first publish.

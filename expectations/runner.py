@@ -14,16 +14,20 @@ from typing import Any
 
 import great_expectations as gx
 import pandas as pd
+from great_expectations.core.expectation_validation_result import (
+    ExpectationSuiteValidationResult,
+)
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 
 @dataclass
 class SuiteOutcome:
-    """Which expectations failed, with GX's observed values."""
+    """Which expectations failed, with GX's observed values, and GX's result (for Data Docs)."""
 
     suite: str
     failed: dict[str, Any] = field(default_factory=dict)
     evaluated: int = 0
+    report: ExpectationSuiteValidationResult | None = field(default=None, repr=False)
 
     @property
     def success(self) -> bool:
@@ -49,6 +53,11 @@ def register(name: str, build: Callable[[], list[Any]]) -> None:
     _BUILDERS[name] = build
 
 
+def build_suite(name: str) -> gx.ExpectationSuite:
+    """A fresh (unsaved) copy of a registered suite, e.g. to render it in Data Docs."""
+    return gx.ExpectationSuite(name=name, expectations=_BUILDERS[name]())
+
+
 @functools.cache
 def _compiled(name: str) -> _Compiled:
     context = gx.get_context(mode="ephemeral")
@@ -72,7 +81,7 @@ def run_suite(name: str, frame: pd.DataFrame) -> SuiteOutcome:
         result = compiled.definition.run(
             batch_parameters={"dataframe": frame}, result_format="SUMMARY"
         )
-    outcome = SuiteOutcome(name, evaluated=len(result.results))
+    outcome = SuiteOutcome(name, evaluated=len(result.results), report=result)
     for r in result.results:
         if r.success:
             continue

@@ -5,6 +5,9 @@ Each check compares a batch with the champion's reference profile (bins and weig
 training features and held-out scores): PSI and binned KS from fraud_core.drift, and Great
 Expectations' KL-divergence expectation (expectations/drift.py). It also records the batch's
 drift in the lakehouse (monitoring/*_drift/batch=ID), which the retraining sensor reads.
+
+The features and scores contracts (blocking) are built here too; like the claims contract, each
+links the batch's GX Data Docs page (quality/data_docs/ in the lakehouse).
 """
 
 import json
@@ -12,9 +15,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import great_expectations as gx
 import pandas as pd
+from great_expectations.core.expectation_validation_result import (
+    ExpectationSuiteValidationResult,
+)
 
+from expectations.data_docs import publish_validation
 from expectations.drift import kl_divergence
+from expectations.runner import SuiteOutcome, build_suite
 from fraud_assets.resources import LakehouseResource
 from fraud_core import drift
 from fraud_core.lakehouse import Lakehouse
@@ -155,8 +164,27 @@ def contract_spec(name: str, asset: str) -> dg.AssetCheckSpec:
     )
 
 
-def contract_result(outcome: Any, check_name: str, asset_key: str) -> dg.AssetCheckResult:
-    """An AssetCheckResult from an expectations.runner.SuiteOutcome."""
+def data_docs_link(
+    lh: Lakehouse,
+    report: ExpectationSuiteValidationResult | None,
+    suite: gx.ExpectationSuite,
+    batch_id: str,
+) -> dict[str, dg.MetadataValue]:
+    """Publish a validation's GX Data Docs page into the lakehouse; check metadata linking it.
+
+    Nothing when there is no validation result (an empty batch was not validated).
+    """
+    if report is None:
+        return {}
+    uri = publish_validation(lh, report, suite, batch_id)
+    return {"data_docs": dg.MetadataValue.path(uri) if lh.is_local else dg.MetadataValue.url(uri)}
+
+
+def contract_result(
+    outcome: SuiteOutcome, check_name: str, asset_key: str, lh: Lakehouse, batch_id: str
+) -> dg.AssetCheckResult:
+    """An AssetCheckResult from a suite's outcome, linking the batch's Data Docs page."""
+    docs = data_docs_link(lh, outcome.report, build_suite(outcome.suite), batch_id)
     return dg.AssetCheckResult(
         check_name=check_name,
         asset_key=asset_key,
@@ -165,5 +193,6 @@ def contract_result(outcome: Any, check_name: str, asset_key: str) -> dg.AssetCh
         metadata={
             "expectations": outcome.evaluated,
             "failed": dg.MetadataValue.json({k: str(v) for k, v in outcome.failed.items()}),
+            **docs,
         },
     )

@@ -26,7 +26,7 @@ import dagster as dg
 import pandas as pd
 
 from expectations.claims import ClaimsValidation, build_claims_suite, validate_claims
-from expectations.data_docs import publish_validation
+from fraud_assets.monitoring import data_docs_link
 from fraud_assets.partitions import landing_batches
 from fraud_assets.resources import LakehouseResource, LandedFile, LandingZone
 from fraud_core.lakehouse import QUARANTINE, RAW, Lakehouse
@@ -179,7 +179,7 @@ def claims_batch(
         return
     yield from _write_batch(lh, batch_id, batch, about)
     assert batch.validation is not None  # no rejection: the file was validated
-    docs = publish_data_docs(lh, batch.validation, batch_id)
+    docs = data_docs_link(lh, batch.validation.report, build_claims_suite(), batch_id)
     yield _contract_check(batch.validation, config, {**about, **docs})
 
 
@@ -211,20 +211,6 @@ def _write_batch(
         },
     )
     return quarantined
-
-
-def publish_data_docs(
-    lh: Lakehouse, result: ClaimsValidation, batch_id: str
-) -> dict[str, dg.MetadataValue]:
-    """Build the batch's GX Data Docs page into the lakehouse; metadata linking to it.
-
-    Nothing for an empty batch (nothing was validated).
-    """
-    if result.report is None:
-        return {}
-    uri = publish_validation(lh, result.report, build_claims_suite(), batch_id)
-    link = dg.MetadataValue.path(uri) if lh.is_local else dg.MetadataValue.url(uri)
-    return {"data_docs": link}
 
 
 def _contract_check(

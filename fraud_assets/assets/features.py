@@ -40,7 +40,9 @@ def claim_features(context: dg.AssetExecutionContext, lakehouse: LakehouseResour
             "feature_means": dg.MetadataValue.json(means),
         }
     )
-    yield contract_result(validate_features(features), "features_contract", "claim_features")
+    yield contract_result(
+        validate_features(features), "features_contract", "claim_features", lh, batch_id
+    )
     yield drift_check(
         lh,
         batch_id,

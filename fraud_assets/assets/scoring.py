@@ -57,7 +57,9 @@ def claim_scores(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
             "uri": dg.MetadataValue.path(lh.url(lh.batch_file(SCORES, context.partition_key))),
         },
     )
-    yield contract_result(validate_scores(scores), "scores_contract", "claim_scores")
+    yield contract_result(
+        validate_scores(scores), "scores_contract", "claim_scores", lh, context.partition_key
+    )
     yield drift_check(
         lh,
         context.partition_key,

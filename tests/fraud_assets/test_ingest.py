@@ -199,11 +199,18 @@ def test_the_contract_links_the_batchs_data_docs_page(tmp_path, landing: LocalLa
     for batch, claims in (("docs_a", _claims(300)), ("docs_b", _claims(300, seed=2))):
         claims.loc[7, "region"] = "atlantis"
         claims.to_csv(os.path.join(landing.path, f"{batch}.csv"), index=False)
-        check = _contract(_ingest(tmp_path, landing, batch))
+        result = _ingest(tmp_path, landing, batch)
+        check = _contract(result)
         assert check.passed
         link = check.metadata["data_docs"]
         assert isinstance(link, dg.PathMetadataValue)  # a local lakehouse: a path
         pages[batch] = link.value
+        (features,) = [
+            c for c in result.get_asset_check_evaluations() if c.check_name == "features_contract"
+        ]
+        features_page = features.metadata["data_docs"].value
+        assert features_page.startswith(lh.url(DATA_DOCS) + f"/validations/features/{batch}/")
+        assert os.path.exists(features_page)
         if batch == "docs_a":
             static = os.path.join(lh.url(DATA_DOCS), "static/styles/data_docs_default_styles.css")
             first_copy = os.stat(static).st_mtime_ns
@@ -214,10 +221,10 @@ def test_the_contract_links_the_batchs_data_docs_page(tmp_path, landing: LocalLa
         html = Path(page).read_text(encoding="utf-8")
         assert "region" in html and "atlantis" in html  # the failed expectation and its value
     site = lh.find(DATA_DOCS)
-    assert {"index.html", "expectations/claims.html"} <= set(site)
+    assert {"index.html", "expectations/claims.html", "expectations/features.html"} <= set(site)
     suite_page = Path(lh.url(f"{DATA_DOCS}/expectations/claims.html")).read_text(encoding="utf-8")
     assert "Evaluated by numpy" in suite_page and "Evaluated by great_expectations" in suite_page
-    assert len([p for p in site if p.startswith("validations/")]) == 2
+    assert len([p for p in site if p.startswith("validations/claims/")]) == 2
 
 
 def _assert_rejected(tmp_path, landing: LocalLanding, name: str, batch: str, message: str):

@@ -224,13 +224,16 @@ def test_a_landed_file_reaches_raw_features_and_scores(
     ]
     metadata = raw_event.materialization.metadata
     assert metadata["file"].value == store.landing.file_uri("2024/claims_feb.csv")
-    # The batch's Data Docs page, built locally, is on the store and linked from the check.
-    (contract,) = [
-        c for c in result.get_asset_check_evaluations() if c.check_name == "claims_contract"
-    ]
-    page = contract.metadata["data_docs"].value
-    assert page.startswith(lh.url(DATA_DOCS) + f"/validations/claims/{batch}/")
-    assert b"claimed_amount" in lh.read_bytes(page.removeprefix(lh.url("") + "/"))
+    # Each contract's Data Docs page, built locally, is on the store and linked from its check.
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    for check, suite, column in (
+        ("claims_contract", "claims", b"claimed_amount"),
+        ("features_contract", "features", b"amount_to_limit"),
+        ("scores_contract", "scores", b"fraud_score"),
+    ):
+        page = checks[check].metadata["data_docs"].value
+        assert page.startswith(lh.url(DATA_DOCS) + f"/validations/{suite}/{batch}/")
+        assert column in lh.read_bytes(page.removeprefix(lh.url("") + "/"))
     assert f"{DATA_DOCS}/static/styles/data_docs_default_styles.css" in {
         f"{DATA_DOCS}/{rel}" for rel in lh.find(DATA_DOCS)
     }

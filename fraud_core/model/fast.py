@@ -161,14 +161,12 @@ class NumpyForward:
             stop = start + emb.shape[1]
             category_tables.append(np.ascontiguousarray(emb @ w1[:, start:stop].T))
             start = stop
-        piecewise: dict[str, np.ndarray] = {}
+        empty = np.zeros((0, 0), np.float32)
+        piecewise_low, piecewise_width, piecewise_weight = empty, empty, empty
         if net.piecewise is not None:
             stop = start + net.piecewise.out_features
-            piecewise = {
-                "piecewise_low": arr(net.piecewise.low),
-                "piecewise_width": arr(net.piecewise.width),
-                "piecewise_weight": np.ascontiguousarray(w1[:, start:stop].T),
-            }
+            piecewise_low, piecewise_width = arr(net.piecewise.low), arr(net.piecewise.width)
+            piecewise_weight = np.ascontiguousarray(w1[:, start:stop].T)
             start = stop
         if start != w1.shape[1]:
             raise BundleError(f"bundle {version}: first layer width does not match its inputs")
@@ -196,7 +194,9 @@ class NumpyForward:
             output_weight=arr(output.weight)[0],
             output_bias=np.float32(output.bias.detach()[0].item()),
             calibration=(float(calibration[0]), float(calibration[1])),
-            **piecewise,
+            piecewise_low=piecewise_low,
+            piecewise_width=piecewise_width,
+            piecewise_weight=piecewise_weight,
         )
 
     # --- forward ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -164,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     back.set_defaults(func=_rollback)
 
     serve = sub.add_parser("serve", help="FastAPI scoring service with the champion model")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--host",
+        default=os.environ.get("FRAUD_SERVE_HOST", "127.0.0.1"),
+        help="interface to bind (default: FRAUD_SERVE_HOST, else loopback; the image sets "
+        "0.0.0.0)",
+    )
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(func=_serve)
     return parser

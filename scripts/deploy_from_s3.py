@@ -270,6 +270,9 @@ def deploy_sagemaker(model: PulledModel, timeout: float, sm: Any = None) -> str:
                     "LAKEHOUSE_URI": "/opt/ml/model",
                     "FRAUD_MODEL_VERSION": model.version,
                     "FRAUD_API_POLL_SECONDS": "0",
+                    # SageMaker authenticates callers with IAM and forwards no X-API-Key.
+                    "FRAUD_API_SAGEMAKER": "true",
+                    "FRAUD_ENV": setting("FRAUD_ENV", "local"),
                 },
             },
             ExecutionRoleArn=role,

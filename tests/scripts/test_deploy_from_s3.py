@@ -177,6 +177,8 @@ def test_sagemaker_deploy_creates_model_config_and_endpoint(
     data_url = f"s3://{BUCKET}/lakehouse/deploy/sagemaker/{NEW}/model.tar.gz"
     assert container["Image"] == IMAGE and container["ModelDataUrl"] == data_url
     assert container["Environment"]["LAKEHOUSE_URI"] == "/opt/ml/model"
+    # The container's API must start without keys behind SageMaker's IAM (see serving config).
+    assert container["Environment"]["FRAUD_API_SAGEMAKER"] == "true"
     assert model["ExecutionRoleArn"] == ROLE
     variant = sm.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"][0]
     assert variant["ModelName"] == name

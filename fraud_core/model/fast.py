@@ -91,6 +91,8 @@ class NumpyForward:
     _high: np.float32 = np.float32(8.0)
     # For one claim at a time (see explain_one): the later layers packed for the kernel.
     _hidden_flat: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    # With the encoding, numerics are held to the training range before standardizing.
+    _range: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _widths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +101,10 @@ class NumpyForward:
             object.__setattr__(self, "piecewise_low", np.zeros((f, 0), np.float32))
             object.__setattr__(self, "piecewise_width", np.ones((f, 0), np.float32))
             object.__setattr__(self, "piecewise_weight", np.zeros((0, h1), np.float32))
+        else:  # as PiecewiseLinear.edges: the lowest and the highest finite edge
+            low, width = self.piecewise_low, self.piecewise_width
+            tops = np.where(np.isfinite(width), low + width, low).max(axis=1)
+            object.__setattr__(self, "_range", (low[:, 0].copy(), tops.astype(np.float32)))
         flat = [np.concatenate([w.ravel(), b]) for w, b in self.hidden]
         packed = np.concatenate(flat) if flat else np.zeros(0, np.float32)
         object.__setattr__(self, "_hidden_flat", np.ascontiguousarray(packed, dtype=np.float32))
@@ -203,6 +209,8 @@ class NumpyForward:
     def standardize(self, numeric: np.ndarray) -> np.ndarray:
         """What :class:`~fraud_core.model.preprocessing.Standardize` gives, float32 ``(n, f)``."""
         x = np.asarray(numeric, dtype=np.float32)
+        if self._range is not None:
+            x = np.minimum(np.maximum(x, self._range[0]), self._range[1])  # NaN stays NaN
         with np.errstate(invalid="ignore"):  # NaN inputs stay NaN until replaced below
             logged = np.log1p(np.maximum(x, self._zero))
             z = np.minimum(
@@ -358,12 +366,26 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
     """
     f = x.shape[0]
     h1 = numeric_weight.shape[1]
+    bins = piecewise_low.shape[1]
     z = np.empty(f, np.float32)
     for i in range(f):
         v = x[i]
         if np.isnan(v):
             z[i] = 0.0
             continue
+        if bins > 0:  # held to the training range (PiecewiseLinear.clamp)
+            low = piecewise_low[i, 0]
+            high = low
+            for t in range(bins):
+                top = piecewise_low[i, t]
+                if np.isfinite(piecewise_width[i, t]):
+                    top = top + piecewise_width[i, t]
+                if top > high:
+                    high = top
+            if v < low:
+                v = low
+            elif v > high:
+                v = high
         if log_mask[i]:
             v = np.log1p(v) if v > 0.0 else 0.0
         s = (np.float32(v) - mean[i]) / std[i]
@@ -385,7 +407,6 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
         zi = z[i]
         for j in range(h1):
             acts[j] += zi * numeric_weight[i, j]
-    bins = piecewise_low.shape[1]
     ramp = np.zeros((f, bins), np.float32)
     for i in range(f):
         if np.isnan(x[i]):

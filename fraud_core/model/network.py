@@ -1,7 +1,10 @@
 """The fraud network: preprocessing layers followed by a small MLP that outputs a logit.
 
-Inputs to the MLP, in this order: the standardized numerics, the category embeddings, and
-(when ``piecewise_bins`` > 0) the piecewise-linear encoding of the numerics.
+Inputs to the MLP, in this order (:meth:`FraudNet.mlp_inputs`): the standardized numerics,
+the category embeddings, and (when ``piecewise_bins`` > 0) the piecewise-linear encoding of
+the numerics. With the encoding, numerics are first held to the range seen in training, so
+the network is flat beyond it. Without that, the standardized input extrapolated linearly, and
+the gate's directional test caught claims pushed past the training range scoring lower.
 """
 
 from __future__ import annotations
@@ -54,12 +57,12 @@ class FraudNet(nn.Module):
         )
         self.embeddings = CategoryEmbeddings(config.cardinalities, config.embedding_dim)
         layers: list[nn.Module] = []
-        width = len(config.numeric) + self.embeddings.out_features
         self.piecewise = (
             PiecewiseLinear(len(config.numeric), config.piecewise_bins)
             if config.piecewise_bins
             else None
         )
+        width = len(config.numeric) + self.embeddings.out_features
         if self.piecewise is not None:
             width += self.piecewise.out_features
         for size in config.hidden:
@@ -68,8 +71,17 @@ class FraudNet(nn.Module):
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
 
+    def mlp_inputs(self, numeric: torch.Tensor, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the MLP sees, by name, in column order: ``standardized``, ``embeddings`` and
+        (with the encoding) ``piecewise``."""
+        if self.piecewise is None:
+            return {"standardized": self.standardize(numeric), "embeddings": self.embeddings(codes)}
+        return {
+            "standardized": self.standardize(self.piecewise.clamp(numeric)),
+            "embeddings": self.embeddings(codes),
+            "piecewise": self.piecewise(numeric),
+        }
+
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        parts = [self.standardize(numeric), self.embeddings(codes)]
-        if self.piecewise is not None:
-            parts.append(self.piecewise(numeric))
+        parts = list(self.mlp_inputs(numeric, codes).values())
         return self.mlp(torch.cat(parts, dim=1)).squeeze(1)

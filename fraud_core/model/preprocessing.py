@@ -91,6 +91,16 @@ class PiecewiseLinear(nn.Module):
         self.width.copy_(width.masked_fill(spare, float("inf")))
         return self
 
+    def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lowest and the highest edge per feature: the range seen in training."""
+        tops = torch.where(torch.isfinite(self.width), self.low + self.width, self.low)
+        return self.low[:, 0], tops.max(dim=1).values
+
+    def clamp(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` held to the range seen in training (NaN stays NaN)."""
+        low, high = self.edges()
+        return torch.minimum(torch.maximum(x, low), high)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ramp = ((x.unsqueeze(2) - self.low) / self.width).clamp(0.0, 1.0)
         return ramp.nan_to_num(0.0).flatten(1)

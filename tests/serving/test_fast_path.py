@@ -171,11 +171,13 @@ def test_attribution_is_gradient_times_input(
     scores = scorer.score_records(records_of(claims), explain=True)
     net = scorer.bundle.net
     numeric, codes = encode(build_features(claims, history), scorer.bundle.vocabulary)
-    z = net.standardize(numeric).detach().requires_grad_(True)
-    emb = net.embeddings(codes).detach().requires_grad_(True)
     assert net.piecewise is not None  # the fixture's champion uses the encoding, as prod does
-    ramp = net.piecewise(numeric).detach().requires_grad_(True)
-    net.mlp(torch.cat([z, emb, ramp], dim=1)).sum().backward()
+    inputs = {
+        name: part.detach().requires_grad_(True)
+        for name, part in net.mlp_inputs(numeric, codes).items()
+    }
+    net.mlp(torch.cat(list(inputs.values()), dim=1)).sum().backward()
+    z, emb, ramp = inputs["standardized"], inputs["embeddings"], inputs["piecewise"]
     assert z.grad is not None and emb.grad is not None and ramp.grad is not None
     per_bin = (ramp.grad * ramp).detach().numpy().reshape(len(claims), len(NUMERIC), -1)
     expected = np.c_[
@@ -236,6 +238,22 @@ def test_numpy_forward_of_any_encoding_matches_torch(bins: int) -> None:
         logit, row = fast.explain_one(x[i].astype(float).tolist(), codes[i].tolist())
         assert logit == pytest.approx(expected[i], rel=1e-5, abs=1e-5)
         np.testing.assert_allclose(row, contributions[i], rtol=1e-4, atol=1e-5)
+    if bins:  # flat beyond the training range: far and farther out score the same
+        far, farther = x[:20].copy(), x[:20].copy()
+        high = float(net.piecewise.edges()[1][2])
+        far[:, 2], farther[:, 2] = high + 1.0, high + 20.0
+        # Inside the +-8 sd clip of Standardize: only the range clamp can make them equal.
+        assert (farther[0, 2] - float(net.standardize.mean[2])) / float(net.standardize.std[2]) < 8
+        np.testing.assert_array_equal(
+            fast.logits(far, codes[:20]), fast.logits(farther, codes[:20])
+        )
+        with torch.no_grad():
+            a = net(torch.from_numpy(far), torch.from_numpy(codes[:20]))
+            b = net(torch.from_numpy(farther), torch.from_numpy(codes[:20]))
+        assert torch.equal(a, b)
+        assert fast.logit_one(far[0].astype(float).tolist(), codes[0].tolist()) == pytest.approx(
+            fast.logit_one(farther[0].astype(float).tolist(), codes[0].tolist()), abs=0
+        )
 
 
 def test_numpy_forward_refuses_an_unknown_architecture(

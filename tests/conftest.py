@@ -49,7 +49,7 @@ def champion_lakehouse(
     for i in range(3):
         featurize_batch(lh, f"b{i}")
     split = time_split(load_labelled_features(lh), 0.2, 0.2)
-    config = TrainConfig(max_epochs=10, batch_size=512, lr=3e-3, patience=3, piecewise_bins=8)
+    config = TrainConfig(max_epochs=10, batch_size=512, lr=3e-3, patience=3)
     result = fit(split.train, split.val, config, threads=1)
     candidate = ModelBundle(result.net, result.vocabulary, (1.0, 0.0), 0.5, "fixture")
     y_val = split.val["is_fraud"].to_numpy(bool)

@@ -161,6 +161,31 @@ def test_scores_equal_the_bundle(scorer_and_claims: tuple[ClaimScorer, pd.DataFr
     assert alone.fraud_score[0] == pytest.approx(got.fraud_score[7], rel=1e-6)
 
 
+def autograd_attribution(net: FraudNet, numeric: torch.Tensor, codes: torch.Tensor) -> np.ndarray:
+    """Gradient x input on the MLP's inputs by torch autograd: numerics (with their encoding's
+    bins summed in), then category columns."""
+    n = len(numeric)
+    inputs = {
+        name: part.detach().requires_grad_(True)
+        for name, part in net.mlp_inputs(numeric, codes).items()
+    }
+    net.mlp(torch.cat(list(inputs.values()), dim=1)).sum().backward()
+    z, emb = inputs["standardized"], inputs["embeddings"]
+    assert z.grad is not None and emb.grad is not None
+    numeric_share = (z.grad * z).detach().numpy()
+    if "piecewise" in inputs:  # the encoding's bins add to their feature
+        ramp = inputs["piecewise"]
+        assert ramp.grad is not None
+        numeric_share += (
+            (ramp.grad * ramp).detach().numpy().reshape(*numeric_share.shape, -1).sum(2)
+        )
+    expected = np.c_[
+        numeric_share,
+        (emb.grad * emb).detach().numpy().reshape(n, len(CATEGORICAL_FEATURES), -1).sum(2),
+    ]
+    return expected
+
+
 def test_attribution_is_gradient_times_input(
     scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
 ) -> None:
@@ -171,23 +196,7 @@ def test_attribution_is_gradient_times_input(
     scores = scorer.score_records(records_of(claims), explain=True)
     net = scorer.bundle.net
     numeric, codes = encode(build_features(claims, history), scorer.bundle.vocabulary)
-    assert net.piecewise is not None  # the fixture's champion uses the encoding, as prod does
-    inputs = {
-        name: part.detach().requires_grad_(True)
-        for name, part in net.mlp_inputs(numeric, codes).items()
-    }
-    net.mlp(torch.cat(list(inputs.values()), dim=1)).sum().backward()
-    z, emb, ramp = inputs["standardized"], inputs["embeddings"], inputs["piecewise"]
-    assert z.grad is not None and emb.grad is not None and ramp.grad is not None
-    per_bin = (ramp.grad * ramp).detach().numpy().reshape(len(claims), len(NUMERIC), -1)
-    expected = np.c_[
-        (z.grad * z).detach().numpy() + per_bin.sum(2),
-        (emb.grad * emb)
-        .detach()
-        .numpy()
-        .reshape(len(claims), len(CATEGORICAL_FEATURES), -1)
-        .sum(2),
-    ]
+    expected = autograd_attribution(net, numeric, codes)
     assert scores.contributions is not None
     np.testing.assert_allclose(scores.contributions, expected, rtol=1e-4, atol=1e-5)
     top = scores.top_features(0, 3)
@@ -234,6 +243,13 @@ def test_numpy_forward_of_any_encoding_matches_torch(bins: int) -> None:
         expected = net(torch.from_numpy(x), torch.from_numpy(codes)).numpy()
     logits, contributions = fast.explain(x, codes)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    finite = np.isfinite(x).all(axis=1)  # autograd of an infinite input is not a number
+    np.testing.assert_allclose(
+        contributions[finite],
+        autograd_attribution(net, torch.from_numpy(x[finite]), torch.from_numpy(codes[finite])),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     for i in range(0, 300, 17):
         logit, row = fast.explain_one(x[i].astype(float).tolist(), codes[i].tolist())
         assert logit == pytest.approx(expected[i], rel=1e-5, abs=1e-5)

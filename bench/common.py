@@ -117,3 +117,9 @@ def peak_rss_mb() -> float:
 
 def not_measured(slot: str, reason: str) -> dict[str, Any]:
     return {"name": slot, "value": None, "unit": "", "status": "not yet measured", "notes": reason}
+
+
+def failed(slot: str, error: BaseException) -> dict[str, Any]:
+    """A slot whose benchmark raised: recorded with the error, never with a number."""
+    message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    return {"name": slot, "value": None, "unit": "", "status": "failed", "notes": message}

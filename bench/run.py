@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from bench.common import ROOT, not_measured
+from bench.common import ROOT, failed, not_measured
 
 # (slot, module, what it measures). Issues add their module; the slot is there before it.
 SLOTS: tuple[tuple[str, str, str], ...] = (
@@ -74,15 +74,21 @@ def run_slots(
                 raise
             entries.append({"slot": slot, **not_measured(slot, f"{what}: no {module_name} yet")})
             continue
-        for fig in module.run(quick):
+        try:
+            figures = module.run(quick)
+        except Exception as exc:  # one broken slot must not lose the others' figures
+            tqdm.write(f"{slot}: FAILED after {time.perf_counter() - started:.0f} s: {exc!r}")
+            entries.append({"slot": slot, **failed(slot, exc)})
+            continue
+        for fig in figures:
             entries.append({"slot": slot, **fig})
         tqdm.write(f"{slot}: done in {time.perf_counter() - started:.0f} s")
     return entries
 
 
-def _fmt(value: Any, unit: str) -> str:
+def _fmt(value: Any, unit: str, status: str = "") -> str:
     if value is None:
-        return "not yet measured"
+        return status or "not yet measured"
     if isinstance(value, float):
         text = f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
     else:
@@ -109,8 +115,9 @@ def markdown(report: dict[str, Any]) -> str:
         met = {True: "yes", False: "**no**", None: ""}[e.get("goal_met")]
         runs = len(e.get("runs", [])) or ""
         notes = str(e.get("notes", "")).replace("|", "/")
+        value = _fmt(e.get("value"), e.get("unit", ""), e.get("status", ""))
         lines.append(
-            f"| {e['slot']} | {e['name']} | {_fmt(e.get('value'), e.get('unit', ''))} | "
+            f"| {e['slot']} | {e['name']} | {value} | "
             f"{e.get('goal') or ''} | {met} | {e.get('anchor') or ''} | {runs} | {notes} |"
         )
     return "\n".join(lines) + "\n"
@@ -151,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     ) as fh:
         fh.write(table)
     print(table)
+    broken = sorted({f["slot"] for f in figures if f.get("status") == "failed"})
+    if broken:
+        print(f"failed slots: {', '.join(broken)} (their errors are in the table)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -28,3 +28,22 @@ def test_figures_and_goals() -> None:
     assert (f["value"], f["min"], f["max"], f["goal_met"]) == (2.0, 1.0, 3.0, True)
     assert goal_met(0.95, ">= 0.9") is True and goal_met(1.3, "<= 1.2") is False
     assert goal_met(1.0, None) is None
+
+
+def test_a_failing_slot_is_recorded_and_the_rest_still_run(tmp_path, monkeypatch) -> None:
+    import sys
+    import types
+
+    broken = types.ModuleType("bench_broken_slot")
+
+    def run(quick: bool) -> list:
+        raise RuntimeError("the model gate failed: directional")
+
+    broken.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bench_broken_slot", broken)
+    registry = (("broken", "bench_broken_slot", "a slot that raises"), *SLOTS)
+    entries = run_slots(True, {"broken", "features"}, registry)
+    assert entries[0]["status"] == "failed" and entries[0]["value"] is None
+    assert "model gate failed" in entries[0]["notes"]
+    assert {e["slot"] for e in entries[1:]} == {"features"}
+    assert all(e["value"] is not None for e in entries[1:])

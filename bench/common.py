@@ -121,5 +121,8 @@ def not_measured(slot: str, reason: str) -> dict[str, Any]:
 
 def failed(slot: str, error: BaseException) -> dict[str, Any]:
     """A slot whose benchmark raised: recorded with the error, never with a number."""
-    message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    lines = [line.strip() for line in f"{type(error).__name__}: {error}".splitlines()]
+    lines = [line for line in lines if line]
+    # The first line says what ran; a child's traceback ends with why it failed.
+    message = lines[0][:200] + (f" ... {lines[-1][:300]}" if len(lines) > 1 else "")
     return {"name": slot, "value": None, "unit": "", "status": "failed", "notes": message}

@@ -168,8 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host",
         default=os.environ.get("FRAUD_SERVE_HOST", "127.0.0.1"),
-        help="interface to bind (default: FRAUD_SERVE_HOST, else loopback; the image sets "
-        "0.0.0.0)",
+        help="interface to bind (default: FRAUD_SERVE_HOST, else loopback; the image sets 0.0.0.0)",
     )
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(func=_serve)

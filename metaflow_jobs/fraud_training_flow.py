@@ -81,6 +81,7 @@ class FraudTrainingFlow(FlowSpec):
         from fraud_core.model.train import fit
         from metaflow_jobs.settings import train_config
 
+        self.started_at = time.time()  # wall-clock span of the branch (the search's timeline)
         self.attempt = current.retry_count
         _injected_failure("train")
         self.hparams = dict(self.input)
@@ -101,6 +102,7 @@ class FraudTrainingFlow(FlowSpec):
         self.weights = save_safetensors(
             {k: v.contiguous() for k, v in result.net.state_dict().items()}
         )
+        self.finished_at = time.time()
         self.next(self.join)
 
     @step

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,11 @@ from typing import Any
 
 import pytest
 
+from fraud_cli.servers import free_port, stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 KEY = "uvicorn-key-0123456789abcdef"
 OLD_KEY = "uvicorn-old-key-0123456789ab"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -49,18 +44,12 @@ class Server:
 
     def stop(self) -> None:
         """Stop this process (by its PID): terminate, then kill if it hangs."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
 
 def launch(lakehouse: Path, log_path: Path, env: dict[str, str]) -> Server:
     """Start uvicorn (uvloop + httptools, one worker) without waiting for it."""
-    port = _free_port()
+    port = free_port()
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith("FRAUD_") and k != "LAKEHOUSE_URI"
     }

@@ -47,3 +47,27 @@ def test_a_failing_slot_is_recorded_and_the_rest_still_run(tmp_path, monkeypatch
     assert "model gate failed" in entries[0]["notes"]
     assert {e["slot"] for e in entries[1:]} == {"features"}
     assert all(e["value"] is not None for e in entries[1:])
+
+
+def test_peak_memory_of_a_child_is_its_own_not_its_parents() -> None:
+    """ru_maxrss of a fork + exec child holds the parent's resident set; peak_rss_mb not."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from bench.common import ROOT
+
+    ballast = np.ones(300_000_000 // 8)  # 300 MB resident in this (parent) process
+    code = (
+        "import json, resource; from bench.common import peak_rss_mb; "
+        "print(json.dumps([peak_rss_mb(), "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    measured, inherited = json.loads(out.stdout)
+    assert ballast.sum() > 0
+    assert inherited > 250  # the kernel's figure carries the parent's 300 MB
+    assert measured < 200  # a bare interpreter with numpy

@@ -46,9 +46,16 @@ def environment() -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit or "unknown",
+        # "-dirty": measured with uncommitted changes on top of that commit
+        "commit": (commit or "unknown") + ("-dirty" if dirty else ""),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),

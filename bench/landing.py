@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import dagster as dg
 
 from bench.common import ROOT, figure, peak_rss_mb, run_child, timed
 from fraud_assets.resources import LandingZone
+from fraud_cli.servers import free_port, stop_process, wait_for_port
 
 SEED = 20_262  # never used by tests
 FAKE_AWS = {
@@ -191,34 +191,6 @@ def _median_ms(seconds: list[float]) -> float:
     return sorted(seconds)[len(seconds) // 2] * 1000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _upload(put: Callable[[str], None], files: int) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(put, (f"claims_{i:05d}.csv" for i in range(files))))
@@ -232,7 +204,7 @@ def _s3_ticks(files: int, runs: int) -> list[dict[str, Any]]:
     exe = shutil.which("moto_server", path=os.path.dirname(sys.executable))
     if not exe:
         return []
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [exe, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -241,7 +213,7 @@ def _s3_ticks(files: int, runs: int) -> list[dict[str, Any]]:
     saved = {k: os.environ.get(k) for k in FAKE_AWS}
     os.environ.update(FAKE_AWS)
     try:
-        _wait_for(port, proc)
+        wait_for_port(port, proc)
         endpoint = f"http://127.0.0.1:{port}"
         client = boto3.client("s3", endpoint_url=endpoint)
         client.create_bucket(Bucket="landing")
@@ -254,7 +226,7 @@ def _s3_ticks(files: int, runs: int) -> list[dict[str, Any]]:
         landing = S3Landing(uri="s3://landing/in", endpoint_url=endpoint, lookback_seconds=LOOKBACK)
         m = _measure_ticks(landing, files, drop, runs)
     finally:
-        _stop(proc)
+        stop_process(proc)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -282,7 +254,7 @@ def _adls_ticks(files: int, runs: int) -> list[dict[str, Any]]:
 
     from fraud_assets.resources import ADLSLanding
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence"]
         + ["--loose", "--skipApiVersionCheck", "--disableTelemetry"],
@@ -293,7 +265,7 @@ def _adls_ticks(files: int, runs: int) -> list[dict[str, Any]]:
     saved = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
     os.environ["AZURE_STORAGE_CONNECTION_STRING"] = connection
     try:
-        _wait_for(port, proc)
+        wait_for_port(port, proc)
         container = BlobServiceClient.from_connection_string(connection).create_container("landing")
         body = _small_file()
 
@@ -305,7 +277,7 @@ def _adls_ticks(files: int, runs: int) -> list[dict[str, Any]]:
             ADLSLanding(uri="az://landing/in", lookback_seconds=LOOKBACK), files, drop, runs
         )
     finally:
-        _stop(proc)
+        stop_process(proc)
         if saved is None:
             os.environ.pop("AZURE_STORAGE_CONNECTION_STRING", None)
         else:

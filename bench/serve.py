@@ -25,12 +25,10 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import timeit
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import figure  # noqa: E402
+from fraud_cli.servers import scoring_api  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = ROOT / "bench" / "serve_wrk.lua"
@@ -108,12 +107,6 @@ def build_lakehouse(root: Path, n_claims: int) -> list[dict[str, Any]]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _pin(cpu: int) -> list[str]:
     return (
         ["taskset", "-c", str(cpu)] if (os.cpu_count() or 1) > 1 and shutil.which("taskset") else []
@@ -123,7 +116,6 @@ def _pin(cpu: int) -> list[str]:
 @contextlib.contextmanager
 def server(lakehouse: Path, log_path: Path) -> Iterator[int]:
     """uvicorn (1 worker, uvloop + httptools) pinned to SERVER_CPU; yields its port."""
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
     env.update(
         LAKEHOUSE_URI=str(lakehouse),
@@ -132,50 +124,14 @@ def server(lakehouse: Path, log_path: Path) -> Iterator[int]:
         FRAUD_API_POLL_SECONDS="0",
         FRAUD_API_TORCH_THREADS="1",
     )
-    command = [
-        *_pin(SERVER_CPU),
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "serving.main:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited early:\n{log_path.read_text()[-3000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    if s.recv(64).startswith(b"HTTP/1.1 200"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn not ready in 120 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    options = ("--loop", "uvloop", "--http", "httptools", "--no-access-log")
+    with scoring_api(
+        env,
+        log_path,
+        uvicorn_args=(*options, "--log-level", "warning"),
+        prefix=tuple(_pin(SERVER_CPU)),
+    ) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def wrk(

@@ -25,17 +25,18 @@ import torch
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
 from fraud_core.lakehouse import RAW, Lakehouse
-from serving.api.models import PAIR_RULE_FIELDS
+from serving.api.models import PAIR_RULE_FIELDS, Claim
 from serving.api.routes import bench, health, model, sagemaker, score
 from serving.core.champion import LoadedModel, load_model
 from serving.core.config import Settings
 from serving.core.limits import BodySizeLimit
 from serving.core.metrics import Metrics, MetricsMiddleware
-from serving.core.security import ApiKeys
+from serving.core.security import API_KEY_HEADER, ApiKeyGuard, ApiKeys
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,44 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": detail})
 
 
+def _openapi(app: FastAPI, guard: ApiKeyGuard) -> Any:
+    """``app.openapi``: FastAPI's document, plus what the hot path declares by hand: the
+    ``Claim`` schema (read by :func:`~serving.api.deps.read_claim`, not by a body parameter)
+    and the ``X-API-Key`` scheme on every operation :class:`ApiKeyGuard` protects."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                openapi_version=app.openapi_version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {})
+            schemas = components.setdefault("schemas", {})
+            claim = Claim.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(claim.pop("$defs", {}))
+            schemas["Claim"] = claim
+            components["securitySchemes"] = {
+                "APIKeyHeader": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": API_KEY_HEADER,
+                    "description": "One of the keys in FRAUD_API_KEYS (comma-separated on the "
+                    "server).",
+                }
+            }
+            for path, operations in schema["paths"].items():
+                if guard.protects(path):
+                    for operation in operations.values():
+                        operation["security"] = [{"APIKeyHeader": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The FastAPI app (settings from the environment unless given).
 
@@ -259,11 +298,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "/invocations": "FRAUD_API_MAX_BATCH_BODY_BYTES",
         },
     )
+    protected = ApiKeyGuard.protected_paths(settings)
+    app.add_middleware(ApiKeyGuard, keys=app.state.api_keys, protected=protected)
     static_paths = frozenset(
         str(route.path) for router in routers for route in router.routes if hasattr(route, "path")
     )
-    app.add_middleware(  # outermost: counts every answer, the body limit's 413 included
+    app.add_middleware(  # outermost: counts every answer, the 401s and 413s included
         MetricsMiddleware, metrics=app.state.metrics, known_paths=static_paths
+    )
+    app.openapi = _openapi(  # type: ignore[method-assign]
+        app, ApiKeyGuard(app, app.state.api_keys, protected)
     )
     return app
 

@@ -1,35 +1,44 @@
-"""Request dependencies: the model serving now, the settings, the metrics, the API key check."""
+"""Request dependencies: the model serving now, the settings, the metrics, the claim body.
+
+The API key is checked before routing, by :class:`serving.core.security.ApiKeyGuard`.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, Security, status
-from fastapi.security import APIKeyHeader
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
+from serving.api.models import Claim
 from serving.core.champion import LoadedModel
 from serving.core.config import Settings
 from serving.core.metrics import Metrics
-from serving.core.security import API_KEY_HEADER, ApiKeys
 
-api_key_header = APIKeyHeader(
-    name=API_KEY_HEADER,
-    auto_error=False,
-    description="One of the keys in FRAUD_API_KEYS (comma-separated on the server).",
-)
+# The OpenAPI request body of a route that reads its claim with :func:`read_claim`.
+CLAIM_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Claim"}}},
+    }
+}
 
 
-async def require_api_key(
-    request: Request, key: Annotated[str | None, Security(api_key_header)]
-) -> None:
-    """401 unless the request carries an accepted ``X-API-Key`` (or auth is disabled)."""
-    keys: ApiKeys = request.app.state.api_keys
-    if keys.accepts(key):
-        return
-    detail = f"missing {API_KEY_HEADER} header" if not key else f"invalid {API_KEY_HEADER}"
-    raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": API_KEY_HEADER}
-    )
+async def read_claim(request: Request) -> BaseModel:
+    """The body as a :data:`~serving.api.models.Claim`, or a 422 like FastAPI's own
+    (``loc`` starts with ``"body"``).
+
+    One pass of pydantic's JSON parser over the bytes: a ``Claim`` body parameter costs ~17 us
+    more per request here (``json.loads``, then validation of the dict, through FastAPI's
+    dependency machinery). Routes using it declare :data:`CLAIM_REQUEST_BODY` in their
+    ``openapi_extra``.
+    """
+    try:
+        return Claim.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
 def current_model(request: Request) -> LoadedModel:
@@ -64,4 +73,3 @@ async def get_metrics(request: Request) -> Metrics:
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-ApiKey = Depends(require_api_key)

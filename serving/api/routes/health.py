@@ -1,15 +1,15 @@
-"""Liveness and readiness probes, and the Prometheus metrics (no API key: see create_app)."""
+"""Liveness and readiness probes, and the Prometheus metrics (no API key unless
+``FRAUD_API_METRICS_REQUIRE_KEY=true``: see :class:`~serving.core.security.ApiKeyGuard`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from serving.api.deps import MetricsDep, SettingsDep
+from serving.api.deps import MetricsDep
 from serving.api.models import Health, NotReady, Readiness
 from serving.core.champion import LoadedModel
 from serving.core.metrics import CONTENT_TYPE_LATEST
-from serving.core.security import API_KEY_HEADER, ApiKeys
 
 router = APIRouter(tags=["health"])
 
@@ -62,15 +62,7 @@ def readiness(request: Request) -> Readiness | JSONResponse:
         401: {"description": "FRAUD_API_METRICS_REQUIRE_KEY=true and no valid X-API-Key."},
     },
 )
-async def metrics(request: Request, collectors: MetricsDep, settings: SettingsDep) -> Response:
+async def metrics(collectors: MetricsDep) -> Response:
     """Request counts and latency histograms per route, the score distribution and decisions
     per model version, the serving model (`fraud_api_model_info`), reloads, process stats."""
-    if settings.metrics_require_key:
-        keys: ApiKeys = request.app.state.api_keys
-        if not keys.accepts(request.headers.get(API_KEY_HEADER)):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                f"missing or invalid {API_KEY_HEADER}",
-                headers={"WWW-Authenticate": API_KEY_HEADER},
-            )
     return Response(collectors.exposition(), media_type=CONTENT_TYPE_LATEST)

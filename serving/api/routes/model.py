@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from serving.api.deps import ApiKey, ModelDep
+from serving.api.deps import ModelDep
 from serving.api.models import ModelInfo
 
-router = APIRouter(prefix="/v1", tags=["model"], dependencies=[ApiKey])
+router = APIRouter(prefix="/v1", tags=["model"])
 
 ATTRIBUTION = (
     "gradient x input on the standardized inputs the MLP sees (numeric: log1p where the model "

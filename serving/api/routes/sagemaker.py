@@ -10,7 +10,8 @@ the container runs this same app.
 in order, invalid claims reported by index). SageMaker's runtime cannot send an ``X-API-Key``
 (callers of ``InvokeEndpoint`` are authenticated by IAM in front of the container), so with
 ``FRAUD_API_SAGEMAKER=true`` the route is open; otherwise it wants a key like every ``/v1``
-route, so mounting it never opens a way around the keys.
+route (:class:`~serving.core.security.ApiKeyGuard`), so mounting it never opens a way around
+the keys.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
-from serving.api.deps import MetricsDep, SettingsDep, current_model, require_api_key
+from serving.api.deps import MetricsDep, SettingsDep, current_model
 from serving.api.models import BatchResponse, NotReady, Readiness, load_example
 from serving.api.routes.health import readiness
 from serving.api.routes.score import score_items
-from serving.core.config import Settings
 
 router = APIRouter(tags=["sagemaker"])
 
@@ -68,13 +68,6 @@ def _claims_of(payload: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str,
     return [payload]
 
 
-async def _sagemaker_auth(request: Request) -> None:
-    """Open behind SageMaker (``FRAUD_API_SAGEMAKER=true``), else the ``X-API-Key`` check."""
-    settings: Settings = request.app.state.settings
-    if not settings.sagemaker:
-        await require_api_key(request, request.headers.get("x-api-key"))
-
-
 @router.get(
     "/ping",
     response_model=Readiness,
@@ -108,7 +101,6 @@ async def invocations(
     Each result carries the server's default number of `top_features`
     (`FRAUD_API_TOP_FEATURES`, 3 unless set): SageMaker passes no query string.
     """
-    await _sagemaker_auth(request)
     model = current_model(request)
     claims = _claims_of(payload)
     if not claims:

@@ -94,6 +94,8 @@ class NumpyForward:
     # With the encoding, numerics are held to the training range before standardizing.
     _range: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _widths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    _offsets: list[int] = field(default_factory=list, repr=False)
+    _kernel_constants: tuple[tuple[Any, ...], tuple[Any, ...]] = field(default=((), ()), repr=False)
 
     def __post_init__(self) -> None:
         if self.piecewise_low.size == 0:  # no encoding: (f, 0) edges, (0, h1) weights
@@ -110,6 +112,26 @@ class NumpyForward:
         object.__setattr__(self, "_hidden_flat", np.ascontiguousarray(packed, dtype=np.float32))
         widths = [self.numeric_weight.shape[1]] + [w.shape[1] for w, _ in self.hidden]
         object.__setattr__(self, "_widths", np.array(widths, dtype=np.int64))
+        # The one-claim kernels' constant arguments, gathered once (the dataclass is frozen).
+        object.__setattr__(self, "_offsets", self.category_offsets.tolist())
+        head = (
+            self.log_mask,
+            self.mean,
+            self.std,
+            self.numeric_weight,
+            self.first_bias,
+            self.category_table,
+        )
+        tail = (
+            self._hidden_flat,
+            self._widths,
+            self.output_weight,
+            self.output_bias,
+            self.piecewise_low,
+            self.piecewise_width,
+            self.piecewise_weight,
+        )
+        object.__setattr__(self, "_kernel_constants", (head, tail))
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> NumpyForward:
@@ -296,24 +318,9 @@ class NumpyForward:
     def _kernel_args(
         self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int]
     ) -> tuple[Any, ...]:
-        rows = np.array(codes, dtype=np.int64) + self.category_offsets[: len(codes)]
-        return (
-            np.asarray(numeric, dtype=np.float64),
-            self.log_mask,
-            self.mean,
-            self.std,
-            self.numeric_weight,
-            self.first_bias,
-            self.category_table,
-            rows,
-            self._hidden_flat,
-            self._widths,
-            self.output_weight,
-            self.output_bias,
-            self.piecewise_low,
-            self.piecewise_width,
-            self.piecewise_weight,
-        )
+        rows = np.array([c + o for c, o in zip(codes, self._offsets, strict=False)], dtype=np.int64)
+        head, tail = self._kernel_constants
+        return (np.asarray(numeric, dtype=np.float64), *head, rows, *tail)
 
     def logit_one(self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int]) -> float:
         """The logit of one claim (same numbers as :meth:`logits`, to float32 rounding)."""

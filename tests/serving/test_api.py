@@ -336,6 +336,25 @@ def test_auth_missing_wrong_and_rotated_keys(
         assert old.status_code == 401
 
 
+def test_key_checked_before_routing_and_before_the_body(
+    champion_lakehouse: Path, example: dict[str, Any]
+) -> None:
+    app = create_app(_settings(champion_lakehouse, max_body_bytes=2048))
+    with TestClient(app) as c:
+        # an unknown /v1 path tells a caller without a key nothing about which routes exist
+        assert c.get("/v1/no-such-route").status_code == 401
+        assert c.get("/v1/no-such-route", headers={"X-API-Key": KEY}).status_code == 404
+        # a body over the limit from a caller without a key: refused as unauthenticated,
+        # without being read or parsed
+        big = b"{" + b" " * 10_000 + b"}"
+        r = c.post("/v1/score", content=big, headers={"content-type": "application/json"})
+        assert r.status_code == 401
+        # the 401s are counted like any answer
+        text = c.get("/metrics").text
+        assert 'fraud_api_requests_total{method="POST",route="/v1/score",status="401"} 1.0' in text
+        assert 'route="unmatched",status="401"' in text
+
+
 def test_metrics_can_require_a_key(champion_lakehouse: Path) -> None:
     app = create_app(_settings(champion_lakehouse, metrics_require_key=True))
     with TestClient(app) as c:

@@ -60,8 +60,9 @@ class ApiKeyGuard:
     SageMaker (``FRAUD_API_SAGEMAKER=true``: IAM guards InvokeEndpoint); ``/metrics`` with
     ``FRAUD_API_METRICS_REQUIRE_KEY=true``. A refused request gets 401 with ``detail`` saying
     whether the key was missing or wrong, and ``WWW-Authenticate: X-API-Key``; its body is never
-    read. One check for every route, so a new ``/v1`` route cannot forget it, and no per-request
-    FastAPI dependency (each costs ~25 us a request here). The server discards the unread body.
+    read (the server discards it). One check for every route (websockets included: closed with
+    1008), so a new ``/v1`` route cannot forget it, and no per-request FastAPI dependency (each
+    costs ~25 us a request here).
 
     Args:
         app: the wrapped app.
@@ -91,7 +92,7 @@ class ApiKeyGuard:
         return path.startswith(self.PREFIX) or path in self.protected
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.protects(scope["path"]):
+        if scope["type"] not in ("http", "websocket") or not self.protects(scope["path"]):
             await self.app(scope, receive, send)
             return
         key: str | None = None
@@ -101,6 +102,9 @@ class ApiKeyGuard:
                 break
         if self.keys.accepts(key):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":  # none today; a future one is guarded all the same
+            await send({"type": "websocket.close", "code": 1008, "reason": "X-API-Key refused"})
             return
         detail = f"missing {API_KEY_HEADER} header" if not key else f"invalid {API_KEY_HEADER}"
         body = json.dumps({"detail": detail}).encode()

@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 from fraud_core.lakehouse import RAW, Lakehouse
 from serving.api.models import PAIR_RULE_FIELDS, Claim
 from serving.api.routes import bench, health, model, sagemaker, score
+from serving.core.batching import LoopBatcher
 from serving.core.champion import LoadedModel, load_model
 from serving.core.config import Settings
 from serving.core.limits import BodySizeLimit
@@ -269,6 +270,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.api_keys = ApiKeys.from_settings(settings)
     app.state.metrics = Metrics()
+    app.state.batcher = LoopBatcher(on_flush=app.state.metrics.claims_per_pass.observe)
     app.state.model = None
     app.state.model_error = "starting"
     app.state.champion_version = None

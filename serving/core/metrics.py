@@ -8,7 +8,8 @@ or ``unmatched``, so a scan of random paths cannot grow the label set. The scori
 ``fraud_api_decisions_total{model_version,decision}``. The model is described by
 ``fraud_api_model_info{version,metaflow_run,dagster_run_id} 1`` (one series: the model serving
 now), ``fraud_api_model_loaded_timestamp_seconds``, ``fraud_api_ready`` and
-``fraud_api_model_reloads_total{result}`` (``swapped`` or ``refused``).
+``fraud_api_model_reloads_total{result}`` (``swapped`` or ``refused``), and
+``fraud_api_score_pass_claims`` (histogram: claims scored together per pass of the event loop).
 """
 
 from __future__ import annotations
@@ -159,6 +160,13 @@ class Metrics:
         )
         self.scores = ScoreDistribution(SCORE_BUCKETS)
         self.registry.register(self.scores)
+        self.claims_per_pass = Histogram(
+            "fraud_api_score_pass_claims",
+            "Single claims (POST /v1/score) scored together per pass of the event loop "
+            "(serving/core/batching.py).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "fraud_api_model_info",
             "1 for the model serving now (its version and lineage as labels).",

@@ -123,27 +123,34 @@ async def score_claim(request: Request) -> Response:
     """
     # The hot path: no FastAPI dependencies or body parameter (each costs tens of
     # microseconds per request here, more than scoring the claim: bench/serve.py); the body is
-    # read by read_claim and the answer encoded directly (its shape is ScoreResponse, checked
-    # by the tests).
+    # read by read_claim, the claim scored with the others of this pass of the event loop
+    # (serving/core/batching.py) and the answer encoded directly (its shape is ScoreResponse,
+    # checked by the tests).
     claim = await read_claim(request)
     model = current_model(request)
     state = request.app.state
     k = _top_k(request, state.settings.top_features)
-    scored = model.scorer.score_one(vars(claim), k)
-    metrics: Metrics = state.metrics
+    body = await state.batcher.submit(_score_one, model, vars(claim), k, state.metrics)
+    return Response(body, media_type="application/json")
+
+
+def _score_one(model: LoadedModel, record: dict[str, Any], k: int, metrics: Metrics) -> bytes:
+    """One claim's answer to ``POST /v1/score`` (JSON), its score recorded in ``metrics``."""
+    scored = model.scorer.score_one(record, k)
     metrics.observe_score(model.version, scored.fraud_score, scored.investigate)
-    body = {
-        "claim_id": scored.claim_id,
-        "fraud_score": scored.fraud_score,
-        "decision": "investigate" if scored.investigate else "fast_track",
-        "model_version": model.version,
-        "threshold": model.scorer.bundle.threshold,
-        "top_features": [
-            {"feature": t.feature, "value": t.value, "contribution": t.contribution}
-            for t in scored.top_features
-        ],
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return orjson.dumps(
+        {
+            "claim_id": scored.claim_id,
+            "fraud_score": scored.fraud_score,
+            "decision": "investigate" if scored.investigate else "fast_track",
+            "model_version": model.version,
+            "threshold": model.scorer.bundle.threshold,
+            "top_features": [
+                {"feature": t.feature, "value": t.value, "contribution": t.contribution}
+                for t in scored.top_features
+            ],
+        }
+    )
 
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -77,6 +77,33 @@ def test_auth_over_http(served_champion: Any, http: Any) -> None:
     assert _post(http, port, "/v1/score/batch", {"claims": [example]}, None)[0] == 401
 
 
+def test_refused_body_is_not_taken_for_the_next_request(served_champion: Any, http: Any) -> None:
+    """A 401 is sent before the body is read: on the same keep-alive connection, the next
+    request must still be parsed from its own first byte."""
+    port, example = served_champion.port, load_example()
+    body = json.dumps(example).encode()
+    headers = {"content-type": "application/json"}
+
+    async def main() -> list[tuple[int, bytes]]:
+        connection = await http.connect(port)
+        try:
+            return [
+                await connection.send("POST", "/v1/score", body, headers),
+                await connection.send(
+                    "POST", "/v1/score", body, {**headers, "X-API-Key": "w" * 20}
+                ),
+                await connection.send(
+                    "POST", "/v1/score", body, {**headers, "X-API-Key": http.key}
+                ),
+            ]
+        finally:
+            connection.close()
+
+    (s1, _), (s2, _), (s3, answer) = asyncio.run(main())
+    assert (s1, s2, s3) == (401, 401, 200)
+    assert json.loads(answer)["claim_id"] == example["claim_id"]
+
+
 def test_metrics_over_http(served_champion: Any, http: Any) -> None:
     port = served_champion.port
     _post(http, port, "/v1/score", load_example(), http.key)

@@ -20,7 +20,7 @@ from fraud_core.lakehouse import RAW, Lakehouse
 from fraud_core.model.bundle import ModelBundle
 from fraud_core.schema import INPUT_COLUMNS, claims_frame, coerce_claims
 from fraud_core.scoring import ClaimScorer
-from serving.api.models import Claim, ScoreResponse, load_example
+from serving.api.models import BatchResponse, Claim, ScoreResponse, load_example
 from serving.core.config import Settings
 from serving.core.security import ApiKeys
 from serving.main import create_app
@@ -134,6 +134,8 @@ def test_batch_reports_bad_claims_by_index(client: TestClient, example: dict[str
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model_version"] == "fm-test-1"
+    # the hand-encoded answer has the documented shape, both kinds of result included
+    assert BatchResponse.model_validate(body).model_dump(exclude_unset=True) == body
     results = body["results"]
     assert [x["index"] for x in results] == [0, 1, 2, 3, 4]
     assert [x.get("claim_id") for x in results] == ["B-0", None, "B-2", None, None]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from serving.api.models import load_example
+from serving.api.models import BatchResponse, load_example
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +47,7 @@ def test_sagemaker_mode_pings_and_scores_without_a_key(
     status_i, instances = _post(http, port, {"instances": claims})
     assert status == status_i == 200, (listed, instances)
     assert listed == instances
+    BatchResponse.model_validate(listed)  # the documented shape
     assert (listed["scored"], listed["failed"]) == (39, 1)
     assert [r["index"] for r in listed["results"]] == list(range(40))
     assert listed["results"][5]["error"][0]["field"] == "claimed_amount"

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request, status
+from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from serving.api.deps import MetricsDep, SettingsDep, current_model
 from serving.api.models import BatchResponse, NotReady, Readiness, load_example
 from serving.api.routes.health import readiness
-from serving.api.routes.score import score_items
+from serving.api.routes.score import batch_response, score_items
 
 router = APIRouter(tags=["sagemaker"])
 
@@ -93,7 +93,7 @@ async def invocations(
     request: Request,
     settings: SettingsDep,
     metrics: MetricsDep,
-) -> BatchResponse:
+) -> Response:
     """SageMaker's inference route (`application/json`): the claims' scores, exactly as
     `POST /v1/score/batch` gives them (`results` in request order, an invalid claim reported by
     its `index` without failing the others), for one claim, a list or `{"instances": [...]}`.
@@ -113,5 +113,5 @@ async def invocations(
         )
     top_k = settings.top_features
     if len(claims) <= INLINE_CLAIMS:
-        return score_items(model, claims, top_k, metrics)
-    return await asyncio.to_thread(score_items, model, claims, top_k, metrics)
+        return batch_response(score_items(model, claims, top_k, metrics))
+    return batch_response(await asyncio.to_thread(score_items, model, claims, top_k, metrics))

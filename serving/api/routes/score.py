@@ -29,12 +29,9 @@ from serving.api.deps import (
 )
 from serving.api.models import (
     PAIR_RULE_FIELDS,
-    BatchItemError,
-    BatchItemScore,
     BatchRequest,
     BatchResponse,
     Claim,
-    FeatureContribution,
     ScoreResponse,
 )
 from serving.core.champion import LoadedModel
@@ -91,12 +88,12 @@ def _top_k(request: Request, default: int) -> int:
     return value
 
 
-def _top(scores: RecordScores, i: int, k: int) -> list[FeatureContribution]:
-    """Claim ``i``'s top ``k`` contributions."""
+def _top(scores: RecordScores, i: int, k: int) -> list[dict[str, Any]]:
+    """Claim ``i``'s top ``k`` contributions (``FeatureContribution`` objects as JSON)."""
     if not k:
         return []
     return [
-        FeatureContribution(feature=c.feature, value=c.value, contribution=c.contribution)
+        {"feature": c.feature, "value": c.value, "contribution": c.contribution}
         for c in scores.top_features(i, k)
     ]
 
@@ -179,8 +176,13 @@ def score_items(
     items: list[dict[str, Any]],
     top_k: int = 0,
     metrics: Metrics | None = None,
-) -> BatchResponse:
-    """Validate each item on its own, score the valid ones together, answer in item order."""
+) -> dict[str, Any]:
+    """Validate each item on its own, score the valid ones together, answer in item order.
+
+    The answer is a ``BatchResponse`` as plain JSON-ready values (orjson encodes 1,000 results
+    in ~1 ms, where building and re-validating 1,000 pydantic results took several; the tests
+    check its shape against ``BatchResponse``).
+    """
     errors: dict[int, list[dict[str, Any]]] = {}
     valid: list[tuple[int, BaseModel]] = []
     first_seen: dict[str, int] = {}
@@ -197,9 +199,7 @@ def score_items(
         first_seen[claim_id] = i
         valid.append((i, claim))
 
-    results: list[BatchItemScore | BatchItemError] = [
-        BatchItemError(index=i, error=e) for i, e in errors.items()
-    ]
+    results: list[dict[str, Any]] = [{"index": i, "error": e} for i, e in errors.items()]
     if valid:
         scorer = model.scorer
         scores = scorer.score_records([vars(c) for _, c in valid], explain=top_k > 0)
@@ -208,15 +208,15 @@ def score_items(
         threshold = scorer.bundle.threshold
         version = model.version
         results += [
-            BatchItemScore(
-                index=i,
-                claim_id=claim_id,
-                fraud_score=score,
-                decision="investigate" if flagged else "fast_track",
-                model_version=version,
-                threshold=threshold,
-                top_features=_top(scores, j, top_k),
-            )
+            {
+                "claim_id": claim_id,
+                "fraud_score": score,
+                "decision": "investigate" if flagged else "fast_track",
+                "model_version": version,
+                "threshold": threshold,
+                "top_features": _top(scores, j, top_k),
+                "index": i,
+            }
             for j, ((i, _), claim_id, score, flagged) in enumerate(
                 zip(
                     valid,
@@ -227,10 +227,18 @@ def score_items(
                 )
             )
         ]
-    results.sort(key=lambda r: r.index)
-    return BatchResponse(
-        results=results, model_version=model.version, scored=len(valid), failed=len(errors)
-    )
+    results.sort(key=lambda r: r["index"])
+    return {
+        "results": results,
+        "model_version": model.version,
+        "scored": len(valid),
+        "failed": len(errors),
+    }
+
+
+def batch_response(result: dict[str, Any]) -> Response:
+    """:func:`score_items`' answer as the HTTP response (documented as ``BatchResponse``)."""
+    return Response(orjson.dumps(result), media_type="application/json")
 
 
 @router.post(
@@ -244,7 +252,7 @@ async def score_batch(
     settings: SettingsDep,
     metrics: MetricsDep,
     top_features: TopFeatures = None,
-) -> BatchResponse:
+) -> Response:
     """Score up to 10,000 claims in one call; each claim is validated on its own.
 
     `results` has one entry per claim, in request order, each with the claim's `index` in
@@ -263,4 +271,5 @@ async def score_batch(
             f"{len(body.claims)} claims in one batch; this server accepts at most "
             f"{settings.max_batch_size}",
         )
-    return await asyncio.to_thread(score_items, model, body.claims, top_features or 0, metrics)
+    result = await asyncio.to_thread(score_items, model, body.claims, top_features or 0, metrics)
+    return batch_response(result)

@@ -332,6 +332,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     wrk(wrk_bin, port, "/v1/echo-fastapi", one_file, requests, CONNECTIONS)
                 )
             after = claims_per_pass(port)
+            # One caller at a time (a claims system filing one claim): latency, not throughput.
+            alone = {
+                path: wrk(wrk_bin, port, path, one_file, requests // 4, 1)
+                for path in ("/v1/echo", "/v1/score")
+            }
             wrk(wrk_bin, port, "/v1/score/batch", batch_file, 2, 2)  # warm-up
             batch_runs = [
                 wrk(wrk_bin, port, "/v1/score/batch", batch_file, batches, 2) for _ in range(runs)
@@ -380,6 +385,16 @@ def run(quick: bool) -> list[dict[str, Any]]:
             anchor=f"/v1/echo p99 {echo_p99:.2f} ms",
             notes=f"{setup}; max {max(r['max_us'] for r in score_runs) / 1000:.1f} ms",
             warmup=1,
+        ),
+        figure(
+            "score_p50_one_connection",
+            [alone["/v1/score"]["p50_us"] / 1000],
+            "ms",
+            anchor=f"/v1/echo {alone['/v1/echo']['p50_us'] / 1000:.3f} ms",
+            notes=f"one connection, {requests // 4:,} requests one after another (a pass of the "
+            "event loop holds one claim: micro-batching adds a pass); p99 "
+            f"{alone['/v1/score']['p99_us'] / 1000:.3f} ms (/v1/echo "
+            f"{alone['/v1/echo']['p99_us'] / 1000:.3f} ms)",
         ),
         figure(
             "echo_throughput",

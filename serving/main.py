@@ -37,7 +37,7 @@ from serving.core.champion import LoadedModel, load_model
 from serving.core.config import Settings
 from serving.core.limits import BodySizeLimit
 from serving.core.metrics import Metrics, MetricsMiddleware
-from serving.core.security import API_KEY_HEADER, ApiKeyGuard, ApiKeys
+from serving.core.security import API_KEY_HEADER, ApiKeyGuard, ApiKeys, needs_key
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": detail})
 
 
-def _openapi(app: FastAPI, guard: ApiKeyGuard) -> Any:
+def _openapi(app: FastAPI, protected: frozenset[str]) -> Any:
     """``app.openapi``: FastAPI's document, plus what the hot path declares by hand: the
     ``Claim`` schema (read by :func:`~serving.api.deps.read_claim`, not by a body parameter)
     and the ``X-API-Key`` scheme on every operation :class:`ApiKeyGuard` protects."""
@@ -244,7 +244,7 @@ def _openapi(app: FastAPI, guard: ApiKeyGuard) -> Any:
                 }
             }
             for path, operations in schema["paths"].items():
-                if guard.protects(path):
+                if needs_key(path, protected):
                     for operation in operations.values():
                         operation["security"] = [{"APIKeyHeader": []}]
             app.openapi_schema = schema
@@ -311,9 +311,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(  # outermost: counts every answer, the 401s and 413s included
         MetricsMiddleware, metrics=app.state.metrics, known_paths=static_paths
     )
-    app.openapi = _openapi(  # type: ignore[method-assign]
-        app, ApiKeyGuard(app, app.state.api_keys, protected)
-    )
+    app.openapi = _openapi(app, protected)  # type: ignore[method-assign]
     return app
 
 

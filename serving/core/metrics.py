@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,16 @@ SCORE_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 UNMATCHED = "unmatched"
 
 
+@dataclass
+class _ScoreSeries:
+    """One model version's scores: those not yet counted, and the counts so far."""
+
+    pending: list[float]
+    buckets: np.ndarray  # scores per bucket (not cumulative), +Inf last
+    total: float = 0.0
+    investigated: int = 0
+
+
 class ScoreDistribution:
     """``fraud_api_scores{model_version}`` (histogram) and
     ``fraud_api_decisions_total{model_version,decision}``, as one collector.
@@ -70,40 +81,42 @@ class ScoreDistribution:
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.edges = np.asarray(buckets, dtype=np.float64)
         self._lock = threading.Lock()
-        # per version: [pending scores, investigated count, bucket counts (+Inf last), sum]
-        self._series: dict[str, list[Any]] = {}
+        self._series: dict[str, _ScoreSeries] = {}
 
-    def _get(self, version: str) -> list[Any]:
+    def _get(self, version: str) -> _ScoreSeries:
         series = self._series.get(version)
         if series is None:
-            series = [[], 0, np.zeros(len(self.edges) + 1, dtype=np.int64), 0.0]
+            series = _ScoreSeries([], np.zeros(len(self.edges) + 1, dtype=np.int64))
             self._series[version] = series
         return series
 
-    def _fold(self, series: list[Any], scores: np.ndarray) -> None:
+    def _fold(self, series: _ScoreSeries, scores: np.ndarray) -> None:
         """Count ``scores`` into the buckets (a bucket counts the scores <= its bound)."""
         where = np.searchsorted(self.edges, scores, side="left")
-        series[2] += np.bincount(where, minlength=len(self.edges) + 1)
-        series[3] += float(scores.sum())
+        series.buckets += np.bincount(where, minlength=len(self.edges) + 1)
+        series.total += float(scores.sum())
+
+    def _fold_pending(self, series: _ScoreSeries) -> None:
+        if series.pending:
+            self._fold(series, np.asarray(series.pending))
+            series.pending.clear()
 
     def observe(self, version: str, score: float, investigate: bool) -> None:
         """Record one claim's score and decision."""
         with self._lock:
             series = self._get(version)
-            pending: list[float] = series[0]
-            pending.append(score)
+            series.pending.append(score)
             if investigate:
-                series[1] += 1
-            if len(pending) >= self.FOLD_EVERY:
-                self._fold(series, np.asarray(pending))
-                pending.clear()
+                series.investigated += 1
+            if len(series.pending) >= self.FOLD_EVERY:
+                self._fold_pending(series)
 
     def observe_many(self, version: str, scores: np.ndarray, investigate: np.ndarray) -> None:
         """Record the scores and decisions of a batch."""
         with self._lock:
             series = self._get(version)
             self._fold(series, np.asarray(scores, dtype=np.float64))
-            series[1] += int(np.count_nonzero(investigate))
+            series.investigated += int(np.count_nonzero(investigate))
 
     def collect(self) -> Iterator[Metric]:
         """The two families, every pending score counted."""
@@ -120,16 +133,13 @@ class ScoreDistribution:
         bounds = [*(repr(float(e)) for e in self.edges), "+Inf"]
         with self._lock:
             for version, series in self._series.items():
-                if series[0]:
-                    self._fold(series, np.asarray(series[0]))
-                    series[0].clear()
-                cumulative = np.cumsum(series[2]).tolist()
+                self._fold_pending(series)
+                cumulative = np.cumsum(series.buckets).tolist()
                 scores.add_metric(
-                    [version], list(zip(bounds, cumulative, strict=True)), sum_value=series[3]
+                    [version], list(zip(bounds, cumulative, strict=True)), sum_value=series.total
                 )
-                investigated = series[1]
-                decisions.add_metric([version, "investigate"], investigated)
-                decisions.add_metric([version, "fast_track"], cumulative[-1] - investigated)
+                decisions.add_metric([version, "investigate"], series.investigated)
+                decisions.add_metric([version, "fast_track"], cumulative[-1] - series.investigated)
         yield scores
         yield decisions
 

@@ -53,6 +53,12 @@ class ApiKeys:
         return matched
 
 
+def needs_key(path: str, protected: frozenset[str]) -> bool:
+    """Whether ``path`` (a request path or a route template) needs a key: every path under
+    ``/v1/``, and the exact paths in ``protected`` (:meth:`ApiKeyGuard.protected_paths`)."""
+    return path.startswith("/v1/") or path in protected
+
+
 class ApiKeyGuard:
     """Pure ASGI middleware: the ``X-API-Key`` check of every protected path, before routing.
 
@@ -69,8 +75,6 @@ class ApiKeyGuard:
         keys: the accepted keys.
         protected: exact paths guarded besides the ``/v1/`` prefix.
     """
-
-    PREFIX = "/v1/"
 
     def __init__(self, app: ASGIApp, keys: ApiKeys, protected: frozenset[str]) -> None:
         self.app = app
@@ -89,7 +93,7 @@ class ApiKeyGuard:
 
     def protects(self, path: str) -> bool:
         """Whether ``path`` (a request path or a route template) needs a key."""
-        return path.startswith(self.PREFIX) or path in self.protected
+        return needs_key(path, self.protected)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not self.protects(scope["path"]):

@@ -1,29 +1,68 @@
-# The scoring API image: one image for every deploy target of scripts/deploy_from_s3.py.
-#   SageMaker runs `docker run IMAGE serve`: ENTRYPOINT fraud + "serve" -> uvicorn on 0.0.0.0:8080,
-#     /ping and /invocations, the model from /opt/ml/model (LAKEHOUSE_URI set by the deploy).
-#   Kubernetes (deploy/k8s/deployment.yaml) overrides the command with uvicorn directly.
-# Build: docker build -t fraud-scoring:$(git rev-parse --short HEAD) .
-FROM python:3.11-slim
+# One image for every remote place the project runs (see deploy/docker/entrypoint.sh):
+#   SageMaker          `docker run IMAGE serve`: the scoring API on 0.0.0.0:8080, /ping and
+#                      /invocations, the model from /opt/ml/model (LAKEHOUSE_URI set by the deploy)
+#   AWS Batch          FraudTrainingFlow's steps (Metaflow sends `bash -c '...'`, passed through);
+#                      the code package brings the commit's fraud_core + metaflow_jobs, the image
+#                      brings Python and every dependency
+#   Kubernetes         deploy/k8s/deployment.yaml runs uvicorn in it
+#   Dagster            the code location: `dagster api grpc -m fraud_assets.definitions ...`
+#
+# Build (README, "The image"):
+#   docker build -t fraud-mlops:$(git rev-parse --short HEAD) .
+# Build arguments:
+#   BASE_IMAGE        a Debian-like image with Python 3.11 and its venv module
+#                     (default python:3.11-slim; the tests use a base made from Debian's packages)
+#   TORCH_INDEX_URL   where pip finds the CPU build of torch (default PyTorch's CPU index)
+#   TORCH_FIND_LINKS  instead of the index: a folder or page of wheels holding torch 2.13.0
+# Only the legacy builder's features are used, so any Docker engine builds it.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_FIND_LINKS=
+
+# METAFLOW_SKIP_INSTALL_DEPENDENCIES: a Batch task uses the image's boto3 and requests instead
+# of pip-installing them at every start.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/fraud \
+    PATH=/opt/fraud/bin:$PATH \
     FRAUD_SERVE_HOST=0.0.0.0 \
-    USERNAME=fraud
+    FRAUD_SERVE_PORT=8080 \
+    USERNAME=fraud \
+    METAFLOW_SKIP_INSTALL_DEPENDENCIES=1
 
-WORKDIR /app
 # torch first, CPU build, pinned like pyproject.toml (an unpinned torch pulls a CUDA build).
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
-COPY pyproject.toml constraints.txt README.md ./
+RUN python3 -m venv "$VIRTUAL_ENV" \
+    && if [ -n "$TORCH_FIND_LINKS" ]; then \
+         pip install --find-links "$TORCH_FIND_LINKS" torch==2.13.0; \
+       else \
+         pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0; \
+       fi
+
+# The dependencies, in a layer of their own: it is rebuilt only when they change.
+WORKDIR /src
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && pip install -c constraints.txt -r requirements.txt
+
+COPY README.md ./
 COPY fraud_core ./fraud_core
 COPY fraud_assets ./fraud_assets
 COPY fraud_cli ./fraud_cli
 COPY expectations ./expectations
 COPY metaflow_jobs ./metaflow_jobs
 COPY serving ./serving
-RUN pip install -c constraints.txt . \
+COPY deploy/docker/entrypoint.sh /usr/local/bin/fraud-entrypoint
+RUN pip install --no-deps . \
+    && rm -rf /src \
     && useradd --create-home --uid 10001 fraud
+
+# A writable working directory: Metaflow unpacks its code package into it on Batch.
 USER fraud
+WORKDIR /home/fraud
 EXPOSE 8080
-ENTRYPOINT ["fraud"]
-CMD ["serve", "--port", "8080"]
+ENTRYPOINT ["fraud-entrypoint"]
+CMD ["serve"]

@@ -78,7 +78,7 @@ notify:  ## Slack + e-mail with the build's context (NOTIFY_STATUS); never fails
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) scripts/notify.py
 
 deploy-training: $(STAMP)  ## create/update FraudTrainingFlow's Step Functions state machine
-	$(BIN)/python scripts/deploy_training.py
+	$(BIN)/fraud deploy-training
 
 # npm-groovy-lint (package.json, Node >= 20 and Java >= 17): installed into node_modules on first use.
 lint-jenkinsfile:  ## lint the Jenkinsfile with npm-groovy-lint (CodeNarc)

@@ -132,7 +132,8 @@ def prod_problems(env: Mapping[str, str]) -> list[str]:
         if missing:
             problems.append(
                 f"training on Step Functions needs {', '.join(missing)}: set them to the "
-                "Metaflow AWS deployment's values (as for `make deploy-training`)"
+                "Metaflow AWS deployment's values, the image being this project's (Dockerfile) "
+                "pushed where AWS Batch pulls from (as for `make deploy-training`)"
             )
     elif training != "local":
         problems.append(f"FRAUD_TRAINING={training!r}: use step-functions (default) or local")

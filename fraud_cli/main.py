@@ -79,10 +79,21 @@ def _materialize(args: argparse.Namespace) -> int:
 
 
 def _deploy_training(args: argparse.Namespace) -> int:
-    from fraud_assets.resources import StepFunctionsTraining
+    import dagster as dg
 
-    name = StepFunctionsTraining(state_machine=args.state_machine).deploy()
+    from fraud_assets.resources import StepFunctionsTraining
+    from fraud_assets.resources.training import IMAGE_SETTING
+
+    training = StepFunctionsTraining(state_machine=args.state_machine)
+    try:
+        package = training.code_package()  # fails before deploying when the package is short
+        name = training.deploy()
+    except dg.Failure as exc:
+        print(f"fraud deploy-training: error: {exc.description}", file=sys.stderr)
+        return 2
     print(f"state machine {name} deployed (FraudTrainingFlow on Step Functions + Batch)")
+    print(f"  image ({IMAGE_SETTING}): {os.environ[IMAGE_SETTING]}")
+    print("  code package (files): " + ", ".join(f"{k} {v}" for k, v in sorted(package.items())))
     return 0
 
 
@@ -155,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         "deploy-training",
         help="create/update the Step Functions state machine of FraudTrainingFlow (AWS)",
     )
-    deploy.add_argument("--state-machine", default="FraudTrainingFlow")
+    deploy.add_argument(
+        "--state-machine",
+        default=os.environ.get("FRAUD_STATE_MACHINE") or "FraudTrainingFlow",
+        help="its name (default: FRAUD_STATE_MACHINE, else FraudTrainingFlow)",
+    )
     deploy.set_defaults(func=_deploy_training)
 
     model = sub.add_parser("model", help="model registry operations")
@@ -170,7 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("FRAUD_SERVE_HOST", "127.0.0.1"),
         help="interface to bind (default: FRAUD_SERVE_HOST, else loopback; the image sets 0.0.0.0)",
     )
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("FRAUD_SERVE_PORT") or 8080),
+        help="port (default: FRAUD_SERVE_PORT, else 8080)",
+    )
     serve.set_defaults(func=_serve)
     return parser
 

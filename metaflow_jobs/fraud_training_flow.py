@@ -19,13 +19,20 @@ import time
 
 from metaflow import Config, FlowSpec, Parameter, card, current, resources, retry, step, timeout
 
+# Imported here, at the top, so Metaflow's code package carries both packages (their
+# METAFLOW_PACKAGE_POLICY): remote steps run this commit's code, not the image's copy.
+import fraud_core
+import metaflow_jobs
 from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
 
 # Fault injection, for proving retries and resume (read when a step runs, never at import):
 # FRAUD_FLOW_FAIL_FIRST_ATTEMPT=train  -> each train branch fails once, then its retry succeeds
 # FRAUD_FLOW_FAIL=register             -> the register step always fails (then `resume`)
+# On Step Functions the tasks see them only if the deployment forwards them (it does when they
+# are set at `make deploy-training`: StepFunctionsTraining.deployer).
 FAIL_FIRST_ATTEMPT = "FRAUD_FLOW_FAIL_FIRST_ATTEMPT"
 FAIL_ALWAYS = "FRAUD_FLOW_FAIL"
+FAULT_INJECTION = (FAIL_FIRST_ATTEMPT, FAIL_ALWAYS)
 
 
 def _injected_failure(step_name: str) -> None:
@@ -61,6 +68,8 @@ class FraudTrainingFlow(FlowSpec):
         """Load labelled features and split them by time; fan out over the grid."""
         from fraud_core.lakehouse import FEATURES, Lakehouse
 
+        # Where this task's code came from: the code package (.mf_code) on a remote task.
+        self.code_origin = {m.__name__: m.__file__ for m in (fraud_core, metaflow_jobs)}
         requested = [b.strip() for b in self.batches.split(",") if b.strip()]
         self.batch_list = requested or Lakehouse(self.lakehouse_uri).batches(FEATURES)
         self.split_summary = self._split().describe()

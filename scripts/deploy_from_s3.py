@@ -225,6 +225,19 @@ def bundle_tarball(model: PulledModel) -> bytes:
     return buf.getvalue()
 
 
+def sagemaker_container_env(version: str) -> dict[str, str]:
+    """The environment of the model's container (``docker run IMAGE serve`` on SageMaker):
+    the one-model lakehouse SageMaker unpacks at /opt/ml/model, no polling, no API keys."""
+    return {
+        "LAKEHOUSE_URI": "/opt/ml/model",
+        "FRAUD_MODEL_VERSION": version,
+        "FRAUD_API_POLL_SECONDS": "0",
+        # SageMaker authenticates callers with IAM and forwards no X-API-Key.
+        "FRAUD_API_SAGEMAKER": "true",
+        "FRAUD_ENV": setting("FRAUD_ENV", "local"),
+    }
+
+
 def _missing(exc: Exception) -> bool:
     """True when a SageMaker ClientError says the resource does not exist."""
     message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
@@ -266,14 +279,7 @@ def deploy_sagemaker(model: PulledModel, timeout: float, sm: Any = None) -> str:
             PrimaryContainer={
                 "Image": image,
                 "ModelDataUrl": data_url,
-                "Environment": {
-                    "LAKEHOUSE_URI": "/opt/ml/model",
-                    "FRAUD_MODEL_VERSION": model.version,
-                    "FRAUD_API_POLL_SECONDS": "0",
-                    # SageMaker authenticates callers with IAM and forwards no X-API-Key.
-                    "FRAUD_API_SAGEMAKER": "true",
-                    "FRAUD_ENV": setting("FRAUD_ENV", "local"),
-                },
+                "Environment": sagemaker_container_env(model.version),
             },
             ExecutionRoleArn=role,
             Tags=tags,

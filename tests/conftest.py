@@ -15,6 +15,12 @@ from fraud_core.lakehouse import RAW, Lakehouse
 from fraud_core.pipeline import featurize_batch
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches
+from tests.support.containers import (
+    DockerEngine,
+    build_base_image,
+    build_project_image,
+    docker_engine,
+)
 
 os.environ.setdefault("USERNAME", "fraud-tests")  # Metaflow refuses to run without a user
 
@@ -159,3 +165,17 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             f"AccountKey={AZURITE_KEY};"
             f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
         )
+
+
+@pytest.fixture(scope="session")
+def docker() -> Iterator[DockerEngine]:
+    """A Docker engine started for this session (installed with apt if missing), host network
+    only; stopped by PID at the end (tests/support/containers.py)."""
+    with docker_engine() as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def project_image(docker: DockerEngine) -> str:
+    """The project's image, built once per session from the Dockerfile on a local Debian base."""
+    return build_project_image(docker, "fraud-mlops:test", build_base_image(docker))

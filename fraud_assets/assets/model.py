@@ -41,6 +41,7 @@ def fraud_model(
         seed=config.seed,
         max_epochs=config.max_epochs,
         resume_from=config.resume_from,
+        log=context.log.info,
     )
     lh.write_json(
         CANDIDATE_POINTER,
@@ -72,6 +73,9 @@ def fraud_model(
         metadata["bayes_optimal_average_precision"] = bayes["average_precision"]
     if run.card_path:
         metadata["metaflow_card"] = dg.MetadataValue.path(run.card_path)
+    if run.execution_arn:
+        metadata["step_functions_execution"] = run.execution_arn
+        metadata["step_functions_console"] = dg.MetadataValue.url(run.console_url)
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -1,14 +1,18 @@
 """Training as a resource: FraudTrainingFlow run by Metaflow, behind one interface, two modes.
 
 ``MetaflowTraining``       Metaflow's local runtime through ``metaflow.Runner`` (the default).
-``StepFunctionsTraining``  the flow deployed as an AWS Step Functions state machine (steps on
-                           AWS Batch): the asset triggers it, waits, and reads the finished run
-                           through the Client API. Jenkins deploys it (``make deploy-training``).
+``StepFunctionsTraining``  the flow deployed as an AWS Step Functions state machine (every step
+                           an AWS Batch job in the project's image): the asset triggers it,
+                           follows the execution, stops it when the Dagster run is terminated,
+                           and reads the finished run through the Client API. Jenkins deploys it
+                           (``make deploy-training``).
 """
 
 import glob
+import json
 import os
-import time
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +20,18 @@ from typing import Any
 import dagster as dg
 
 import metaflow_jobs
+from fraud_assets.resources.step_functions import (
+    StepFunctionsExecution,
+    failure_summary,
+    sfn_client,
+    sync_local_metadata,
+)
 
 FLOW_FILE = os.path.join(os.path.dirname(metaflow_jobs.__file__), "fraud_training_flow.py")
 FLOW_NAME = "FraudTrainingFlow"
 # What Metaflow needs to deploy and run the flow on Step Functions + Batch. (Metaflow 2.19's
-# `create` also asks for the EventBridge role, even for a flow without @schedule.)
+# `create` also asks for the EventBridge role, even for a flow without @schedule.) The image is
+# part of the deployment: the project's image (Dockerfile), pushed to a registry Batch pulls from.
 STEP_FUNCTIONS_SETTINGS = (
     "METAFLOW_DATASTORE_SYSROOT_S3",
     "METAFLOW_SFN_IAM_ROLE",
@@ -28,7 +39,11 @@ STEP_FUNCTIONS_SETTINGS = (
     "METAFLOW_BATCH_JOB_QUEUE",
     "METAFLOW_SFN_DYNAMO_DB_TABLE",
     "METAFLOW_EVENTS_SFN_ACCESS_IAM_ROLE",
+    "METAFLOW_BATCH_CONTAINER_IMAGE",
 )
+IMAGE_SETTING = "METAFLOW_BATCH_CONTAINER_IMAGE"
+# The packages every remote task must get from the code package rather than from the image.
+PACKAGED_MODULES = ("fraud_core", "metaflow_jobs")
 
 
 @dataclass(frozen=True)
@@ -43,10 +58,14 @@ class TrainingRun:
     split: dict[str, Any]
     pr_png: bytes
     card_path: str | None
+    execution_arn: str = ""
+    """The Step Functions execution that ran it (empty for a local run)."""
+    console_url: str = ""
 
     @classmethod
-    def from_run(cls, run: Any, card_path: str | None = None) -> "TrainingRun":
-        """From a successful ``metaflow.Run`` (Client API)."""
+    def from_run(cls, run: Any, card_path: str | None = None, **where: str) -> "TrainingRun":
+        """From a successful ``metaflow.Run`` (Client API); ``where``: execution_arn and
+        console_url of a Step Functions run."""
         data = run.data
         return cls(
             pathspec=run.pathspec,
@@ -57,6 +76,7 @@ class TrainingRun:
             split=data.split_summary,
             pr_png=data.pr_png,
             card_path=card_path,
+            **where,
         )
 
 
@@ -70,6 +90,7 @@ class Training(dg.ConfigurableResource):
         seed: int = 0,
         max_epochs: int = 0,
         resume_from: str = "",
+        log: Callable[[str], None] = print,
     ) -> TrainingRun:
         raise NotImplementedError
 
@@ -97,6 +118,9 @@ class MetaflowTraining(Training):
     user: str = "fraud-pipeline"
     config_file: str = ""
     """Training settings to use instead of metaflow_jobs/config/training.json (same schema)."""
+    datastore: str = "local"
+    """``local`` (under datastore_root) or ``s3`` (METAFLOW_DATASTORE_SYSROOT_S3: the Step
+    Functions runs' datastore, so a failed Step Functions run can be resumed here)."""
 
     def settings(self) -> dict[str, Any]:
         """The validated training settings this resource runs the flow with."""
@@ -109,7 +133,7 @@ class MetaflowTraining(Training):
         return {
             "METAFLOW_DATASTORE_SYSROOT_LOCAL": self.datastore_root,
             "METAFLOW_CARD_LOCALROOT": os.path.join(self.datastore_root, ".metaflow", "mf.cards"),
-            "METAFLOW_DEFAULT_DATASTORE": "local",
+            "METAFLOW_DEFAULT_DATASTORE": self.datastore,
             "METAFLOW_DEFAULT_METADATA": "local",
             "USERNAME": os.environ.get("USERNAME") or self.user,
         }
@@ -121,9 +145,12 @@ class MetaflowTraining(Training):
         seed: int = 0,
         max_epochs: int = 0,
         resume_from: str = "",
+        log: Callable[[str], None] = print,
     ) -> TrainingRun:
         """Run the flow (or resume ``resume_from``, reusing its finished steps) and wait."""
-        options = {"config": [("settings", self.config_file)]} if self.config_file else {}
+        # A resume takes the origin run's config (Metaflow refuses --config with resume).
+        use_config = self.config_file and not resume_from
+        options = {"config": [("settings", self.config_file)]} if use_config else {}
         runner = _metaflow_runner()(FLOW_FILE, show_output=False, env=self.env(), **options)
         params = self.flow_parameters(lakehouse_uri, batches, seed, max_epochs)
         # Parallel branches: the config file's max_workers, which the flow also uses to give
@@ -152,30 +179,89 @@ class MetaflowTraining(Training):
 
 
 class StepFunctionsTraining(Training):
-    """FraudTrainingFlow deployed on AWS Step Functions + Batch.
+    """FraudTrainingFlow deployed on AWS Step Functions, every step an AWS Batch job.
 
     The Metaflow settings (``STEP_FUNCTIONS_SETTINGS``, AWS credentials and region) come from
-    the environment of the Dagster deployment, never from code.
+    the environment of the Dagster deployment, never from code. Each task runs in the image
+    ``METAFLOW_BATCH_CONTAINER_IMAGE`` (the project's Dockerfile: Python and every dependency)
+    with the code package Metaflow uploads at deployment, which carries this commit's
+    ``fraud_core`` and ``metaflow_jobs`` (their ``METAFLOW_PACKAGE_POLICY``): a code change
+    needs a new deployment, not a new image.
     """
 
     state_machine: str = FLOW_NAME
     timeout_seconds: int = 6 * 3600
-    poll_seconds: int = 30
+    poll_seconds: float = 10
+    metadata_root: str = "."
+    """Where Metaflow's local metadata lives (``DIR/.metaflow``), when there is no metadata
+    service: the finished run's metadata is synced there from the S3 datastore."""
 
-    def deployer(self) -> Any:
-        """Metaflow's Step Functions deployer for this flow and state machine."""
+    def _run(self, pathspec: str) -> Any:
+        """The ``metaflow.Run`` (Client API), read with this resource's metadata; a Step
+        Functions run is in its deployment's production namespace, not this user's."""
+        from metaflow import Run
+
+        where = f"local@{self.metadata_root}" if _local_metadata() else None
+        return Run(pathspec, _namespace_check=False, _current_metadata=where)
+
+    def _env(self) -> dict[str, str]:
         missing = [name for name in STEP_FUNCTIONS_SETTINGS if not os.environ.get(name)]
         if missing:
             raise dg.Failure(
                 "Step Functions training needs these variables set: " + ", ".join(missing)
             )
+        return {"USERNAME": os.environ.get("USERNAME") or "fraud-pipeline"}
+
+    def deployer(self) -> Any:
+        """Metaflow's Step Functions deployer for this flow and state machine.
+
+        Fault injection (``FAULT_INJECTION`` of the flow) reaches the Batch tasks only through
+        the deployment: when set here, it is attached to every step as ``@environment``.
+        """
+        env = self._env()
         _metaflow_runner()  # same import-order guard as the local mode
         from metaflow import Deployer
 
-        env = {"USERNAME": os.environ.get("USERNAME") or "fraud-pipeline"}
-        return Deployer(FLOW_FILE, show_output=False, env=env).step_functions(
+        from metaflow_jobs.fraud_training_flow import FAULT_INJECTION
+
+        faults = {name: os.environ[name] for name in FAULT_INJECTION if os.environ.get(name)}
+        options = {"decospecs": [f"environment:vars={json.dumps(faults)}"]} if faults else {}
+        return Deployer(FLOW_FILE, show_output=False, env=env, **options).step_functions(
             name=self.state_machine
         )
+
+    def code_package(self) -> dict[str, int]:
+        """What the code package of a deployment holds: files per top-level package.
+
+        Raises:
+            dg.Failure: it lacks one of ``PACKAGED_MODULES`` (the tasks would then run the
+                image's copy of the project, or fail to import it).
+        """
+        listed = subprocess.run(
+            [sys.executable, FLOW_FILE, "--quiet", "package", "list", "--archive"],
+            env={**os.environ, **self._env()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # Metaflow prints the listing on stderr
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        counts: dict[str, int] = {}
+        for line in listed:
+            path = line.strip()
+            if not path or " " in path:
+                continue  # not an archive path
+            parts = path.removeprefix(".mf_code/").split("/")
+            if parts[0].startswith("."):
+                continue  # Metaflow's own metadata (.mf_meta/, .mf_install)
+            key = parts[0] if len(parts) > 1 else "flow directory"
+            counts[key] = counts.get(key, 0) + 1
+        missing = [m for m in PACKAGED_MODULES if m not in counts]
+        if missing:
+            raise dg.Failure(
+                f"the code package lacks {', '.join(missing)}: each must set "
+                "METAFLOW_PACKAGE_POLICY = 'include' and be imported by the flow file"
+            )
+        return counts
 
     def deploy(self) -> str:
         """Create or update the state machine (what ``make deploy-training`` runs)."""
@@ -200,50 +286,68 @@ class StepFunctionsTraining(Training):
         seed: int = 0,
         max_epochs: int = 0,
         resume_from: str = "",
+        log: Callable[[str], None] = print,
     ) -> TrainingRun:
+        """Trigger an execution, follow it to its end and return the run it produced.
+
+        If this call is interrupted (the Dagster run is terminated) or fails while the
+        execution runs, the execution is stopped: nothing trains on that nobody waits for.
+        """
         if resume_from:
             raise dg.Failure(
-                "resume_from runs Metaflow's resume, which is local: resume a Step Functions "
-                f"run with FRAUD_TRAINING=local and resume_from={resume_from} against the same "
-                "S3 datastore"
+                "Step Functions cannot restart an execution. Resume the failed run with "
+                f"Metaflow's local runtime against the same S3 datastore: FRAUD_TRAINING=local "
+                f"METAFLOW_DEFAULT_DATASTORE=s3 and fraud_model config resume_from={resume_from}"
             )
         triggered = self.trigger(**self.flow_parameters(lakehouse_uri, batches, seed, max_epochs))
-        run = wait_for_completion(
-            lambda: triggered.run, timeout=self.timeout_seconds, poll=self.poll_seconds
-        )
-        return TrainingRun.from_run(run)
-
-
-def wait_for_completion(
-    get_run: Callable[[], Any],
-    timeout: float,
-    poll: float,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> Any:
-    """Poll a triggered run until it has finished; return it if it succeeded.
-
-    ``get_run`` returns None until the run's start step is running (Metaflow's
-    ``TriggeredRun.run``), then a ``metaflow.Run`` with ``finished`` and ``successful``.
-
-    Raises:
-        dg.Failure: the run finished unsuccessfully (with its pathspec, to resume it).
-        TimeoutError: it did not finish within ``timeout`` seconds.
-    """
-    deadline = clock() + timeout
-    while True:
-        run = get_run()
-        if run is not None and run.finished:
-            if run.successful:
-                return run
-            raise dg.Failure(
-                f"training run {run.pathspec} failed; inspect it with the Metaflow Client API "
-                f"and resume it with resume_from={run.pathspec.split('/')[-1]}"
+        run_id = triggered.pathspec.split("/")[-1]
+        execution = StepFunctionsExecution.of_run(sfn_client(), self.state_machine, run_id)
+        log(f"started {execution.arn} (Metaflow run {triggered.pathspec}): {execution.console_url}")
+        try:
+            described = execution.wait(
+                self.timeout_seconds,
+                self.poll_seconds,
+                on_state=lambda s: log(f"entered state {s}"),
             )
-        if clock() >= deadline:
-            state = "has not started" if run is None else f"{run.pathspec} is still running"
-            raise TimeoutError(f"training run {state} after {timeout:.0f} s")
-        sleep(poll)
+        except BaseException as exc:  # interrupted (run terminated), timed out, or broken
+            execution.stop(f"the Dagster step following it ended: {type(exc).__name__}: {exc}")
+            log(f"stopped {execution.arn}")
+            raise
+        synced = 0
+        if _local_metadata():
+            synced = sync_local_metadata(
+                FLOW_NAME, run_id, os.environ["METAFLOW_DATASTORE_SYSROOT_S3"], self.metadata_root
+            )
+        where = {"execution_arn": execution.arn, "console_url": execution.console_url}
+        if described["status"] != "SUCCEEDED":
+            raise dg.Failure(
+                description=f"training execution {execution.arn} ended "
+                f"{failure_summary(described)}{self._failed_task(triggered.pathspec, execution)}. "
+                f"Console: {execution.console_url}. Resume it: FRAUD_TRAINING=local "
+                f"METAFLOW_DEFAULT_DATASTORE=s3 with fraud_model config resume_from={run_id}",
+                metadata={**where, "metaflow_run_id": run_id, "status": described["status"]},
+            )
+        log(f"{execution.arn} succeeded; {synced} task attempts' metadata synced")
+        return TrainingRun.from_run(self._run(triggered.pathspec), **where)
+
+    def _failed_task(self, pathspec: str, execution: StepFunctionsExecution) -> str:
+        """``; step S failed: <the end of its stderr>`` from Metaflow's logs, when available."""
+        step = execution.failed_step()
+        if not step:
+            return ""
+        try:
+            task = next(iter(self._run(pathspec)[step].tasks()))
+            tail = (task.stderr or "").strip().splitlines()[-3:]
+        except Exception:  # logs are a courtesy here: the execution's own error is the report
+            tail = []
+        return f"; step {step} failed" + (": " + " | ".join(tail) if tail else "")
+
+
+def _local_metadata() -> bool:
+    """True without a Metaflow metadata service (Metaflow's configuration: env or profile)."""
+    from metaflow.metaflow_config import DEFAULT_METADATA
+
+    return bool(DEFAULT_METADATA == "local")
 
 
 def training_for(env: Mapping[str, str], datastore_root: str) -> Training:
@@ -251,11 +355,14 @@ def training_for(env: Mapping[str, str], datastore_root: str) -> Training:
     mode = env.get("FRAUD_TRAINING", "local")
     if mode == "local":
         return MetaflowTraining(
-            datastore_root=datastore_root, config_file=env.get("FRAUD_TRAINING_CONFIG", "")
+            datastore_root=datastore_root,
+            config_file=env.get("FRAUD_TRAINING_CONFIG", ""),
+            datastore="s3" if env.get("METAFLOW_DEFAULT_DATASTORE") == "s3" else "local",
         )
     if mode == "step-functions":
         return StepFunctionsTraining(
             state_machine=env.get("FRAUD_STATE_MACHINE", FLOW_NAME),
+            metadata_root=datastore_root,
             timeout_seconds=int(env.get("FRAUD_TRAINING_TIMEOUT", str(6 * 3600))),
         )
     raise ValueError(f"FRAUD_TRAINING={mode!r}: use 'local' or 'step-functions'")

@@ -1,8 +1,7 @@
-"""FraudTrainingFlow deployed to AWS Step Functions + Batch, against a real moto server.
-
-moto cannot execute Batch jobs, so an execution never completes: these tests prove the
-deployment (state machine shape, retries, resources) and that the prod-mode Training resource
-starts an execution. The waiting logic is tested in test_training.py.
+"""FraudTrainingFlow deployed to AWS Step Functions + Batch, against a real moto server (with
+execution off): the state machine's shape (retries, resources, image), what `make
+deploy-training` prints, and the settings it refuses to go without. The execution itself runs
+in tests/integration/test_step_functions_batch.py.
 """
 
 import json
@@ -12,72 +11,27 @@ import pytest
 
 from fraud_assets.resources import StepFunctionsTraining
 from fraud_assets.resources.training import STEP_FUNCTIONS_SETTINGS
+from fraud_cli.main import main as fraud
+from tests.support.aws_batch import create_training_infrastructure
 
 pytestmark = pytest.mark.integration
 BUCKET = "fraud-metaflow"
 QUEUE = "fraud-training-queue"
-
-
-def _batch_queue(endpoint: str) -> None:
-    """A bucket and a Batch job queue on a MANAGED EC2 compute environment (moto needs one)."""
-    kw = {"endpoint_url": endpoint, "region_name": "us-east-1"}
-    boto3.client("s3", **kw).create_bucket(Bucket=BUCKET)
-    ec2 = boto3.client("ec2", **kw)
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="batch", Description="batch", VpcId=vpc)
-    iam = boto3.client("iam", **kw)
-    role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    iam.create_instance_profile(InstanceProfileName="ecs-instance")
-    profile = iam.get_instance_profile(InstanceProfileName="ecs-instance")["InstanceProfile"]
-    batch = boto3.client("batch", **kw)
-    environment = batch.create_compute_environment(
-        computeEnvironmentName="fraud-training",
-        type="MANAGED",
-        state="ENABLED",
-        computeResources={
-            "type": "EC2",
-            "minvCpus": 0,
-            "maxvCpus": 16,
-            "instanceTypes": ["optimal"],
-            "subnets": [subnet],
-            "securityGroupIds": [group["GroupId"]],
-            "instanceRole": profile["Arn"],
-        },
-        serviceRole=role,
-    )
-    batch.create_job_queue(
-        jobQueueName=QUEUE,
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[
-            {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}
-        ],
-    )
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud-mlops:1.0"
 
 
 @pytest.fixture(scope="module")
-def batch_queue(moto_endpoint) -> str:
-    _batch_queue(moto_endpoint)
-    return moto_endpoint
+def batch_queue(moto_endpoint) -> dict[str, str]:
+    return create_training_infrastructure(moto_endpoint, BUCKET, QUEUE)
 
 
 @pytest.fixture
 def aws(batch_queue, monkeypatch):
-    moto_endpoint = batch_queue
-    settings = {
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "METAFLOW_DEFAULT_DATASTORE": "s3",
-        "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{BUCKET}/metaflow",
-        "METAFLOW_SFN_IAM_ROLE": "arn:aws:iam::123456789012:role/fraud-sfn",
-        "METAFLOW_ECS_S3_ACCESS_IAM_ROLE": "arn:aws:iam::123456789012:role/fraud-batch",
-        "METAFLOW_BATCH_JOB_QUEUE": QUEUE,
-        "METAFLOW_SFN_DYNAMO_DB_TABLE": "fraud-sfn-state",
-        "METAFLOW_EVENTS_SFN_ACCESS_IAM_ROLE": "arn:aws:iam::123456789012:role/fraud-events",
-    }
-    for key, value in settings.items():
+    for key, value in {**batch_queue, "METAFLOW_BATCH_CONTAINER_IMAGE": IMAGE}.items():
         monkeypatch.setenv(key, value)
-    return boto3.client("stepfunctions", endpoint_url=moto_endpoint, region_name="us-east-1")
+    return boto3.client(
+        "stepfunctions", endpoint_url=batch_queue["AWS_ENDPOINT_URL"], region_name="us-east-1"
+    )
 
 
 def _state(states: dict, name: str) -> dict:
@@ -103,10 +57,15 @@ def test_deploy_creates_a_state_machine_shaped_like_the_flow(aws) -> None:
     states = definition["States"]
     maps = [s for s in states.values() if s["Type"] == "Map"]
     assert len(maps) == 1 and "train" in maps[0]["Iterator"]["States"]  # the foreach
+    batch = boto3.client("batch", endpoint_url=aws.meta.endpoint_url, region_name="us-east-1")
     for step in ("start", "train", "join", "evaluate", "register", "end"):
         task = _state(states, step)
         assert task["Resource"] == "arn:aws:states:::batch:submitJob.sync", step
         assert task["Parameters"]["JobQueue"] == QUEUE
+        (definition,) = batch.describe_job_definitions(
+            jobDefinitions=[task["Parameters"]["JobDefinition"]]
+        )["jobDefinitions"]
+        assert definition["containerProperties"]["image"] == IMAGE  # the deployment's image
     train = _state(states, "train")["Parameters"]
     assert train["RetryStrategy"] == {"Attempts": 3}  # @retry(times=2): 1 + 2 retries
     assert train["Timeout"] == {"AttemptDurationSeconds": 3600}  # @timeout(minutes=60)
@@ -132,9 +91,26 @@ def test_prod_training_triggers_an_execution(aws) -> None:
     assert json.loads(given["Parameters"])["lakehouse_uri"] == "s3://lake/fraud"
 
 
-def test_missing_settings_are_named(monkeypatch) -> None:
+def test_deploy_training_prints_the_image_and_the_code_package(aws, capsys) -> None:
+    assert fraud(["deploy-training", "--state-machine", "fraud-training-printed"]) == 0
+    out = capsys.readouterr().out
+    assert "state machine fraud-training-printed deployed" in out
+    assert f"image (METAFLOW_BATCH_CONTAINER_IMAGE): {IMAGE}" in out
+    package = out.split("code package (files): ")[1]
+    counts = dict(item.rsplit(" ", 1) for item in package.strip().split(", "))
+    # The tasks run this commit's domain code and flow config, not the image's copy.
+    assert int(counts["fraud_core"]) >= 20 and int(counts["metaflow_jobs"]) >= 4
+    assert int(counts["metaflow"]) > 100  # Metaflow ships itself too
+
+
+def test_missing_settings_are_named_and_exit_2(monkeypatch, capsys) -> None:
     for name in STEP_FUNCTIONS_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("METAFLOW_BATCH_JOB_QUEUE", QUEUE)
     with pytest.raises(Exception, match="METAFLOW_DATASTORE_SYSROOT_S3, METAFLOW_SFN_IAM_ROLE"):
         StepFunctionsTraining().deploy()
+    assert fraud(["deploy-training"]) == 2
+    missing = [n for n in STEP_FUNCTIONS_SETTINGS if n != "METAFLOW_BATCH_JOB_QUEUE"]
+    err = capsys.readouterr().err
+    assert "Step Functions training needs these variables set: " + ", ".join(missing) in err
+    assert "METAFLOW_BATCH_CONTAINER_IMAGE" in err

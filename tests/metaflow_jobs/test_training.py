@@ -1,5 +1,6 @@
 """FraudTrainingFlow at production depth: retries, resume, and the wait logic of prod mode."""
 
+import json
 import shutil
 
 import dagster as dg
@@ -7,7 +8,7 @@ import pytest
 
 from fraud_assets.assets.model import fraud_model
 from fraud_assets.resources import LakehouseResource, MetaflowTraining
-from fraud_assets.resources.training import wait_for_completion
+from fraud_assets.resources.step_functions import StepFunctionsExecution, failure_summary
 from fraud_core.lakehouse import Lakehouse
 from metaflow_jobs.fraud_training_flow import FAIL_ALWAYS, FAIL_FIRST_ATTEMPT
 
@@ -75,38 +76,70 @@ def test_a_failed_run_resumes_from_dagster_without_retraining(
     assert run.data.bundle_uri.endswith(run.data.model_version)
 
 
-class _FakeRun:
-    def __init__(self, finished: bool, successful: bool) -> None:
-        self.finished, self.successful = finished, successful
-        self.pathspec = "FraudTrainingFlow/sfn-123"
+class _Client:
+    """Answers describe_execution with the given statuses, one per call, and an empty history
+    (the shape of boto3's Step Functions client for what StepFunctionsExecution reads)."""
+
+    def __init__(self, statuses: list[str]) -> None:
+        self.statuses, self.stopped = statuses, []
+
+    def describe_execution(self, executionArn: str) -> dict:
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        return {"executionArn": executionArn, "status": status}
+
+    def get_paginator(self, name: str):
+        return self
+
+    def paginate(self, **kwargs):
+        return [{"events": []}]
+
+    def stop_execution(self, **kwargs) -> None:
+        self.stopped.append(kwargs)
 
 
-def test_wait_for_completion_polls_until_finished() -> None:
-    states = [None, _FakeRun(False, False), _FakeRun(True, True)]
+ARN = "arn:aws:states:eu-west-1:123456789012:execution:FraudTrainingFlow:abc"
+
+
+def test_wait_polls_until_the_execution_ends() -> None:
     slept: list[float] = []
-    run = wait_for_completion(lambda: states.pop(0), timeout=100, poll=5, sleep=slept.append)
-    assert run.successful and slept == [5, 5]
+    execution = StepFunctionsExecution(ARN, _Client(["RUNNING", "RUNNING", "FAILED"]))
+    assert execution.wait(timeout=100, poll=5, sleep=slept.append)["status"] == "FAILED"
+    assert slept == [5, 5]
+    assert execution.console_url.startswith("https://eu-west-1.console.aws.amazon.com/states/")
+    assert execution.console_url.endswith(ARN)
 
 
-def test_wait_for_completion_reports_a_failed_run() -> None:
-    with pytest.raises(dg.Failure, match="FraudTrainingFlow/sfn-123 failed.*resume_from=sfn-123"):
-        wait_for_completion(
-            lambda: _FakeRun(True, False), timeout=100, poll=1, sleep=lambda s: None
-        )
-
-
-@pytest.mark.parametrize(
-    ("run", "message"),
-    [
-        (None, "has not started"),
-        (_FakeRun(False, False), "FraudTrainingFlow/sfn-123 is still running"),
-    ],
-)
-def test_wait_for_completion_times_out(run, message) -> None:
+def test_wait_times_out_and_leaves_stopping_to_the_caller() -> None:
     now = [0.0]
 
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    with pytest.raises(TimeoutError, match=f"training run {message} after 60 s"):
-        wait_for_completion(lambda: run, timeout=60, poll=10, sleep=sleep, clock=lambda: now[0])
+    client = _Client(["RUNNING"])
+    execution = StepFunctionsExecution(ARN, client)
+    with pytest.raises(TimeoutError, match=f"{ARN} still running after 60 s"):
+        execution.wait(timeout=60, poll=10, sleep=sleep, clock=lambda: now[0])
+    assert client.stopped == []
+    execution.stop("given up")
+    assert client.stopped == [
+        {"executionArn": ARN, "error": "Fraud.TrainingCancelled", "cause": "given up"}
+    ]
+
+
+def test_a_failed_batch_job_is_summarised() -> None:
+    cause = json.dumps(
+        {
+            "jobId": "j-1",
+            "jobName": "SFN-FraudTrainingFlow--register--",
+            "status": "FAILED",
+            "statusReason": "Essential container in task exited",
+            "container": {"exitCode": 1},
+            "attempts": [{}],
+        }
+    )
+    described = {"status": "FAILED", "error": "States.TaskFailed", "cause": cause}
+    assert failure_summary(described) == (
+        "FAILED: States.TaskFailed: Batch job SFN-FraudTrainingFlow--register-- FAILED: "
+        "Essential container in task exited, exit code 1, 1 attempt(s)"
+    )
+    assert failure_summary({"status": "ABORTED", "cause": "x" * 900}).endswith("...")

@@ -1,0 +1,268 @@
+"""Docker on this machine, for the tests: an engine, a base image made from Debian's packages,
+and the project's image built from its Dockerfile.
+
+- The engine is Debian's ``docker.io`` (installed with apt when ``dockerd`` is missing), started
+  by the tests as ``dockerd --bridge=none --iptables=false`` on a socket of its own, so every
+  container and build runs on the host network and is reached at 127.0.0.1 only. It is stopped
+  by its PID. Its data root is a cache folder (``FRAUD_DOCKER_CACHE``, default
+  ``~/.cache/fraud-mlops/docker``), so images and build layers survive between local sessions;
+  a fresh machine (CI) builds everything once per session.
+- No registry image can be pulled here, so the Dockerfile's default base (``python:3.11-slim``)
+  is replaced by a base made with ``debootstrap`` from the Debian mirror apt uses (bookworm:
+  Python 3.11 and its venv module), carrying this machine's CA bundle so pip reaches PyPI.
+- The torch wheel comes from pip's configured find-links folder when it holds torch 2.13.0
+  (served over loopback HTTP for the build), else from PyTorch's index (the Dockerfile's
+  default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fraud_cli.servers import background_server, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+# Bump the tag when the recipe below changes: a cached base of the old recipe is then rebuilt.
+BASE_IMAGE = "fraud-test-base:bookworm-1"
+BASE_PACKAGES = ("python3-minimal", "python3-venv", "ca-certificates")
+TORCH_WHEEL = "torch-2.13.0+cpu-*.whl"
+WHEEL_PORT = 38_213
+
+
+def _log(message: str) -> None:
+    print(f"[containers] {message}", flush=True)
+
+
+def ensure_apt(binary: str, package: str) -> str:
+    """The path of ``binary``, installing Debian's ``package`` with apt when it is missing."""
+    found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin")
+    if found:
+        return found
+    assert os.geteuid() == 0, f"{binary} is missing and only root can `apt-get install {package}`"
+    started = time.monotonic()
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+        subprocess.run(command, check=True, env=env, capture_output=True, timeout=900)
+    _log(f"apt-get install {package}: {time.monotonic() - started:.1f} s")
+    found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin")
+    assert found, f"apt installed {package} but {binary} is still not on PATH"
+    return found
+
+
+def debian_mirror() -> str:
+    """The Debian mirror apt is configured with (deb822 ``.sources`` or one-line lists)."""
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        text = Path(path).read_text()
+        if "Suites: bookworm" in text or "Suites: bookworm " in text:
+            for line in text.splitlines():
+                if line.startswith("URIs:") and "security" not in line:
+                    return line.split()[1]
+    for path in ["/etc/apt/sources.list", *glob.glob("/etc/apt/sources.list.d/*.list")]:
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(path).read_text().splitlines():
+                parts = line.split()
+                if parts[:1] == ["deb"] and "bookworm" in parts and "security" not in line:
+                    return next(p for p in parts[1:] if p.startswith("http"))
+    return "http://deb.debian.org/debian"
+
+
+@dataclass
+class DockerEngine:
+    """A dockerd started by the tests; ``env`` points a docker client at it."""
+
+    host: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host, "DOCKER_BUILDKIT": "0"}
+
+    def docker(
+        self, *args: str, timeout: float = 300, check: bool = True, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the docker client against this engine."""
+        done = subprocess.run(
+            [docker_client(), *args],
+            env=self.env,
+            capture_output=True,
+            text=input is None,
+            input=input,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(
+                f"docker {' '.join(args[:3])} ... failed ({done.returncode}):\n"
+                f"{str(done.stdout)[-2000:]}\n{str(done.stderr)[-3000:]}"
+            )
+        return done  # type: ignore[return-value]
+
+    def has_image(self, name: str) -> bool:
+        return self.docker("image", "inspect", name, check=False).returncode == 0
+
+    def log(self, tail: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:]
+
+
+def docker_client() -> str:
+    """The docker command-line client (Debian's docker.io brings one if none is installed)."""
+    return shutil.which("docker") or ensure_apt("docker", "docker.io")
+
+
+@contextlib.contextmanager
+def docker_engine() -> Iterator[DockerEngine]:
+    """Start dockerd (installing docker.io if needed) and stop it by PID at the end."""
+    dockerd = ensure_apt("dockerd", "docker.io")
+    docker_client()
+    cache = Path(
+        os.environ.get("FRAUD_DOCKER_CACHE") or Path.home() / ".cache" / "fraud-mlops" / "docker"
+    )
+    cache.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="fraud-dockerd-", dir="/tmp"))  # short socket paths
+    host = f"unix://{run_dir}/docker.sock"
+    log_path = run_dir / "dockerd.log"
+    command = [
+        dockerd,
+        "--data-root", str(cache),
+        "--exec-root", str(run_dir / "exec"),
+        "--pidfile", str(run_dir / "dockerd.pid"),
+        "--host", host,
+        "--bridge=none",
+        "--iptables=false",
+        "--ip6tables=false",
+    ]  # fmt: skip
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    engine = DockerEngine(host, proc, log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while engine.docker("version", check=False, timeout=10).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dockerd did not start:\n{engine.log()}")
+            time.sleep(0.2)
+        _log(f"dockerd ready in {time.monotonic() - started:.1f} s (data root {cache})")
+        yield engine
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def build_base_image(engine: DockerEngine, name: str = BASE_IMAGE) -> str:
+    """A Debian bookworm base with Python 3.11 (``debootstrap``, then ``docker import``).
+
+    Skipped when the engine already holds ``name`` (its cache survives between sessions).
+    """
+    if engine.has_image(name):
+        _log(f"base image {name}: cached")
+        return name
+    debootstrap = ensure_apt("debootstrap", "debootstrap")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fraud-rootfs-") as workdir:
+        rootfs = Path(workdir) / "rootfs"
+        subprocess.run(
+            [
+                debootstrap,
+                "--variant=minbase",
+                f"--include={','.join(BASE_PACKAGES)}",
+                "bookworm",
+                str(rootfs),
+                debian_mirror(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
+        shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+        # This machine's CA bundle (pip must trust whatever stands between it and PyPI).
+        shutil.copy("/etc/ssl/certs/ca-certificates.crt", rootfs / "etc/ssl/certs/")
+        bootstrapped = time.monotonic()
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        assert tar.stdout is not None
+        imported = subprocess.run(
+            [
+                docker_client(),
+                "import",
+                "--change",
+                "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+                "--change",
+                "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+                "-",
+                name,
+            ],  # fmt: skip
+            stdin=tar.stdout,
+            env=engine.env,
+            capture_output=True,
+            timeout=600,
+        )
+        tar.stdout.close()
+        tar.wait()
+        assert imported.returncode == 0, imported.stderr.decode()[-2000:]
+    _log(
+        f"base image {name}: debootstrap {bootstrapped - started:.1f} s, "
+        f"docker import {time.monotonic() - bootstrapped:.1f} s"
+    )
+    return name
+
+
+@functools.cache
+def torch_wheel_folder() -> str | None:
+    """A local folder holding the torch 2.13.0 CPU wheel (pip's configured find-links)."""
+    listed = subprocess.run(
+        ["pip", "config", "list"], capture_output=True, text=True, check=False
+    ).stdout
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        if key.endswith("find-links"):
+            for folder in value.strip("'\"").split():
+                if glob.glob(os.path.join(folder, TORCH_WHEEL)):
+                    return folder
+    return None
+
+
+def _wheel_port() -> int:
+    """A fixed loopback port for the wheel server when it is free: the URL is a build argument,
+    and a new one each build would invalidate every cached layer after it."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", WHEEL_PORT))
+        except OSError:
+            return free_port()
+    return WHEEL_PORT
+
+
+def build_project_image(engine: DockerEngine, tag: str, base: str) -> str:
+    """``docker build`` of the repository's Dockerfile on ``base`` (the host network)."""
+    started = time.monotonic()
+    args = ["build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", "-t", tag]
+    folder = torch_wheel_folder()
+    with contextlib.ExitStack() as stack:
+        if folder:
+            port = _wheel_port()
+            server = ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+            stack.enter_context(background_server(server, port, cwd=folder))
+            args += ["--build-arg", f"TORCH_FIND_LINKS=http://127.0.0.1:{port}/"]
+        engine.docker(*args, str(ROOT), timeout=1800)
+    _log(f"image {tag}: docker build {time.monotonic() - started:.1f} s (torch from {folder})")
+    return tag

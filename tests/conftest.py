@@ -15,12 +15,7 @@ from fraud_core.lakehouse import RAW, Lakehouse
 from fraud_core.pipeline import featurize_batch
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches
-from tests.support.containers import (
-    DockerEngine,
-    build_base_image,
-    build_project_image,
-    docker_engine,
-)
+from tests.support.containers import BackgroundImage, DockerEngine
 
 os.environ.setdefault("USERNAME", "fraud-tests")  # Metaflow refuses to run without a user
 
@@ -167,15 +162,32 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
 
 
-@pytest.fixture(scope="session")
-def docker() -> Iterator[DockerEngine]:
-    """A Docker engine started for this session (installed with apt if missing), host network
-    only; stopped by PID at the end (tests/support/containers.py)."""
-    with docker_engine() as engine:
-        yield engine
+# The project's image: built in the background from the start of the session (see
+# pytest_collection_modifyitems), used by the tests that run containers, which run last.
+_IMAGE = BackgroundImage("fraud-mlops:test")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need the image run last (in their order); its build starts now."""
+    needs = [i for i in items if "project_image" in getattr(i, "fixturenames", ())]
+    if needs:
+        items[:] = [i for i in items if i not in needs] + needs
+        _IMAGE.start()
+
+
+def pytest_sessionfinish() -> None:
+    _IMAGE.close()  # stops dockerd (by PID)
 
 
 @pytest.fixture(scope="session")
-def project_image(docker: DockerEngine) -> str:
-    """The project's image, built once per session from the Dockerfile on a local Debian base."""
-    return build_project_image(docker, "fraud-mlops:test", build_base_image(docker))
+def project_image() -> str:
+    """The project's image, built once per session from the Dockerfile on a local Debian base
+    (tests/support/containers.py)."""
+    return _IMAGE.result()[1]
+
+
+@pytest.fixture(scope="session")
+def docker(project_image: str) -> DockerEngine:
+    """The session's Docker engine (installed with apt if missing; host network only;
+    stopped by PID at the end of the session)."""
+    return _IMAGE.result()[0]

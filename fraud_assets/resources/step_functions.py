@@ -136,12 +136,13 @@ class StepFunctionsExecution:
 
 
 def failure_summary(described: dict[str, Any], limit: int = 600) -> str:
-    """``status: error: cause`` of an ended execution; a Batch job's JSON cause shortened to
-    its status reason and exit code."""
+    """``status: error: cause`` of an ended execution; a Batch job's JSON cause (Step
+    Functions gives the job's description, in PascalCase) shortened to its name, status
+    reason, exit code and attempts."""
     error = described.get("error") or ""
     cause = described.get("cause") or ""
     try:
-        job = json.loads(cause)
+        job = _lower_keys(json.loads(cause))
     except ValueError:
         job = None
     if isinstance(job, dict) and "jobId" in job:
@@ -153,6 +154,15 @@ def failure_summary(described: dict[str, Any], limit: int = 600) -> str:
         )
     text = ": ".join(part for part in (described["status"], error, cause) if part)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _lower_keys(value: Any) -> Any:
+    """``{"JobName": ..}`` -> ``{"jobName": ..}``, recursively (boto's names)."""
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: _lower_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lower_keys(v) for v in value]
+    return value
 
 
 def sync_local_metadata(flow_name: str, run_id: str, s3_root: str, local_root: str) -> int:

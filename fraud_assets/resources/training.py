@@ -8,12 +8,15 @@
                            (``make deploy-training``).
 """
 
+import contextlib
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +154,8 @@ class MetaflowTraining(Training):
         # A resume takes the origin run's config (Metaflow refuses --config with resume).
         use_config = self.config_file and not resume_from
         options = {"config": [("settings", self.config_file)]} if use_config else {}
-        runner = _metaflow_runner()(FLOW_FILE, show_output=False, env=self.env(), **options)
+        with keep_interrupt_handlers():
+            runner = _metaflow_runner()(FLOW_FILE, show_output=False, env=self.env(), **options)
         params = self.flow_parameters(lakehouse_uri, batches, seed, max_epochs)
         # Parallel branches: the config file's max_workers, which the flow also uses to give
         # each branch its share of the cores (one source of truth).
@@ -226,9 +230,10 @@ class StepFunctionsTraining(Training):
 
         faults = {name: os.environ[name] for name in FAULT_INJECTION if os.environ.get(name)}
         options = {"decospecs": [f"environment:vars={json.dumps(faults)}"]} if faults else {}
-        return Deployer(FLOW_FILE, show_output=False, env=env, **options).step_functions(
-            name=self.state_machine
-        )
+        with keep_interrupt_handlers():
+            return Deployer(FLOW_FILE, show_output=False, env=env, **options).step_functions(
+                name=self.state_machine
+            )
 
     def code_package(self) -> dict[str, int]:
         """What the code package of a deployment holds: files per top-level package.
@@ -341,6 +346,29 @@ class StepFunctionsTraining(Training):
         except Exception:  # logs are a courtesy here: the execution's own error is the report
             tail = []
         return f"; step {step} failed" + (": " + " | ".join(tail) if tail else "")
+
+
+@contextlib.contextmanager
+def keep_interrupt_handlers() -> Iterator[None]:
+    """Keep this process' SIGINT/SIGTERM handlers across the creation of a Metaflow Runner or
+    Deployer.
+
+    Their subprocess manager installs a SIGINT handler of its own, for good: it kills their
+    subprocesses and swallows the signal. In a Dagster step that hides the run's termination
+    (Dagster interrupts the step with SIGINT), so a terminated run would go on following its
+    training. With the caller's handlers back, the interrupt raises in the step; the local
+    Runner's context then stops its subprocess, and a Step Functions execution is stopped.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def _local_metadata() -> bool:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,15 @@ def retry_machine(aws: dict[str, str]) -> str:
     return "fraud-training-retry"
 
 
+@pytest.fixture(scope="module")
+def failing_run(aws: dict[str, str]) -> Iterator[Future[dg.ExecuteInProcessResult]]:
+    """fraud_model on a state machine deployed with FRAUD_FLOW_FAIL=register, started in the
+    background: it runs side by side with the successful execution (the suite's time)."""
+    deploy("fraud-training-fail", FRAUD_FLOW_FAIL="register")
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(materialize, "fraud-training-fail")
+
+
 def materialize(state_machine: str, **run_config: Any) -> dg.ExecuteInProcessResult:
     """fraud_model (+ its gate and champion_model) through the Definitions, in prod mode's
     training (FRAUD_TRAINING=step-functions), following the execution every 2 s."""
@@ -158,27 +168,28 @@ def execution(aws: dict[str, str], arn: str) -> dict[str, Any]:
     return described
 
 
-def batch_jobs(described: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """The Batch jobs submitted while the execution ran (one execution at a time here), by
-    Metaflow step (job names are ``SFN-FraudTrainingFlow--<step>--``)."""
+def batch_jobs(execution_arn: str) -> dict[str, list[dict[str, Any]]]:
+    """The Batch jobs of one execution (their METAFLOW_RUN_ID is its name), by Metaflow step
+    (job names are ``SFN-FraudTrainingFlow--<step>--``)."""
     batch = boto3.client("batch")
     ids = [
         job["jobId"]
-        for status in ("SUCCEEDED", "FAILED", "RUNNING", "STARTING", "RUNNABLE")
+        for status in ("SUCCEEDED", "FAILED", "RUNNING", "STARTING", "RUNNABLE", "PENDING")
         for job in batch.list_jobs(jobQueue=QUEUE, jobStatus=status)["jobSummaryList"]
     ]
-    start = described["startDate"].timestamp() * 1000
-    stop = described.get("stopDate", described["startDate"]).timestamp() * 1000 + 5000
+    name = execution_arn.split(":")[-1]
     by_step: dict[str, list[dict[str, Any]]] = {}
     for job in batch.describe_jobs(jobs=ids)["jobs"] if ids else []:
-        if start <= job["createdAt"] <= stop:
+        env = {e["name"]: e["value"] for e in job.get("container", {}).get("environment", [])}
+        if env.get("METAFLOW_RUN_ID") == name:
             by_step.setdefault(job["jobName"].split("--")[1], []).append(job)
     return by_step
 
 
 def test_training_runs_on_batch_retries_each_branch_and_promotes(
-    aws: dict[str, str], retry_machine: str
+    aws: dict[str, str], retry_machine: str, failing_run: Future[dg.ExecuteInProcessResult]
 ) -> None:
+    # failing_run is requested here only to start it first: both executions run at once.
     started = time.monotonic()
     result = materialize(retry_machine)
     print(f"fraud_model + gate + champion_model in {time.monotonic() - started:.1f} s")
@@ -197,7 +208,7 @@ def test_training_runs_on_batch_retries_each_branch_and_promotes(
         assert described["entered"].count(step) == 1, step
     # Every step a Batch job run as a container; each train branch failed once and its retry
     # (Batch's retry strategy, from @retry) succeeded.
-    jobs = batch_jobs(described)
+    jobs = batch_jobs(arn)
     attempts = {step: [len(j["attempts"]) for j in js] for step, js in jobs.items()}
     print("Batch jobs (attempts):", attempts, _durations(jobs))
     assert attempts == {
@@ -242,22 +253,26 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(str(e.event_specific_data) for e in failures)[-4000:]
 
 
-def test_a_failed_execution_fails_the_asset_and_resumes_locally(aws: dict[str, str]) -> None:
+def test_a_failed_execution_fails_the_asset_and_resumes_locally(
+    aws: dict[str, str], failing_run: Future[dg.ExecuteInProcessResult]
+) -> None:
     """Step Functions cannot restart an execution: the failed run is resumed with Metaflow's
     local runtime against the same S3 datastore (the finished branches are reused)."""
-    deploy("fraud-training-fail", FRAUD_FLOW_FAIL="register")
-    champion_before = Lakehouse(LAKE).champion()
-    result = materialize("fraud-training-fail")
+    result = failing_run.result(timeout=1200)
     assert not result.success
     failure = result.failure_data_for_node("fraud_model").user_failure_data
     text = failure.description
     arn, run_id = failure.metadata["execution_arn"].value, failure.metadata["metaflow_run_id"].value
     print("failure:", text)
-    assert f"training execution {arn} ended FAILED: States.TaskFailed" in text
+    assert (
+        f"training execution {arn} ended FAILED: States.TaskFailed: Batch job "
+        "SFN-FraudTrainingFlow--register-- FAILED: Essential container in task exited, exit code 1"
+    ) in text
     assert "step register failed" in text and "injected failure: register" in text  # its stderr
     assert "console.aws.amazon.com/states" in text and f"resume_from={run_id}" in text
     assert execution(aws, arn)["status"] == "FAILED"
-    assert Lakehouse(LAKE).champion() == champion_before  # nothing was promoted
+    assert not Lakehouse(LAKE).exists(f"models/fm-{run_id}")  # nothing was registered
+    assert result.get_asset_check_evaluations() == []  # nor gated, nor promoted
 
     env = {**os.environ, "FRAUD_TRAINING": "local"}  # METAFLOW_DEFAULT_DATASTORE=s3 is set
     resources = build_definitions(env).resources
@@ -312,7 +327,7 @@ def test_terminating_the_dagster_run_stops_the_execution(
             ]
             if not new:
                 return None
-            jobs = batch_jobs(client.describe_execution(executionArn=new[0]["executionArn"]))
+            jobs = batch_jobs(new[0]["executionArn"])
             live = [j for js in jobs.values() for j in js if j["status"] == "RUNNING"]
             return {"arn": new[0]["executionArn"], "job": live[0]} if live else None
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import signal
 
 import dagster as dg
 import pytest
@@ -127,14 +128,14 @@ def test_wait_times_out_and_leaves_stopping_to_the_caller() -> None:
 
 
 def test_a_failed_batch_job_is_summarised() -> None:
-    cause = json.dumps(
+    cause = json.dumps(  # as Step Functions gives a failed batch:submitJob.sync task's job
         {
-            "jobId": "j-1",
-            "jobName": "SFN-FraudTrainingFlow--register--",
-            "status": "FAILED",
-            "statusReason": "Essential container in task exited",
-            "container": {"exitCode": 1},
-            "attempts": [{}],
+            "JobId": "j-1",
+            "JobName": "SFN-FraudTrainingFlow--register--",
+            "Status": "FAILED",
+            "StatusReason": "Essential container in task exited",
+            "Container": {"ExitCode": 1},
+            "Attempts": [{}],
         }
     )
     described = {"status": "FAILED", "error": "States.TaskFailed", "cause": cause}
@@ -143,3 +144,24 @@ def test_a_failed_batch_job_is_summarised() -> None:
         "Essential container in task exited, exit code 1, 1 attempt(s)"
     )
     assert failure_summary({"status": "ABORTED", "cause": "x" * 900}).endswith("...")
+
+
+def test_a_metaflow_runner_does_not_take_over_interrupts() -> None:
+    """Metaflow's subprocess manager replaces SIGINT's handler (and swallows the signal); the
+    Training resources keep the caller's, so a terminated Dagster run reaches the step."""
+    from metaflow import Runner
+
+    from fraud_assets.resources.training import FLOW_FILE, keep_interrupt_handlers
+
+    def mine(signum, frame) -> None:  # stands for Dagster's interrupt handler
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, mine)
+    try:
+        with keep_interrupt_handlers():
+            Runner(FLOW_FILE)
+        assert signal.getsignal(signal.SIGINT) is mine
+        Runner(FLOW_FILE)  # what the guard is for: without it, Metaflow's handler stays
+        assert signal.getsignal(signal.SIGINT) is not mine
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,3 +267,34 @@ def build_project_image(engine: DockerEngine, tag: str, base: str) -> str:
         engine.docker(*args, str(ROOT), timeout=1800)
     _log(f"image {tag}: docker build {time.monotonic() - started:.1f} s (torch from {folder})")
     return tag
+
+
+class BackgroundImage:
+    """The engine and the project's image, prepared in a thread from the start of the test
+    session, so the build (minutes on a fresh machine) overlaps the tests that need no image.
+    ``result()`` waits for it; ``close()`` stops the engine."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self._stack = contextlib.ExitStack()
+        self._pool: ThreadPoolExecutor | None = None
+        self._future: Future[tuple[DockerEngine, str]] | None = None
+
+    def start(self) -> None:
+        if self._future is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="image-build")
+            self._future = self._pool.submit(self._prepare)
+
+    def _prepare(self) -> tuple[DockerEngine, str]:
+        engine = self._stack.enter_context(docker_engine())
+        return engine, build_project_image(engine, self.tag, build_base_image(engine))
+
+    def result(self) -> tuple[DockerEngine, str]:
+        self.start()
+        assert self._future is not None
+        return self._future.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # a build in progress finishes before dockerd stops
+        self._stack.close()

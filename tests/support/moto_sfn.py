@@ -48,7 +48,8 @@ on, Batch jobs in Docker):
    raises "MapIterationAborted" with a str where a dict is expected) calls
    ``Environment.set_error``, which overwrites the stop: the execution ends FAILED,
    ``States.Runtime``, ``AttributeError('str' object has no attribute 'get')``.
-   AWS: the execution is ABORTED at once, with ``stopDate``, and stays ABORTED; the job of a
+   AWS: the execution is ABORTED at once, with ``stopDate`` and the ``error`` and ``cause``
+   given to StopExecution, and stays ABORTED; the job of a
    running ``batch:submitJob.sync`` task is terminated (also when a sibling Map/Parallel
    branch fails and takes the state down).
 8. Error names out of Map/Parallel (``_patch_branch_error_names``). moto re-raises a failed
@@ -375,6 +376,7 @@ def _patch_stop_execution() -> None:
         if self.exec_status == ExecutionStatus.RUNNING:
             self.exec_status = ExecutionStatus.ABORTED
             self.stop_date = stop_date
+            self.error, self.cause = error, cause  # DescribeExecution reports the stop's
 
     Environment.set_error = _set_error
     Execution.stop = _stop

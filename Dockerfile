@@ -22,9 +22,10 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_FIND_LINKS=
 
 # METAFLOW_SKIP_INSTALL_DEPENDENCIES: a Batch task uses the image's boto3 and requests instead
-# of pip-installing them at every start.
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
+# of pip-installing them at every start. Bytecode may be written (no PYTHONDONTWRITEBYTECODE):
+# site-packages is compiled below and not writable at run time, but the code package a Batch
+# task unpacks is run by several processes in a row, which then compile it once.
+ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/fraud \
@@ -37,16 +38,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # torch first, CPU build, pinned like pyproject.toml (an unpinned torch pulls a CUDA build).
 RUN python3 -m venv "$VIRTUAL_ENV" \
     && if [ -n "$TORCH_FIND_LINKS" ]; then \
-         pip install --find-links "$TORCH_FIND_LINKS" torch==2.13.0; \
+         pip install --no-compile --find-links "$TORCH_FIND_LINKS" torch==2.13.0; \
        else \
-         pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0; \
+         pip install --no-compile --index-url "$TORCH_INDEX_URL" torch==2.13.0; \
        fi
 
-# The dependencies, in a layer of their own: it is rebuilt only when they change.
+# The dependencies, in a layer of their own: it is rebuilt only when they change. Bytecode is
+# compiled once for everything, on every core (pip compiles file by file, on one); like pip,
+# compileall skips a file that does not compile (some packages ship Python 2 test data).
 WORKDIR /src
 COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && pip install -c constraints.txt -r requirements.txt
+    && pip install --no-compile -c constraints.txt -r requirements.txt \
+    && (python -m compileall -q -j 0 "$VIRTUAL_ENV/lib" > /dev/null || true)
 
 COPY README.md ./
 COPY fraud_core ./fraud_core

@@ -28,6 +28,7 @@ from typing import Any
 import boto3
 import dagster as dg
 import pytest
+import s3fs
 
 from fraud_assets.assets.model import champion_model, fraud_model
 from fraud_assets.checks import model_gate
@@ -100,12 +101,16 @@ def aws(
         }
         for key, value in settings.items():
             mp.setenv(key, value)
+        # s3fs keeps its filesystems per process; one made by an earlier test points at that
+        # test's moto (AWS_ENDPOINT_URL is read when a filesystem is made).
+        s3fs.S3FileSystem.clear_instance_cache()
         boto3.client("s3").create_bucket(Bucket=LAKE.split("/")[2])
         source, lake = Lakehouse(str(champion_lakehouse)), Lakehouse(LAKE)
         for dataset in ("raw", "features"):
             for rel in source.find(dataset):
                 lake.write_bytes(f"{dataset}/{rel}", source.read_bytes(f"{dataset}/{rel}"))
         yield {**settings, **FAKE_AWS, "ENDPOINT": endpoint}
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 def deploy(name: str, **env: str) -> str:

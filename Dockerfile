@@ -13,13 +13,20 @@
 #   BASE_IMAGE        a Debian-like image with Python 3.11 and its venv module
 #                     (default python:3.11-slim; the tests use a base made from Debian's packages)
 #   TORCH_INDEX_URL   where pip finds the CPU build of torch (default PyTorch's CPU index)
-#   TORCH_FIND_LINKS  instead of the index: a folder or page of wheels holding torch 2.13.0
+#   PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS, PIP_NO_INDEX
+#                     pip's own settings, passed to every pip install: a package mirror
+#                     (Artifactory, Nexus, devpi; TORCH_INDEX_URL then names its PyTorch
+#                     remote), or an offline build from a page of wheels (PIP_FIND_LINKS with
+#                     PIP_NO_INDEX=1: the tests build so, from the packages of .venv)
 # Only the legacy builder's features are used, so any Docker engine builds it.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG TORCH_FIND_LINKS=
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_NO_INDEX
 
 # METAFLOW_SKIP_INSTALL_DEPENDENCIES: a Batch task uses the image's boto3 and requests instead
 # of pip-installing them at every start. Bytecode may be written (no PYTHONDONTWRITEBYTECODE):
@@ -37,11 +44,7 @@ ENV PYTHONUNBUFFERED=1 \
 
 # torch first, CPU build, pinned like pyproject.toml (an unpinned torch pulls a CUDA build).
 RUN python3 -m venv "$VIRTUAL_ENV" \
-    && if [ -n "$TORCH_FIND_LINKS" ]; then \
-         pip install --no-compile --find-links "$TORCH_FIND_LINKS" torch==2.13.0; \
-       else \
-         pip install --no-compile --index-url "$TORCH_INDEX_URL" torch==2.13.0; \
-       fi
+    && pip install --no-compile --index-url "$TORCH_INDEX_URL" torch==2.13.0
 
 # The dependencies, in a layer of their own: it is rebuilt only when they change. Bytecode is
 # compiled once for everything, on every core (pip compiles file by file, on one); like pip,

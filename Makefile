@@ -35,7 +35,7 @@ demo: $(STAMP)  ## simulate claims, materialize the whole graph, print a summary
 	$(BIN)/fraud demo
 
 test: $(STAMP)  ## the whole test suite (unit, integration, end-to-end)
-	$(BIN)/pytest --junitxml=reports/junit.xml
+	$(BIN)/pytest --junitxml=reports/junit.xml --durations=15
 
 test-fast: $(STAMP)  ## unit tests only (no slow or integration tests)
 	$(BIN)/pytest -m "not slow and not integration"

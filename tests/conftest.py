@@ -15,7 +15,7 @@ from fraud_core.lakehouse import RAW, Lakehouse
 from fraud_core.pipeline import featurize_batch
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches
-from tests.support.containers import BackgroundImage, DockerEngine
+from tests.support.containers import TIMINGS, BackgroundImage, DockerEngine
 
 os.environ.setdefault("USERNAME", "fraud-tests")  # Metaflow refuses to run without a user
 
@@ -129,10 +129,12 @@ def _azurite_blob() -> str:
     if not exe.exists():
         npm = shutil.which("npm")
         assert npm, "npm is needed to install Azurite for the ADLS tests (Node 20 + npm)"
-        # With a package.json, record it as a dev dependency (others share that file).
-        save = "--save-dev" if (REPO_ROOT / "package.json").exists() else "--no-save"
+        # With a package.json, record it as a dev dependency (others share that file),
+        # exactly as pinned, so the file stays as it is.
+        save = ["--save-dev", "--save-exact"] if (REPO_ROOT / "package.json").exists() else []
+        command = [npm, "install", *(save or ["--no-save"]), "--no-audit", "--no-fund"]
         subprocess.run(
-            [npm, "install", save, "--no-audit", "--no-fund", f"azurite@{AZURITE_VERSION}"],
+            [*command, f"azurite@{AZURITE_VERSION}"],
             cwd=REPO_ROOT,
             check=True,
             capture_output=True,
@@ -177,6 +179,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish() -> None:
     _IMAGE.close()  # stops dockerd (by PID)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where the container tests' time went (engine, base image, wheelhouse, build, wait)."""
+    if TIMINGS:
+        terminalreporter.write_sep("-", "docker engine and the project's image")
+        for line in TIMINGS:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -10,20 +10,22 @@ and the project's image built from its Dockerfile.
 - No registry image can be pulled here, so the Dockerfile's default base (``python:3.11-slim``)
   is replaced by a base made with ``debootstrap`` from the Debian mirror apt uses (bookworm:
   Python 3.11 and its venv module), carrying this machine's CA bundle so pip reaches PyPI.
-- The torch wheel comes from pip's configured find-links folder when it holds torch 2.13.0
-  (served over loopback HTTP for the build), else from PyTorch's index (the Dockerfile's
-  default).
+- The build is offline: the image's dependencies are repacked from this interpreter's
+  site-packages (tests/support/wheelhouse.py: the versions `make install` pinned, torch's CPU
+  build included) and served over loopback HTTP as pip's ``PIP_FIND_LINKS`` with
+  ``PIP_NO_INDEX=1``, build arguments the Dockerfile passes to pip.
+- What each phase took is kept in ``TIMINGS`` (the test session prints it at its end).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -33,16 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fraud_cli.servers import background_server, free_port
+from tests.support.wheelhouse import build_wheelhouse, image_requirements
 
 ROOT = Path(__file__).resolve().parents[2]
 # Bump the tag when the recipe below changes: a cached base of the old recipe is then rebuilt.
 BASE_IMAGE = "fraud-test-base:bookworm-1"
 BASE_PACKAGES = ("python3-minimal", "python3-venv", "ca-certificates")
-TORCH_WHEEL = "torch-2.13.0+cpu-*.whl"
 WHEEL_PORT = 38_213
+WHEEL_CACHE = Path.home() / ".cache" / "fraud-mlops" / "wheels"
+TIMINGS: list[str] = []  # what the engine, the base and the build took, in order
 
 
 def _log(message: str) -> None:
+    TIMINGS.append(message)
     print(f"[containers] {message}", flush=True)
 
 
@@ -226,27 +231,13 @@ def build_base_image(engine: DockerEngine, name: str = BASE_IMAGE) -> str:
     return name
 
 
-@functools.cache
-def torch_wheel_folder() -> str | None:
-    """A local folder holding the torch 2.13.0 CPU wheel (pip's configured find-links)."""
-    listed = subprocess.run(
-        ["pip", "config", "list"], capture_output=True, text=True, check=False
-    ).stdout
-    for line in listed.splitlines():
-        key, _, value = line.partition("=")
-        if key.endswith("find-links"):
-            for folder in value.strip("'\"").split():
-                if glob.glob(os.path.join(folder, TORCH_WHEEL)):
-                    return folder
-    return None
-
-
 def _wheel_port() -> int:
     """A fixed loopback port for the wheel server when it is free: the URL is a build argument,
     and a new one each build would invalidate every cached layer after it."""
     import socket
 
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server binds
         try:
             probe.bind(("127.0.0.1", WHEEL_PORT))
         except OSError:
@@ -255,18 +246,24 @@ def _wheel_port() -> int:
 
 
 def build_project_image(engine: DockerEngine, tag: str, base: str) -> str:
-    """``docker build`` of the repository's Dockerfile on ``base`` (the host network)."""
+    """``docker build`` of the repository's Dockerfile on ``base`` (the host network), offline:
+    pip takes every dependency from a wheelhouse of this interpreter's packages."""
     started = time.monotonic()
-    args = ["build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", "-t", tag]
-    folder = torch_wheel_folder()
-    with contextlib.ExitStack() as stack:
-        if folder:
-            port = _wheel_port()
-            server = ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"]
-            stack.enter_context(background_server(server, port, cwd=folder))
-            args += ["--build-arg", f"TORCH_FIND_LINKS=http://127.0.0.1:{port}/"]
-        engine.docker(*args, str(ROOT), timeout=1800)
-    _log(f"image {tag}: docker build {time.monotonic() - started:.1f} s (torch from {folder})")
+    wheels = build_wheelhouse(image_requirements(ROOT / "pyproject.toml"), WHEEL_CACHE)
+    _log(f"wheelhouse: {len(wheels)} wheels in {time.monotonic() - started:.1f} s")
+    started = time.monotonic()
+    port = _wheel_port()
+    server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    with background_server(server, port, cwd=WHEEL_CACHE):
+        engine.docker(
+            "build", "--network", "host", "-t", tag,
+            "--build-arg", f"BASE_IMAGE={base}",
+            "--build-arg", f"PIP_FIND_LINKS=http://127.0.0.1:{port}/",
+            "--build-arg", "PIP_NO_INDEX=1",
+            str(ROOT),
+            timeout=1800,
+        )  # fmt: skip
+    _log(f"image {tag}: docker build {time.monotonic() - started:.1f} s")
     return tag
 
 
@@ -293,12 +290,19 @@ class BackgroundImage:
         os.setpriority(os.PRIO_PROCESS, thread, 19)
         if shutil.which("ionice"):
             subprocess.run(["ionice", "-c", "2", "-n", "7", "-p", str(thread)], check=False)
+        started = time.monotonic()
         engine = self._stack.enter_context(docker_engine())
-        return engine, build_project_image(engine, self.tag, build_base_image(engine))
+        image = build_project_image(engine, self.tag, build_base_image(engine))
+        _log(f"engine + image ready {time.monotonic() - started:.1f} s after the session began")
+        return engine, image
 
     def result(self) -> tuple[DockerEngine, str]:
         self.start()
         assert self._future is not None
+        if not self._future.done():
+            started = time.monotonic()
+            self._future.exception()  # wait
+            _log(f"the first test needing the image waited {time.monotonic() - started:.1f} s")
         return self._future.result()
 
     def close(self) -> None:

@@ -48,6 +48,7 @@ on, Batch jobs in Docker):
    raises "MapIterationAborted" with a str where a dict is expected) calls
    ``Environment.set_error``, which overwrites the stop: the execution ends FAILED,
    ``States.Runtime``, ``AttributeError('str' object has no attribute 'get')``.
+   And the handler drops StopExecution's ``error`` and ``cause``.
    AWS: the execution is ABORTED at once, with ``stopDate`` and the ``error`` and ``cause``
    given to StopExecution, and stays ABORTED; the job of a
    running ``batch:submitJob.sync`` task is terminated (also when a sibling Map/Parallel
@@ -362,6 +363,7 @@ def _patch_stop_execution() -> None:
     from moto.stepfunctions.parser.asl.eval.environment import Environment
     from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
     from moto.stepfunctions.parser.backend.execution import Execution
+    from moto.stepfunctions.responses import ActionResult, StepFunctionResponse
 
     set_error = Environment.set_error
     stop = Execution.stop
@@ -372,14 +374,27 @@ def _patch_stop_execution() -> None:
         set_error(self, error)
 
     def _stop(self, stop_date, error, cause):
+        was_running = self.exec_status == ExecutionStatus.RUNNING
         stop(self, stop_date=stop_date, error=error, cause=cause)
+        if not was_running:
+            return
+        # The worker thread may already have reflected ProgramStopped (ABORTED, but without
+        # the stop's error and cause); if not, the execution is ABORTED from now on.
         if self.exec_status == ExecutionStatus.RUNNING:
             self.exec_status = ExecutionStatus.ABORTED
             self.stop_date = stop_date
-            self.error, self.cause = error, cause  # DescribeExecution reports the stop's
+        self.error, self.cause = error or None, cause or None
+
+    def _stop_execution(self):
+        # moto's handler drops the request's error and cause (it stops with "" and "").
+        execution = self.stepfunction_backend.stop_execution(self._get_param("executionArn"))
+        execution.error = self._get_param("error") or execution.error
+        execution.cause = self._get_param("cause") or execution.cause
+        return ActionResult({"stopDate": execution.stop_date})
 
     Environment.set_error = _set_error
     Execution.stop = _stop
+    StepFunctionResponse.stop_execution = _stop_execution
 
 
 # 8. States.* error names out of Map iterations and Parallel branches -----------------------

@@ -103,13 +103,13 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     first, rest = batches[: options.initial_batches], batches[options.initial_batches :]
 
     write_landing_files(first, landing_path, "mixed", prefix="claims_a")
-    orchestrator.ingest_new_files()
+    ingestion = orchestrator.ingest_new_files()
     gate = orchestrator.train(seed=options.seed, max_epochs=options.max_epochs)
     if not gate["gate_passed"]:
         steps.close()
         return DemoSummary(ok=False, lines=[f"model gate failed: {gate['gate_description']}"])
     write_landing_files(rest, landing_path, "mixed", prefix="claims_b")
-    orchestrator.ingest_new_files()  # scored by the new champion in the same runs
+    ingestion += orchestrator.ingest_new_files()  # scored by the new champion in the same runs
     orchestrator.score(orchestrator.batches()[: options.initial_batches])
     retrained = None
     if options.drift > 0:
@@ -127,6 +127,9 @@ def run_demo(options: DemoOptions) -> DemoSummary:
     if options.drift > 0:
         summary.facts["drift_retraining"] = retrained
         summary.lines.insert(-1, _drift_line(retrained))
+    if ingestion.failed:
+        summary.ok = False
+        summary.lines.append(ingestion.failure_report())
     return summary
 
 

@@ -64,8 +64,8 @@ def _materialize(args: argparse.Namespace) -> int:
         env.get("DAGSTER_HOME") or os.path.abspath(".dagster_home")
     )
     orchestrator = Orchestrator(env, on_step=lambda label: print(f"- {label}", flush=True))
-    ingested = orchestrator.ingest_new_files()
-    print(f"ingested {len(ingested)} new landing file(s)")
+    ingestion = orchestrator.ingest_new_files()
+    print(f"ingested {len(ingestion.ingested)} new landing file(s)")
     if args.train:
         outcome = orchestrator.train(seed=args.seed)
         print(
@@ -75,6 +75,9 @@ def _materialize(args: argparse.Namespace) -> int:
         orchestrator.score(orchestrator.batches())
     orchestrator.report()
     print("materialized; `make ui` shows the runs")
+    if ingestion.failed:  # the rest of the cycle ran without them
+        print(ingestion.failure_report(), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,9 +16,11 @@ import dagster as dg
 
 from fraud_assets.definitions import build_definitions
 from fraud_assets.partitions import landing_batches
+from fraud_assets.sensors import FILE_TAG
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 CURSOR_FILE = "landing_cursor.json"
+SENSOR = "landing_sensor"
 
 
 def ensure_dagster_home(path: str) -> str:
@@ -30,6 +32,53 @@ def ensure_dagster_home(path: str) -> str:
             fh.write("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = path
     return path
+
+
+@dataclass(frozen=True)
+class FailedBatch:
+    """A landing file whose ingestion run failed: recorded in the instance, never retried by
+    the sensor (its run key is taken); a fixed file is a new version and is ingested."""
+
+    batch_id: str
+    file: str
+    run_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.batch_id} ({self.file}, run {self.run_id}): {self.reason}"
+
+
+@dataclass(frozen=True)
+class Ingestion:
+    """What one evaluation of the landing sensor led to."""
+
+    ingested: list[str] = field(default_factory=list)
+    failed: list[FailedBatch] = field(default_factory=list)
+
+    def __add__(self, other: Ingestion) -> Ingestion:
+        return Ingestion(self.ingested + other.ingested, self.failed + other.failed)
+
+    def failure_report(self) -> str:
+        """The failed files, a line each, for the end of a command ('' when none failed)."""
+        if not self.failed:
+            return ""
+        lines = [f"{len(self.failed)} landing file(s) failed to ingest (`make ui` shows the runs):"]
+        return "\n".join(lines + [f"  - {failed}" for failed in self.failed])
+
+
+def failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    """Why a run failed, in one line: its failed blocking checks, else its first step error."""
+    checks = [
+        f"{c.check_name}: {c.description}"
+        for c in result.get_asset_check_evaluations()
+        if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    if checks:
+        return "; ".join(checks)
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            return event.step_failure_data.error.message.strip().splitlines()[0]
+    return "the run failed"
 
 
 @dataclass
@@ -45,11 +94,16 @@ class Orchestrator:
         self.defs = build_definitions(self.env)
         self.instance = dg.DagsterInstance.get()
 
-    def ingest_new_files(self) -> list[str]:
-        """Evaluate the landing sensor once; run ingestion for every file it reports."""
+    def ingest_new_files(self) -> Ingestion:
+        """Evaluate the landing sensor once; run ingestion for every file it reports.
+
+        As under the daemon: a run key already used by a run of the sensor is not launched
+        again (so a lost cursor never ingests a file twice), and a failed file does not hold
+        back the others; the cursor moves past it. Failures are returned, with their reasons.
+        """
         cursor_path = os.path.join(self.instance.root_directory, CURSOR_FILE)
         cursor = Path(cursor_path).read_text() if os.path.exists(cursor_path) else None
-        sensor = self.defs.resolve_sensor_def("landing_sensor")
+        sensor = self.defs.resolve_sensor_def(SENSOR)
         context = dg.build_sensor_context(
             instance=self.instance,
             cursor=cursor,
@@ -57,37 +111,47 @@ class Orchestrator:
         )
         result = sensor(context)
         if isinstance(result, dg.SkipReason):
-            return []
+            return Ingestion()
         for request in result.dynamic_partitions_requests:
             self.instance.add_dynamic_partitions(
                 request.partitions_def_name, list(request.partition_keys)
             )
         job = self.defs.resolve_job_def("ingest_batch")
-        done = []
+        outcome = Ingestion()
         for run in result.run_requests:
+            if run.run_key and self._launched(run.run_key):
+                continue
             self.on_step(f"ingest {run.partition_key}")
-            outcome = job.execute_in_process(
+            executed = job.execute_in_process(
                 instance=self.instance,
                 partition_key=run.partition_key,
                 run_config=QUIET,
                 # The sensor's own tags: once the sensor is switched on in the UI, Dagster
                 # knows these files were ingested already and does not launch them again.
                 tags={
+                    **run.tags,
                     "dagster/run_key": run.run_key or "",
-                    "dagster/sensor_name": "landing_sensor",
+                    "dagster/sensor_name": SENSOR,
                     "source": "fraud cli",
                 },
                 raise_on_error=False,
             )
-            if not outcome.success:
-                raise RuntimeError(
-                    f"ingest of {run.partition_key} failed (run {outcome.run_id}); "
-                    "`make ui` shows its logs"
+            if executed.success:
+                outcome.ingested.append(str(run.partition_key))
+            else:
+                file = run.tags.get(FILE_TAG, str(run.partition_key))
+                reason = failure_reason(executed)
+                outcome.failed.append(
+                    FailedBatch(str(run.partition_key), file, executed.run_id, reason)
                 )
-            done.append(str(run.partition_key))
         if result.cursor is not None:
             Path(cursor_path).write_text(result.cursor)
-        return done
+        return outcome
+
+    def _launched(self, run_key: str) -> bool:
+        """Whether a run of the landing sensor already has this run key (Dagster's rule)."""
+        tags = {"dagster/run_key": run_key, "dagster/sensor_name": SENSOR}
+        return bool(self.instance.get_run_ids(dg.RunsFilter(tags=tags), limit=1))
 
     def train(self, seed: int = 0, max_epochs: int = 0) -> dict[str, Any]:
         """Train a candidate and promote it if the model gate passes."""

@@ -430,8 +430,11 @@ def materialize_in_process(args: argparse.Namespace) -> int:
     defs = orchestrator.defs
     tokens = split_tokens(args.selection)
     if tokens == ["ingest_batch"] and not split_tokens(args.partitions):
-        done = orchestrator.ingest_new_files()
-        print(f"ingested {len(done)} new landing file(s)")
+        ingestion = orchestrator.ingest_new_files()
+        print(f"ingested {len(ingestion.ingested)} new landing file(s)")
+        if ingestion.failed:
+            print(ingestion.failure_report(), file=sys.stderr)
+            return 1
         return 0
     batches = orchestrator.batches()
     job_defs = [j for j in defs.resolve_all_job_defs() if j.name != ASSET_JOB]

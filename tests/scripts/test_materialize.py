@@ -379,3 +379,61 @@ def test_in_process_ingests_through_the_landing_sensor(
     assert (home / "dagster.yaml").exists()
     scores = Lakehouse(str(lakehouse)).read_batch(SCORES, Path(landed).stem)
     assert len(scores) > 0 and set(scores["model_version"]) == {"fm-test-1"}
+
+
+@pytest.mark.integration
+def test_a_rejected_file_never_holds_back_the_others(
+    tmp_path: Path,
+    champion_lakehouse: Path,
+    materialize: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One file the contract rejects among good ones: the good ones are ingested in the same
+    call, the command exits 1 naming the rejected batch and why; the next call, or one with
+    the cursor lost, ingests nothing again (Dagster's run keys)."""
+    import dagster as dg
+
+    from fraud_cli.orchestrate import CURSOR_FILE
+    from fraud_core.landing import rejections
+    from fraud_core.simulate import SimulationConfig, simulate_claims, write_landing_files
+
+    lakehouse = tmp_path / "lakehouse"
+    shutil.copytree(champion_lakehouse, lakehouse)
+    claims = simulate_claims(SimulationConfig(n_claims=900, seed=6, id_prefix="NEW"))
+    parts = [claims.iloc[i * 300 : (i + 1) * 300].drop(columns="scenario") for i in range(3)]
+    landed = write_landing_files(parts, str(lakehouse / "landing"), "csv")
+    bad = Path(landed[1])  # the middle one: required columns missing
+    bad.write_text(bad.read_text().replace("claimed_amount", "amount_claimed"))
+    home = tmp_path / "dagster_home"
+    for name, value in {
+        "DAGSTER_HOME": str(home),
+        "LAKEHOUSE_URI": str(lakehouse),
+        "DUCKDB_PATH": str(tmp_path / "w.duckdb"),
+        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DAGSTER_URL", raising=False)
+
+    assert materialize.main(["--selection", "ingest_batch", "--partitions", ""]) == 1
+    out, err = capsys.readouterr()
+    assert "ingested 2 new landing file(s)" in out
+    assert "1 landing file(s) failed to ingest" in err
+    (line,) = [x for x in err.splitlines() if x.startswith("  - ")]
+    assert line.startswith(f"  - {bad.stem} ({bad.name}, run ")
+    assert "claimed_amount" in line, line  # the contract's reason
+    lake = Lakehouse(str(lakehouse))
+    for path in (landed[0], landed[2]):
+        assert len(lake.read_batch(SCORES, Path(path).stem)) == 300
+    (rejection,) = rejections(lake, bad.stem)
+    assert "claimed_amount" in rejection["reason"]
+    instance = dg.DagsterInstance.get()
+    failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    assert [r.tags["landing/file"] for r in failed] == [bad.name]  # recorded, with its file
+
+    for lose_cursor in (False, True):
+        if lose_cursor:
+            (home / CURSOR_FILE).unlink()
+        assert materialize.main(["--selection", "ingest_batch", "--partitions", ""]) == 0
+        assert "ingested 0 new landing file(s)" in capsys.readouterr().out
+    assert len(instance.get_runs()) == 3

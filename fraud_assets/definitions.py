@@ -63,6 +63,13 @@ PROD_LAKEHOUSE_HINT = (
 )
 
 
+# Run tags read by the production instance (deploy/dagster/dagster.yaml): the run queue bounds
+# runs by kind, and the daemon reruns a job whose worker crashed only where it opted in,
+# because rerunning it is safe (it rewrites what it writes).
+RUN_KIND_TAG = "fraud/run-kind"
+RERUN_SAFE = {"dagster/max_retries": "2"}
+
+
 class SettingsError(ValueError):
     """The environment's settings are missing or invalid: every problem, by variable name."""
 
@@ -192,21 +199,25 @@ def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
         ),
         partitions_def=None,
         description="One landed file: validate, quarantine, featurize, score.",
+        tags={RUN_KIND_TAG: "ingest", **RERUN_SAFE},  # rewrites its batch's partitions
     )
     train = dg.define_asset_job(
         "train_model",
         selection=dg.AssetSelection.assets("fraud_model", "champion_model"),
         description="Run FraudTrainingFlow; promote the candidate if the gate passes.",
+        tags={RUN_KIND_TAG: "training"},  # not rerun: resumed from its Metaflow run instead
     )
     rescore = dg.define_asset_job(
         "score_batch",
         selection=dg.AssetSelection.assets("claim_scores"),
         description="Score one batch again (e.g. with a newly promoted champion).",
+        tags={RUN_KIND_TAG: "scoring", **RERUN_SAFE},  # overwrites the batch's scores
     )
     report = dg.define_asset_job(
         "report_metrics",
         selection=dg.AssetSelection.assets("model_metrics", "snowflake_metrics_replica"),
         description="Aggregate model metrics and replicate them to the warehouse.",
+        tags={RUN_KIND_TAG: "report", **RERUN_SAFE},  # recomputed; the replica is a MERGE
     )
     return dg.Definitions(
         assets=ALL_ASSETS,

@@ -22,7 +22,8 @@ class TrainingConfig(dg.Config):
     """Metaflow run id of a failed training run to resume (its finished steps are reused)."""
 
 
-@dg.asset(deps=["claim_features"], group_name="model")
+# pool "training": the production instance runs one training at a time (deploy/dagster).
+@dg.asset(deps=["claim_features"], group_name="model", pool="training")
 def fraud_model(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,

@@ -345,6 +345,20 @@ def test_the_api_token_is_sent_on_every_request_and_never_printed(
 # --- in-process -------------------------------------------------------------------------------
 
 
+def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, lakehouse: Path) -> Path:
+    """No DAGSTER_URL; this test's instance, lakehouse and warehouse. Returns DAGSTER_HOME."""
+    home = tmp_path / "dagster_home"
+    for name, value in {
+        "DAGSTER_HOME": str(home),
+        "LAKEHOUSE_URI": str(lakehouse),
+        "DUCKDB_PATH": str(tmp_path / "w.duckdb"),
+        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DAGSTER_URL", raising=False)
+    return home
+
+
 @pytest.mark.integration
 def test_in_process_ingests_through_the_landing_sensor(
     tmp_path: Path,
@@ -360,15 +374,7 @@ def test_in_process_ingests_through_the_landing_sensor(
     shutil.copytree(champion_lakehouse, lakehouse)
     claims = simulate_claims(SimulationConfig(n_claims=400, seed=5, id_prefix="NEW"))
     (landed,) = write_landing_files([claims.drop(columns="scenario")], str(lakehouse / "landing"))
-    home = tmp_path / "dagster_home"
-    for name, value in {
-        "DAGSTER_HOME": str(home),
-        "LAKEHOUSE_URI": str(lakehouse),
-        "DUCKDB_PATH": str(tmp_path / "w.duckdb"),
-        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path),
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("DAGSTER_URL", raising=False)
+    home = in_process(monkeypatch, tmp_path, lakehouse)
     # Nothing scored yet: model_metrics fails, and the script says why (exit 1, no traceback).
     assert materialize.main(["--selection", "report_metrics", "--partitions", ""]) == 1
     out = capsys.readouterr().out
@@ -405,15 +411,7 @@ def test_a_rejected_file_never_holds_back_the_others(
     landed = write_landing_files(parts, str(lakehouse / "landing"), "csv")
     bad = Path(landed[1])  # the middle one: required columns missing
     bad.write_text(bad.read_text().replace("claimed_amount", "amount_claimed"))
-    home = tmp_path / "dagster_home"
-    for name, value in {
-        "DAGSTER_HOME": str(home),
-        "LAKEHOUSE_URI": str(lakehouse),
-        "DUCKDB_PATH": str(tmp_path / "w.duckdb"),
-        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path),
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("DAGSTER_URL", raising=False)
+    home = in_process(monkeypatch, tmp_path, lakehouse)
 
     assert materialize.main(["--selection", "ingest_batch", "--partitions", ""]) == 1
     out, err = capsys.readouterr()

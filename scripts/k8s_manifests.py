@@ -3,10 +3,10 @@
 Rendering replaces ``${NAME}`` placeholders in the parsed YAML (never in the text, so a value
 cannot break the YAML); a string that is exactly one placeholder takes the value's type, so
 ``replicas: ${REPLICAS}`` becomes a number. Validation loads each document into the Kubernetes
-API model of its kind from the ``kubernetes`` package (``V1Deployment``, ``V1Service``: required
-fields and types are checked), then serializes it back and refuses any field the model dropped
-(a misspelt or misplaced key), and finally checks what ties the two together: the selector
-matches the pod labels, the Service targets a container port, the probes are there.
+API model of its kind from the ``kubernetes`` package (``V1Deployment``, ``V1Service``) with
+dagster-k8s's strict reader: a misspelt or misplaced key, a missing required field or a value of
+the wrong type is refused, naming the object. Finally it checks what ties the two together:
+the selector matches the pod labels, the Service targets a container port, the probes are there.
 """
 
 from __future__ import annotations
@@ -81,29 +81,14 @@ def render(values: Mapping[str, Any], template_dir: Path = TEMPLATE_DIR) -> list
     return docs
 
 
-def _diff(original: Any, roundtrip: Any, path: str = "") -> list[str]:
-    """Paths present in ``original`` that differ in or are missing from ``roundtrip``."""
-    if isinstance(original, dict):
-        if not isinstance(roundtrip, dict):
-            return [path or "/"]
-        problems = []
-        for key, value in original.items():
-            if key not in roundtrip:
-                problems.append(f"{path}/{key} (not a field of this object)")
-            else:
-                problems.extend(_diff(value, roundtrip[key], f"{path}/{key}"))
-        return problems
-    if isinstance(original, list):
-        if not isinstance(roundtrip, list) or len(roundtrip) != len(original):
-            return [path]
-        return [p for i, v in enumerate(original) for p in _diff(v, roundtrip[i], f"{path}/{i}")]
-    return [] if original == roundtrip else [f"{path} ({original!r} became {roundtrip!r})"]
-
-
 def to_model(doc: dict[str, Any]) -> Any:
-    """The kubernetes client model object of ``doc``; raises ManifestError when invalid."""
+    """The kubernetes client model object of ``doc``; raises ManifestError when invalid.
+
+    dagster-k8s's strict reader (the one its run launcher applies to user k8s config) refuses
+    any key that is not a field of its object, and the models refuse missing required fields.
+    """
+    from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
     from kubernetes import client
-    from pydantic import ValidationError
 
     key = (doc.get("apiVersion"), doc.get("kind"))
     name = f"{key[1]} {doc.get('metadata', {}).get('name', '?')}"
@@ -111,13 +96,9 @@ def to_model(doc: dict[str, Any]) -> Any:
         raise ManifestError(f"{name}: unsupported apiVersion/kind {key}")
     model = getattr(client, MODELS[key])
     try:
-        obj = model.from_dict(doc)
-    except (ValidationError, TypeError, ValueError) as exc:
+        return k8s_model_from_dict(model, k8s_snake_case_dict(model, doc))
+    except Exception as exc:  # dagster-k8s raises bare Exception for unknown keys
         raise ManifestError(f"{name} does not fit {MODELS[key]}: {exc}") from exc
-    dropped = _diff(doc, client.ApiClient().sanitize_for_serialization(obj))
-    if dropped:
-        raise ManifestError(f"{name}: {', '.join(dropped)}")
-    return obj
 
 
 def validate(docs: list[dict[str, Any]]) -> None:

@@ -305,12 +305,16 @@ def k8s_env(s3: dict[str, str], tmp_path: Path, **settings: str) -> dict[str, st
 def check_manifests(folder: Path, tmp_path: Path, fraud_env: str) -> None:
     """deployment.yaml + service.yaml parse, fit the Kubernetes models and carry the image,
     the pulled bundle's version and checksum, and FRAUD_ENV."""
+    from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
     from kubernetes.client import V1Deployment, V1Service
+
+    def load(model: Any, doc: dict[str, Any]) -> Any:
+        return k8s_model_from_dict(model, k8s_snake_case_dict(model, doc))
 
     assert sorted(p.name for p in folder.iterdir()) == ["deployment.yaml", "service.yaml"]
     deployment = yaml.safe_load((folder / "deployment.yaml").read_text())
     service = yaml.safe_load((folder / "service.yaml").read_text())
-    dep, svc = V1Deployment.from_dict(deployment), V1Service.from_dict(service)
+    dep, svc = load(V1Deployment, deployment), load(V1Service, service)
     pod = dep.spec.template
     (container,) = pod.spec.containers
     assert container.image == IMAGE and dep.spec.replicas == 3
@@ -424,8 +428,13 @@ def test_k8s_validation_refuses_what_the_api_would(
         return folder
 
     cases = {
-        "/spec/replica (not a field": lambda t: t.replace("replicas:", "replica:"),
-        "does not fit V1Deployment": lambda t: t.replace("  selector:\n", "  selectorx:\n"),
+        "V1DeploymentSpec: {'replica'}": lambda t: t.replace("replicas:", "replica:"),
+        "`selector`, must not be `None`": lambda t: t.replace(
+            "  selector:\n    matchLabels:\n      app.kubernetes.io/name: ${NAME}\n", ""
+        ),
+        "does not fit V1Deployment: invalid literal for int": lambda t: t.replace(
+            "replicas: ${REPLICAS}", "replicas: two"
+        ),
         "no value for placeholder 'REGION'": lambda t: t.replace("${NAMESPACE}", "${REGION}"),
         "targets 'http': no such port": lambda t: t.replace("- name: http\n", "- name: web\n"),
     }

@@ -329,8 +329,9 @@ def _child_direct(landing_dir: str, lake: str) -> dict[str, Any]:
     from expectations.claims import validate_claims
     from expectations.features import validate_features
     from fraud_assets.resources import LocalLanding
-    from fraud_core.lakehouse import QUARANTINE, RAW, Lakehouse
+    from fraud_core.lakehouse import Lakehouse
     from fraud_core.landing import read_claims_file
+    from fraud_core.layout import QUARANTINE, RAW
     from fraud_core.pipeline import featurize_batch
 
     landing = LocalLanding(path=landing_dir)
@@ -346,7 +347,8 @@ def _child_direct(landing_dir: str, lake: str) -> dict[str, Any]:
 
 def child(mode: str, landing_dir: str) -> dict[str, Any]:
     """Ingest the one file in ``landing_dir`` (``dagster`` or ``direct``); rows, time, memory."""
-    from fraud_core.lakehouse import QUARANTINE, RAW, Lakehouse
+    from fraud_core.lakehouse import Lakehouse
+    from fraud_core.layout import QUARANTINE, RAW
 
     lake = os.path.join(os.path.dirname(landing_dir), f"lake-{mode}")
     shutil.rmtree(lake, ignore_errors=True)

@@ -119,8 +119,9 @@ def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
     from expectations.claims import validate_claims
     from fraud_core import drift, plots
     from fraud_core.features import NUMERIC_FEATURES
-    from fraud_core.lakehouse import QUARANTINE, RAW, Lakehouse, batch_id_for_file
+    from fraud_core.lakehouse import Lakehouse, batch_id_for_file
     from fraud_core.landing import read_claims_file
+    from fraud_core.layout import QUARANTINE, RAW
     from fraud_core.metrics import cost_optimal_threshold, pr_curve
     from fraud_core.model.bundle import ModelBundle
     from fraud_core.model.calibration import fit_platt

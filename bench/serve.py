@@ -69,7 +69,8 @@ def ensure_wrk() -> str:
 def build_lakehouse(root: Path, n_claims: int) -> list[dict[str, Any]]:
     """Simulated raw batches and a trained champion in ``root``; returns the last day's claims
     (as API records) for batch requests."""
-    from fraud_core.lakehouse import RAW, Lakehouse
+    from fraud_core.lakehouse import Lakehouse
+    from fraud_core.layout import RAW
     from fraud_core.model.bundle import ModelBundle
     from fraud_core.model.calibration import fit_platt
     from fraud_core.model.train import TrainConfig, fit
@@ -198,7 +199,8 @@ def forward_figures(lakehouse: Path, quick: bool) -> list[dict[str, Any]]:
     import torch
 
     from fraud_core.features import build_features
-    from fraud_core.lakehouse import RAW, Lakehouse
+    from fraud_core.lakehouse import Lakehouse
+    from fraud_core.layout import RAW
     from fraud_core.model.fast import NumpyForward
     from fraud_core.model.train import encode
     from fraud_core.schema import claims_frame

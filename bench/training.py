@@ -25,7 +25,8 @@ import torch
 
 from bench.common import figure
 from fraud_assets.resources.training import MetaflowTraining
-from fraud_core.lakehouse import RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import RAW
 from fraud_core.pipeline import featurize_batch
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches

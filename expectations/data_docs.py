@@ -34,7 +34,8 @@ from great_expectations.data_context.types.resource_identifiers import (
     ValidationResultIdentifier,
 )
 
-from fraud_core.lakehouse import DATA_DOCS, Lakehouse, check_batch_id
+from fraud_core.lakehouse import Lakehouse, check_batch_id
+from fraud_core.layout import DATA_DOCS
 
 _SITE = "lakehouse"
 # Present once the static files are in the site: they are the same for every page.

@@ -17,11 +17,6 @@ _COUNTS = ("ph_claims_30d", "ph_claims_365d", "prov_claims_90d", "witnesses", "p
 
 def build() -> list[Any]:
     e = gx.expectations
-    allowed = {
-        "incident_type": schema.INCIDENT_TYPES,
-        "region": schema.REGIONS,
-        "channel": schema.CHANNELS,
-    }
     return [
         # Protects against: a feature the model needs silently missing (NaN becomes the mean).
         *[e.ExpectColumnValuesToNotBeNull(column=c) for c in NUMERIC_FEATURES],
@@ -35,7 +30,9 @@ def build() -> list[Any]:
         e.ExpectColumnValuesToBeInSet(column="police_report", value_set=[0.0, 1.0]),
         # Protects against: categories the model has no embedding for (all map to 'unknown').
         *[
-            e.ExpectColumnValuesToBeInSet(column=c, value_set=list(allowed[c]))
+            e.ExpectColumnValuesToBeInSet(
+                column=c, value_set=list(schema.COLUMNS_BY_NAME[c].allowed or ())
+            )
             for c in CATEGORICAL_FEATURES
         ],
         # Protects against: a claim featurized twice (double-counted in training and metrics).

@@ -8,7 +8,7 @@ import great_expectations as gx
 import pandas as pd
 
 from expectations.runner import SuiteOutcome, register, run_suite
-from fraud_core.schema import ID_COLUMN
+from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, Decision
 
 SUITE = "scores"
 
@@ -20,7 +20,7 @@ def build() -> list[Any]:
         e.ExpectColumnValuesToNotBeNull(column="fraud_score"),
         e.ExpectColumnValuesToBeBetween(column="fraud_score", min_value=0, max_value=1),
         # Protects against: a decision outside what the claims system understands.
-        e.ExpectColumnValuesToBeInSet(column="decision", value_set=["investigate", "fast_track"]),
+        e.ExpectColumnValuesToBeInSet(column=DECISION_COLUMN, value_set=list(Decision)),
         # Protects against: scores without lineage (which model produced them).
         e.ExpectColumnValuesToNotBeNull(column="model_version"),
         # Protects against: a claim scored twice in one batch (double alerts, double counts).

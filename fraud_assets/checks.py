@@ -3,9 +3,10 @@ rows); the model gate below decides whether a candidate may become champion."""
 
 import dagster as dg
 
-from fraud_assets.assets.model import CANDIDATE_POINTER, fraud_model
+from fraud_assets.assets.model import fraud_model
 from fraud_assets.resources import LakehouseResource
 from fraud_core.gate import GateConfig, evaluate_gate
+from fraud_core.layout import CANDIDATE_POINTER
 from fraud_core.model.bundle import ModelBundle, load_champion
 from fraud_core.training import holdout_of
 

@@ -56,6 +56,7 @@ from fraud_assets.resources.training import STEP_FUNCTIONS_SETTINGS
 from fraud_assets.sensors import landing_sensor_for
 from fraud_core.lakehouse import REMOTE_SCHEMES, uri_scheme
 from fraud_core.landing import DEFAULT_MAX_BYTES
+from fraud_core.layout import DEFAULT_LAKEHOUSE_DIR
 
 PROD_LAKEHOUSE_SCHEMES = ("s3", "abfss")
 PROD_LAKEHOUSE_HINT = (
@@ -76,7 +77,7 @@ class SettingsError(ValueError):
 
 def lakehouse_uri(env: Mapping[str, str]) -> str:
     """``LAKEHOUSE_URI`` checked: an absolute local path, or an s3:// / ADLS URI as given."""
-    uri = env.get("LAKEHOUSE_URI") or os.path.join(os.getcwd(), ".lakehouse")
+    uri = env.get("LAKEHOUSE_URI") or os.path.join(os.getcwd(), DEFAULT_LAKEHOUSE_DIR)
     scheme = uri_scheme(uri)
     if scheme == "file":
         return os.path.abspath(uri.removeprefix("file://"))

@@ -19,8 +19,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fraud_cli.orchestrate import Orchestrator, ensure_dagster_home
+from fraud_core.layout import DEFAULT_LAKEHOUSE_DIR
 
-GENERATED = (".lakehouse", ".warehouse", ".dagster_home", ".metaflow")
+GENERATED = (DEFAULT_LAKEHOUSE_DIR, ".warehouse", ".dagster_home", ".metaflow")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _prepare(options: DemoOptions) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("USERNAME", "fraud-demo")
     os.environ.setdefault("USERNAME", env["USERNAME"])
-    env["LAKEHOUSE_URI"] = os.path.join(workdir, ".lakehouse")
+    env["LAKEHOUSE_URI"] = os.path.join(workdir, DEFAULT_LAKEHOUSE_DIR)
     env["DUCKDB_PATH"] = os.path.join(workdir, ".warehouse", "fraud.duckdb")
     env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = workdir
     if options.drift > 0:
@@ -154,9 +155,9 @@ def summarize(
     import dagster as dg
     import duckdb
 
-    from fraud_core.lakehouse import QUARANTINE, RAW, Lakehouse
+    from fraud_core.lakehouse import Lakehouse
+    from fraud_core.layout import CHAMPION_POINTER, METRICS_FILE, QUARANTINE, RAW
     from fraud_core.model.bundle import load_champion
-    from fraud_core.pipeline import METRICS_FILE
 
     lh = Lakehouse(env["LAKEHOUSE_URI"])
     valid = len(lh.read_batches(RAW))
@@ -223,7 +224,7 @@ def summarize(
         f"  lakehouse        {lh.url('')}",
         "    raw / quarantine / features / scores: raw/claims, quarantine/claims, "
         "features/claims, outputs/scores (batch=ID/)",
-        f"    champion       {lh.url('models/champion.json')} -> {bundle_url}",
+        f"    champion       {lh.url(CHAMPION_POINTER)} -> {bundle_url}",
         f"    metrics table  {lh.url(METRICS_FILE)} ({len(table)} rows)",
         f"  warehouse        {db.location()} ({replica_rows} rows)",
         f"  Metaflow         {env['METAFLOW_DATASTORE_SYSROOT_LOCAL']}/.metaflow"

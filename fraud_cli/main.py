@@ -104,9 +104,10 @@ def _rollback(args: argparse.Namespace) -> int:
     import os
 
     from fraud_core.lakehouse import Lakehouse
+    from fraud_core.layout import DEFAULT_LAKEHOUSE_DIR
     from fraud_core.registry import rollback
 
-    uri = args.lakehouse or os.environ.get("LAKEHOUSE_URI") or ".lakehouse"
+    uri = args.lakehouse or os.environ.get("LAKEHOUSE_URI") or DEFAULT_LAKEHOUSE_DIR
     restored = rollback(Lakehouse(uri))
     print(
         f"champion is {restored['version']} again (rolled back from {restored['rolled_back_from']})"

@@ -107,5 +107,3 @@ MONITORED_FEATURES: tuple[str, ...] = (
     "asset_age_years",
     "prior_claims",
 )
-FEATURE_DRIFT = "monitoring/feature_drift"
-SCORE_DRIFT = "monitoring/score_drift"

@@ -1,16 +1,6 @@
 """Parquet and JSON on any ``LAKEHOUSE_URI`` (local path, ``s3://``, ``abfss://``) through fsspec.
 
-Layout under the root::
-
-    landing/                     arriving files (unless a separate landing URI is used)
-    raw/claims/batch=ID/         validated rows
-    quarantine/claims/batch=ID/  rejected rows with their reasons
-    features/claims/batch=ID/    model features
-    outputs/scores/batch=ID/     fraud scores
-    models/VERSION/              model bundle + manifest.json
-    models/champion.json         the champion pointer, replaced atomically
-    metrics/model_metrics/       the aggregated metrics table
-    quality/data_docs/           GX Data Docs: one page per validation (expectations/data_docs.py)
+The folder layout is :mod:`fraud_core.layout`.
 
 Every write is atomic: on a local disk the file is written beside its target and renamed over
 it; on an object store a file is one PUT (s3fs and adlfs make a large one a multipart upload or
@@ -40,17 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-RAW = "raw/claims"
-QUARANTINE = "quarantine/claims"
-REJECTED = "rejected/claims"
-FEATURES = "features/claims"
-SCORES = "outputs/scores"
-METRICS = "metrics/model_metrics"
-MODELS = "models"
-LANDING = "landing"
-DATA_DOCS = "quality/data_docs"
-CHAMPION_POINTER = f"{MODELS}/champion.json"
-BATCH_COLUMN = "batch_id"
+from fraud_core.layout import BATCH_COLUMN, CHAMPION_POINTER, MODELS
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _PART_FILE = "part-0.parquet"

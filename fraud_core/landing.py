@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fraud_core.lakehouse import REJECTED, Lakehouse, batch_id_for_file, check_batch_id
+from fraud_core.lakehouse import Lakehouse, batch_id_for_file, check_batch_id
+from fraud_core.layout import REJECTED
 from fraud_core.schema import (
     QUARANTINE_REASON_COLUMN,
     ROW_NUMBER_COLUMN,

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 
 from fraud_core import drift, metrics
 from fraud_core.features import NUMERIC_FEATURES, build_features
-from fraud_core.lakehouse import BATCH_COLUMN, FEATURES, METRICS, RAW, SCORES, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import BATCH_COLUMN, FEATURES, METRICS_FILE, RAW, SCORES
 from fraud_core.model.bundle import ModelBundle
-from fraud_core.schema import ID_COLUMN, LABEL_COLUMN
+from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, LABEL_COLUMN, Decision
 from fraud_core.warehouse import METRICS_COLUMNS, METRICS_KEY
-
-METRICS_FILE = f"{METRICS}/part-0.parquet"
 
 
 def featurize_batch(lakehouse: Lakehouse, batch_id: str) -> pd.DataFrame:
@@ -40,7 +38,7 @@ def score_frame(bundle: ModelBundle, features: pd.DataFrame) -> pd.DataFrame:
             "claim_date": features["claim_date"].to_numpy(),
             "claimed_amount": features["claimed_amount"].to_numpy(),
             "fraud_score": probability,
-            "decision": np.where(bundle.decide(probability), "investigate", "fast_track"),
+            DECISION_COLUMN: Decision.labels(bundle.decide(probability)),
             "model_version": bundle.version,
             LABEL_COLUMN: features[LABEL_COLUMN].to_numpy() if LABEL_COLUMN in features else pd.NA,
             "scored_at": pd.Timestamp(datetime.now(UTC)).tz_localize(None),
@@ -87,7 +85,7 @@ def batch_metrics(
     labelled = label.notna().to_numpy()
     y = label.fillna(False).to_numpy(dtype=bool)
     s = scores["fraud_score"].to_numpy()
-    alert = (scores["decision"] == "investigate").to_numpy()
+    alert = (scores[DECISION_COLUMN] == Decision.INVESTIGATE).to_numpy()
     has_both = y[labelled].any() and not y[labelled].all()
     psi = drift.psi_table(
         {c: bundle.reference_profile[c] for c in NUMERIC_FEATURES if c in bundle.reference_profile},

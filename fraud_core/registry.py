@@ -9,14 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fraud_core.lakehouse import MODELS, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import CHAMPION_HISTORY
 from fraud_core.model.bundle import BundleError, ModelBundle
-
-HISTORY = f"{MODELS}/champion_history.json"
 
 
 def history(lh: Lakehouse) -> list[dict[str, Any]]:
-    return list(lh.read_json(HISTORY)) if lh.exists(HISTORY) else []
+    return list(lh.read_json(CHAMPION_HISTORY)) if lh.exists(CHAMPION_HISTORY) else []
 
 
 def promote(lh: Lakehouse, pointer: dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +26,7 @@ def promote(lh: Lakehouse, pointer: dict[str, Any]) -> dict[str, Any]:
         "promoted_at": datetime.now(UTC).isoformat(),
         "previous_version": current["version"] if current else None,
     }
-    lh.write_json(HISTORY, [*history(lh), entry])
+    lh.write_json(CHAMPION_HISTORY, [*history(lh), entry])
     lh.set_champion(entry)
     return entry
 
@@ -48,6 +47,6 @@ def rollback(lh: Lakehouse) -> dict[str, Any]:
         "restored_at": datetime.now(UTC).isoformat(),
         "rolled_back_from": current["version"],
     }
-    lh.write_json(HISTORY, past[:-1])
+    lh.write_json(CHAMPION_HISTORY, past[:-1])
     lh.set_champion(restored)
     return restored

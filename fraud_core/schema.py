@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
@@ -134,10 +135,23 @@ REQUIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in CLAIM_COLUMNS if c.req
 ID_COLUMN = "claim_id"
 LABEL_COLUMN = "is_fraud"
 ORACLE_COLUMN = "true_fraud_probability"
+DECISION_COLUMN = "decision"
 # Columns that describe the claim (what a claims system sends). Label and oracle are not inputs.
 INPUT_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in CLAIM_COLUMNS if c.name not in (LABEL_COLUMN, ORACLE_COLUMN)
 )
+
+
+class Decision(StrEnum):
+    """What a claim's score decides: at or above the model's threshold it is investigated."""
+
+    INVESTIGATE = "investigate"
+    FAST_TRACK = "fast_track"
+
+    @staticmethod
+    def labels(investigate: np.ndarray) -> np.ndarray:
+        """The decision per claim for a boolean array (True: investigate)."""
+        return np.where(investigate, Decision.INVESTIGATE.value, Decision.FAST_TRACK.value)
 
 
 @dataclass

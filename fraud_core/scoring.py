@@ -43,15 +43,14 @@ from fraud_core.features import (
     RECENT_DAYS,
     build_features,
 )
-from fraud_core.lakehouse import RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import RAW
 from fraud_core.model.bundle import ModelBundle, load_champion
 from fraud_core.model.fast import NumpyForward
-from fraud_core.schema import ID_COLUMN
+from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, Decision
 
 log = logging.getLogger(__name__)
 
-INVESTIGATE = "investigate"
-FAST_TRACK = "fast_track"
 _EMPTY = np.zeros(0, dtype=np.int64)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 LATE_REPORT_DAYS = 30  # the SQL's "report_delay_days > 30"
@@ -335,7 +334,7 @@ class ClaimScorer:
             {
                 ID_COLUMN: features[ID_COLUMN].to_numpy(dtype=object),
                 "fraud_score": probability.astype(np.float64),
-                "decision": np.where(self.bundle.decide(probability), INVESTIGATE, FAST_TRACK),
+                DECISION_COLUMN: Decision.labels(self.bundle.decide(probability)),
                 "model_version": self.bundle.version,
             }
         )

@@ -10,10 +10,9 @@ import pandas as pd
 
 from fraud_core import metrics
 from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from fraud_core.lakehouse import FEATURES, Lakehouse
-from fraud_core.schema import CHANNELS, INCIDENT_TYPES, LABEL_COLUMN, ORACLE_COLUMN, REGIONS
-
-_CATEGORY_VALUES = {"incident_type": INCIDENT_TYPES, "region": REGIONS, "channel": CHANNELS}
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import FEATURES
+from fraud_core.schema import COLUMNS_BY_NAME, LABEL_COLUMN, ORACLE_COLUMN
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,9 @@ def time_split(frame: pd.DataFrame, val_fraction: float, test_fraction: float) -
 def lightgbm_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame[list(NUMERIC_FEATURES)].astype("float64")
     for col in CATEGORICAL_FEATURES:
-        out[col] = pd.Categorical(frame[col].astype(str), categories=list(_CATEGORY_VALUES[col]))
+        out[col] = pd.Categorical(
+            frame[col].astype(str), categories=list(COLUMNS_BY_NAME[col].allowed or ())
+        )
     return out
 
 

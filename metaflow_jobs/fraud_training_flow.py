@@ -66,7 +66,8 @@ class FraudTrainingFlow(FlowSpec):
     @step
     def start(self) -> None:
         """Load labelled features and split them by time; fan out over the grid."""
-        from fraud_core.lakehouse import FEATURES, Lakehouse
+        from fraud_core.lakehouse import Lakehouse
+        from fraud_core.layout import FEATURES
 
         # Where this task's code came from: the code package (.mf_code) on a remote task.
         self.code_origin = {m.__name__: m.__file__ for m in (fraud_core, metaflow_jobs)}

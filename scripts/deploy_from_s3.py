@@ -51,7 +51,8 @@ from typing import Any
 
 import httpx
 
-from fraud_core.lakehouse import CHAMPION_POINTER, Lakehouse, LakehouseError
+from fraud_core.lakehouse import Lakehouse, LakehouseError
+from fraud_core.layout import CHAMPION_POINTER
 from fraud_core.model.bundle import MANIFEST_FILE, WEIGHTS_FILE, BundleError, ModelBundle
 
 TARGETS = ("fastapi", "sagemaker", "k8s")

@@ -29,7 +29,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
-from fraud_core.lakehouse import RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import RAW
 from serving.api.models import PAIR_RULE_FIELDS, Claim
 from serving.api.routes import bench, health, model, sagemaker, score
 from serving.core.batching import LoopBatcher

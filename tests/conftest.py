@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from fraud_cli.servers import background_server, free_port
-from fraud_core.lakehouse import RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import RAW
 from fraud_core.pipeline import featurize_batch
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches

@@ -29,7 +29,7 @@ from expectations.claims import ClaimsValidation, build_claims_suite, validate_c
 from fraud_assets.monitoring import data_docs_link
 from fraud_assets.partitions import landing_batches
 from fraud_assets.resources import LakehouseResource, LandedFile, LandingZone
-from fraud_core.lakehouse import QUARANTINE, RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
 from fraud_core.landing import (
     check_size,
     empty_claims,
@@ -37,6 +37,7 @@ from fraud_core.landing import (
     read_claims_file,
     record_rejection,
 )
+from fraud_core.layout import QUARANTINE, RAW
 from fraud_core.schema import QUARANTINE_REASON_COLUMN, SchemaError
 
 CONTRACT_CHECK = "claims_contract"

@@ -12,9 +12,9 @@ from fraud_assets.monitoring import (
 )
 from fraud_assets.partitions import landing_batches
 from fraud_assets.resources import LakehouseResource
-from fraud_core.drift import FEATURE_DRIFT, MONITORED_FEATURES
+from fraud_core.drift import MONITORED_FEATURES
 from fraud_core.features import NUMERIC_FEATURES
-from fraud_core.lakehouse import FEATURES
+from fraud_core.layout import FEATURE_DRIFT, FEATURES
 from fraud_core.pipeline import featurize_batch
 
 

@@ -6,11 +6,9 @@ import dagster as dg
 import pandas as pd
 
 from fraud_assets.resources import LakehouseResource, Training
-from fraud_core.lakehouse import FEATURES
+from fraud_core.layout import CANDIDATE_POINTER, FEATURES
 from fraud_core.plots import markdown_image
 from fraud_core.registry import promote
-
-CANDIDATE_POINTER = "models/candidate.json"
 
 
 class TrainingConfig(dg.Config):

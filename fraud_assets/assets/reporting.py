@@ -3,8 +3,9 @@
 import dagster as dg
 
 from fraud_assets.resources import LakehouseResource, Warehouse
+from fraud_core.layout import METRICS_FILE
 from fraud_core.model.bundle import ModelBundle
-from fraud_core.pipeline import METRICS_FILE, aggregate_metrics, versions_in_scores
+from fraud_core.pipeline import aggregate_metrics, versions_in_scores
 
 
 @dg.asset(deps=["claim_scores"], group_name="reporting")

@@ -12,10 +12,10 @@ from fraud_assets.monitoring import (
 )
 from fraud_assets.partitions import landing_batches
 from fraud_assets.resources import LakehouseResource
-from fraud_core.drift import SCORE_DRIFT
-from fraud_core.lakehouse import SCORES
+from fraud_core.layout import SCORE_DRIFT, SCORES
 from fraud_core.model.bundle import load_champion
 from fraud_core.pipeline import score_batch
+from fraud_core.schema import DECISION_COLUMN, Decision
 
 
 @dg.asset(
@@ -45,7 +45,7 @@ def claim_scores(context: dg.AssetExecutionContext, lakehouse: LakehouseResource
         return
     bundle = load_champion(lh)
     scores = score_batch(lh, context.partition_key, bundle)
-    alerts = int((scores["decision"] == "investigate").sum())
+    alerts = int((scores[DECISION_COLUMN] == Decision.INVESTIGATE).sum())
     yield dg.Output(
         None,
         metadata={

@@ -27,10 +27,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from fraud_core.schema import COLUMNS_BY_NAME, INPUT_COLUMNS, PAIR_RULES, Column
+from fraud_core.schema import COLUMNS_BY_NAME, INPUT_COLUMNS, PAIR_RULES, Column, Decision
 from serving.core.config import MAX_BATCH_SIZE
-
-Decision = Literal["investigate", "fast_track"]
 
 
 def load_example() -> dict[str, Any]:

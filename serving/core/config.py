@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fraud_core.layout import DEFAULT_LAKEHOUSE_DIR
+
 # Hard cap on claims per batch request; the request model is built with it (see api.models).
 MAX_BATCH_SIZE = 10_000
 MIN_KEY_LENGTH = 16
@@ -39,7 +41,7 @@ class Settings(BaseSettings):
         description="local (the default) or prod: prod refuses to start without API keys.",
     )
     lakehouse_uri: str = Field(
-        default="./.lakehouse",
+        default=DEFAULT_LAKEHOUSE_DIR,
         min_length=1,
         validation_alias=AliasChoices("FRAUD_API_LAKEHOUSE_URI", "LAKEHOUSE_URI"),
         description="Lakehouse root holding models/champion.json and raw/claims (path, s3://, "

@@ -33,6 +33,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fraud_core.schema import Decision
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
 
 LATENCY_BUCKETS = (
@@ -138,8 +140,10 @@ class ScoreDistribution:
                 scores.add_metric(
                     [version], list(zip(bounds, cumulative, strict=True)), sum_value=series.total
                 )
-                decisions.add_metric([version, "investigate"], series.investigated)
-                decisions.add_metric([version, "fast_track"], cumulative[-1] - series.investigated)
+                decisions.add_metric([version, Decision.INVESTIGATE], series.investigated)
+                decisions.add_metric(
+                    [version, Decision.FAST_TRACK], cumulative[-1] - series.investigated
+                )
         yield scores
         yield decisions
 

@@ -9,9 +9,9 @@ import duckdb
 import pytest
 
 from fraud_cli.demo import DemoOptions, run_demo
-from fraud_core.lakehouse import FEATURES, QUARANTINE, RAW, SCORES, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import FEATURES, METRICS_FILE, QUARANTINE, RAW, SCORES
 from fraud_core.model.bundle import load_champion
-from fraud_core.pipeline import METRICS_FILE
 from fraud_core.warehouse import METRICS_KEY
 
 pytestmark = pytest.mark.slow

@@ -25,8 +25,9 @@ from fraud_assets.resources import (
     S3Landing,
 )
 from fraud_assets.sensors import FILE_TAG, VERSION_TAG, landing_sensor_for
-from fraud_core.lakehouse import DATA_DOCS, FEATURES, QUARANTINE, RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
 from fraud_core.landing import LandedFile, LandingCursor, rejections
+from fraud_core.layout import DATA_DOCS, FEATURES, QUARANTINE, RAW
 from fraud_core.schema import INPUT_COLUMNS, REQUIRED_COLUMNS
 from fraud_core.simulate import SimulationConfig, inject_bad_rows, simulate_claims
 

@@ -38,8 +38,9 @@ from fraud_assets.resources import (
     warehouse_for,
 )
 from fraud_core import metrics as fraud_metrics
-from fraud_core.lakehouse import SCORES, Lakehouse
-from fraud_core.pipeline import METRICS_FILE, score_batch
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import METRICS_FILE, SCORES
+from fraud_core.pipeline import score_batch
 from fraud_core.warehouse import (
     BATCH_LEVEL,
     DEFAULT_TABLE,

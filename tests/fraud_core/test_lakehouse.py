@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 
 from fraud_core.lakehouse import (
-    RAW,
     Lakehouse,
     LakehouseError,
     batch_id_for_file,
     check_batch_id,
     uri_scheme,
 )
+from fraud_core.layout import RAW
 
 
 def test_rerun_replaces_a_partition(tmp_path) -> None:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from fraud_core.gate import GateConfig, evaluate_gate
-from fraud_core.lakehouse import FEATURES, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import FEATURES
 from fraud_core.model.bundle import BundleError, ModelBundle, load_champion
 from fraud_core.model.preprocessing import PiecewiseLinear, Standardize, Vocabulary
 from fraud_core.training import holdout_of

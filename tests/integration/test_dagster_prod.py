@@ -35,8 +35,9 @@ import yaml
 
 from fraud_assets.definitions import RUN_KIND_TAG
 from fraud_cli.servers import free_port, wait_for_port
-from fraud_core.lakehouse import RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
 from fraud_core.landing import rejections
+from fraud_core.layout import RAW
 from fraud_core.simulate import SimulationConfig, simulate_claims, write_landing_files
 from tests.support.containers import DockerEngine
 from tests.support.postgres import Postgres, postgres_server

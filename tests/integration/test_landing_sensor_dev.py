@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from fraud_cli.servers import start_dagster_dev
-from fraud_core.lakehouse import FEATURES, RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import FEATURES, RAW
 from fraud_core.simulate import SimulationConfig, simulate_claims
 
 REPOSITORIES = """

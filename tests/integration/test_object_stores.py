@@ -28,8 +28,9 @@ from fraud_assets.resources import (
     S3Landing,
 )
 from fraud_assets.sensors import landing_sensor_for
-from fraud_core.lakehouse import DATA_DOCS, FEATURES, QUARANTINE, RAW, SCORES, Lakehouse
+from fraud_core.lakehouse import Lakehouse
 from fraud_core.landing import LandedFile, rejections
+from fraud_core.layout import DATA_DOCS, FEATURES, QUARANTINE, RAW, SCORES
 from fraud_core.simulate import SimulationConfig, inject_bad_rows, simulate_claims
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,8 @@ import pytest
 
 from fraud_cli import servers
 from fraud_cli.servers import DagsterDev
-from fraud_core.lakehouse import SCORES, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import SCORES
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_PROCESS_EXECUTOR = "execution:\n  config:\n    in_process: {}\n"

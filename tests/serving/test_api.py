@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from fraud_core.features import build_features
-from fraud_core.lakehouse import RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import RAW
 from fraud_core.model.bundle import ModelBundle
 from fraud_core.schema import INPUT_COLUMNS, claims_frame, coerce_claims
 from fraud_core.scoring import ClaimScorer

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_features
-from fraud_core.lakehouse import RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import RAW
 from fraud_core.model.bundle import BundleError
 from fraud_core.model.fast import NumpyForward
 from fraud_core.model.network import FraudNet, NetConfig

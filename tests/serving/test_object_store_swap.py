@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fraud_core.lakehouse import RAW, Lakehouse
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import RAW
 from fraud_core.model.bundle import WEIGHTS_FILE, ModelBundle
 from serving.api.models import load_example
 from serving.core.config import Settings

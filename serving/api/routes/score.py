@@ -18,6 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
+from fraud_core.schema import Decision
 from fraud_core.scoring import RecordScores
 from serving.api.deps import (
     CLAIM_REQUEST_BODY,
@@ -53,6 +54,9 @@ TopFeatures = Annotated[
         description="How many contributing features to return per claim (0, the default: none).",
     ),
 ]
+
+# Plain strings for the answers encoded by orjson on the hot path.
+INVESTIGATE, FAST_TRACK = Decision.INVESTIGATE.value, Decision.FAST_TRACK.value
 
 
 _TOP_FEATURES_PARAMETER = {
@@ -139,7 +143,7 @@ def _score_one(model: LoadedModel, record: dict[str, Any], k: int, metrics: Metr
         {
             "claim_id": scored.claim_id,
             "fraud_score": scored.fraud_score,
-            "decision": "investigate" if scored.investigate else "fast_track",
+            "decision": INVESTIGATE if scored.investigate else FAST_TRACK,
             "model_version": model.version,
             "threshold": model.scorer.bundle.threshold,
             "top_features": [
@@ -211,7 +215,7 @@ def score_items(
             {
                 "claim_id": claim_id,
                 "fraud_score": score,
-                "decision": "investigate" if flagged else "fast_track",
+                "decision": INVESTIGATE if flagged else FAST_TRACK,
                 "model_version": version,
                 "threshold": threshold,
                 "top_features": _top(scores, j, top_k),

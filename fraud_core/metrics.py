@@ -1,8 +1,13 @@
-"""Ranking and decision metrics for fraud scores (numpy only).
+"""Ranking and decision metrics for fraud scores.
 
 Fraud is rare (1-3% of claims), so accuracy says nothing. Average precision (the area under the
 precision-recall curve) is the headline; ROC-AUC, precision among the top-k alerts and recall
 at a fixed false-positive rate describe how investigators would experience the model.
+
+The curves and areas are scikit-learn's; this module adds what it lacks: refusing undefined
+metrics with a message instead of a warning and a made-up number, precision among the top k,
+the cost-optimal threshold, and ranking with random order among tied scores (for the
+Bayes-optimal probability of simulated claims, which has few distinct values).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from sklearn import metrics as skm
 
 
 def _check(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,39 +30,24 @@ def _check(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return y, s
 
 
-def _curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative true/false positives at each distinct score threshold (descending)."""
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    distinct = np.flatnonzero(np.diff(s_sorted)) if s_sorted.size > 1 else np.array([], int)
-    ends = np.r_[distinct, y_sorted.size - 1]
-    tps = np.cumsum(y_sorted)[ends]
-    fps = (ends + 1) - tps
-    return tps.astype(np.float64), fps.astype(np.float64), s_sorted[ends]
-
-
 def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision (step-wise area under the PR curve, as scikit-learn defines it)."""
+    """Average precision (step-wise area under the PR curve)."""
     y, s = _check(y_true, scores)
-    positives = y.sum()
-    if positives == 0:
+    if not y.any():
         raise ValueError("average precision is undefined without a single fraud label")
-    tps, fps, _ = _curve(y, s)
-    precision = tps / (tps + fps)
-    recall = tps / positives
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(skm.average_precision_score(y, s))
+
+
+def _both_labels(y: np.ndarray, metric: str) -> None:
+    if y.all() or not y.any():
+        raise ValueError(f"{metric} needs both fraud and non-fraud labels")
 
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (ties count half)."""
     y, s = _check(y_true, scores)
-    pos, neg = int(y.sum()), int((~y).sum())
-    if pos == 0 or neg == 0:
-        raise ValueError("ROC-AUC needs both fraud and non-fraud labels")
-    tps, fps, _ = _curve(y, s)
-    tpr = np.r_[0.0, tps / pos]
-    fpr = np.r_[0.0, fps / neg]
-    return float(np.trapezoid(tpr, fpr))
+    _both_labels(y, "ROC-AUC")
+    return float(skm.roc_auc_score(y, s))
 
 
 def precision_at_k(y_true: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -72,22 +63,23 @@ def precision_at_k(y_true: np.ndarray, scores: np.ndarray, k: int) -> float:
 def recall_at_fpr(y_true: np.ndarray, scores: np.ndarray, max_fpr: float = 0.01) -> float:
     """Highest recall reachable while flagging at most ``max_fpr`` of honest claims."""
     y, s = _check(y_true, scores)
-    pos, neg = int(y.sum()), int((~y).sum())
-    if pos == 0 or neg == 0:
-        raise ValueError("recall at FPR needs both fraud and non-fraud labels")
-    tps, fps, _ = _curve(y, s)
-    ok = fps / neg <= max_fpr
-    return float(tps[ok].max() / pos) if ok.any() else 0.0
+    _both_labels(y, "recall at FPR")
+    fpr, tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
+    return float(tpr[fpr <= max_fpr].max())
 
 
 def pr_curve(
     y_true: np.ndarray, scores: np.ndarray, max_points: int = 200
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Precision and recall along the thresholds, thinned to ``max_points`` for plotting."""
+    """Precision and recall at each distinct score, highest score first, thinned to
+    ``max_points`` for plotting."""
     y, s = _check(y_true, scores)
-    tps, fps, _ = _curve(y, s)
-    precision = tps / (tps + fps)
-    recall = tps / max(y.sum(), 1)
+    if not y.any():
+        raise ValueError("a precision-recall curve is undefined without a single fraud label")
+    precision, recall, _ = skm.precision_recall_curve(y, s, drop_intermediate=False)
+    # scikit-learn lists the thresholds ascending and ends with the (recall 0, precision 1)
+    # point that no threshold reaches: highest threshold first, without that point.
+    precision, recall = precision[-2::-1], recall[-2::-1]
     if precision.size > max_points:
         keep = np.unique(np.linspace(0, precision.size - 1, max_points).astype(int))
         precision, recall = precision[keep], recall[keep]

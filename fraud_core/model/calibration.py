@@ -1,4 +1,9 @@
-"""Platt scaling: map raw logits to calibrated fraud probabilities, ``sigmoid(a * logit + b)``."""
+"""Platt scaling: map raw logits to calibrated fraud probabilities, ``sigmoid(a * logit + b)``.
+
+Written here because scikit-learn's Platt fit is private (``_sigmoid_calibration``) and its
+public route (``CalibratedClassifierCV``) needs a classifier object, not logits; a test checks
+that both fits agree.
+"""
 
 from __future__ import annotations
 

@@ -80,3 +80,25 @@ def test_random_ties_report_is_the_expected_report() -> None:
     y2, s2 = rng.random(500) < 0.1, rng.random(500)
     tied = metrics.ranking_report_random_ties(y2, s2, draws=3).as_dict()
     assert tied == pytest.approx(metrics.ranking_report(y2, s2).as_dict())
+
+
+def test_platt_scaling_agrees_with_scikit_learn() -> None:
+    """fit_platt is scikit-learn's sigmoid calibration (Platt's smoothed targets), which
+    scikit-learn keeps private; sklearn's parameters are (-a, -b)."""
+    from sklearn.calibration import _sigmoid_calibration
+
+    from fraud_core.model.calibration import fit_platt
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=5_000) * 2
+    labels = rng.random(5_000) < 1 / (1 + np.exp(-(1.7 * logits - 3)))
+    a, b = fit_platt(logits, labels)
+    sk_a, sk_b = _sigmoid_calibration(logits, labels)
+    assert (a, b) == pytest.approx((-sk_a, -sk_b), abs=1e-6)
+
+
+def test_pr_curve_runs_from_the_highest_score() -> None:
+    y = np.array([1, 0, 1, 0], dtype=bool)
+    precision, recall = metrics.pr_curve(y, np.array([0.9, 0.8, 0.7, 0.1]))
+    assert precision.tolist() == pytest.approx([1.0, 0.5, 2 / 3, 0.5])
+    assert recall.tolist() == [0.5, 0.5, 1.0, 1.0]

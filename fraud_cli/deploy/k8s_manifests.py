@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 MODELS = {("apps/v1", "Deployment"): "V1Deployment", ("v1", "Service"): "V1Service"}
 # Label values: at most 63 characters, alphanumeric at both ends.
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")

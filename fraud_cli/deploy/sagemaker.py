@@ -12,6 +12,7 @@ import io
 import re
 import tarfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fraud_cli.deploy import DeployError
@@ -63,16 +64,23 @@ def client(sm: Any = None) -> Any:
     return sm or boto3.client("sagemaker")
 
 
-def _missing(exc: Exception) -> bool:
-    """True when a SageMaker ClientError says the resource does not exist."""
-    message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
-    return "Could not find" in message or "does not exist" in message
+def _described(describe: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """What ``describe()`` answers, or None when SageMaker says the resource does not exist."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return describe()
+    except ClientError as exc:
+        message = str(exc.response.get("Error", {}).get("Message", ""))
+        if "Could not find" in message or "does not exist" in message:
+            return None
+        raise
 
 
 def deploy(model: PulledModel, settings: DeploySettings, sm: Any = None) -> str:
     """Create (or reuse) the model and endpoint config of this version; create/update the
     endpoint; wait until InService. ``sm``: a SageMaker client (default: from the environment)."""
-    from botocore.exceptions import ClientError, WaiterError
+    from botocore.exceptions import WaiterError
 
     endpoint = settings.sagemaker_endpoint
     image = settings.require("sagemaker_image_uri")
@@ -87,12 +95,9 @@ def deploy(model: PulledModel, settings: DeploySettings, sm: Any = None) -> str:
         {"Key": "fraud.model/version", "Value": model.version},
         {"Key": "fraud.model/sha256", "Value": model.sha256},
     ]
-    try:
-        sm.describe_model(ModelName=name)
+    if _described(lambda: sm.describe_model(ModelName=name)):
         print(f"model {name} exists")
-    except ClientError as exc:
-        if not _missing(exc):
-            raise
+    else:
         sm.create_model(
             ModelName=name,
             PrimaryContainer={
@@ -104,12 +109,9 @@ def deploy(model: PulledModel, settings: DeploySettings, sm: Any = None) -> str:
             Tags=tags,
         )
         print(f"created model {name}")
-    try:
-        sm.describe_endpoint_config(EndpointConfigName=name)
+    if _described(lambda: sm.describe_endpoint_config(EndpointConfigName=name)):
         print(f"endpoint configuration {name} exists")
-    except ClientError as exc:
-        if not _missing(exc):
-            raise
+    else:
         sm.create_endpoint_config(
             EndpointConfigName=name,
             ProductionVariants=[
@@ -123,12 +125,8 @@ def deploy(model: PulledModel, settings: DeploySettings, sm: Any = None) -> str:
             Tags=tags,
         )
         print(f"created endpoint configuration {name}")
-    try:
-        current = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
-    except ClientError as exc:
-        if not _missing(exc):
-            raise
-        current = None
+    described = _described(lambda: sm.describe_endpoint(EndpointName=endpoint))
+    current = described["EndpointConfigName"] if described else None
     if current is None:
         sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=name, Tags=tags)
         print(f"creating endpoint {endpoint}")

@@ -403,7 +403,6 @@ def test_k8s_apply_failures_fail_the_deploy(
 
 
 def test_k8s_validation_refuses_what_the_api_would(tmp_path: Path) -> None:
-    k8s = k8s_manifests
     values = {
         "NAME": "fraud-scoring",
         "NAMESPACE": "fraud",
@@ -414,12 +413,12 @@ def test_k8s_validation_refuses_what_the_api_would(tmp_path: Path) -> None:
         "LAKEHOUSE_URI": "s3://lake/fraud",
         "FRAUD_ENV": "prod",
     }
-    docs = k8s.render(values)
+    docs = k8s_manifests.render(values)
     assert [d["kind"] for d in docs] == ["Deployment", "Service"]
 
     def broken(edit: Callable[[str], str]) -> Path:
         folder = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
-        shutil.copytree(k8s.TEMPLATE_DIR, folder)
+        shutil.copytree(k8s_manifests.TEMPLATE_DIR, folder)
         path = folder / "deployment.yaml"
         path.write_text(edit(path.read_text()))
         return folder
@@ -436,10 +435,12 @@ def test_k8s_validation_refuses_what_the_api_would(tmp_path: Path) -> None:
         "targets 'http': no such port": lambda t: t.replace("- name: http\n", "- name: web\n"),
     }
     for message, edit in cases.items():
-        with pytest.raises(k8s.ManifestError, match=message.replace("(", r"\(")):
-            k8s.render(values, broken(edit))
-    with pytest.raises(k8s.ManifestError, match="cannot be a label value"):
-        k8s.render({**values, "MODEL_VERSION": "v" * 64})
+        with pytest.raises(k8s_manifests.ManifestError, match=message.replace("(", r"\(")):
+            k8s_manifests.render(values, broken(edit))
+    with pytest.raises(k8s_manifests.ManifestError, match="cannot be a label value"):
+        k8s_manifests.render({**values, "MODEL_VERSION": "v" * 64})
+    with pytest.raises(k8s_manifests.ManifestError, match="no \\*.yaml templates in"):
+        k8s_manifests.render(values, tmp_path / "empty")
 
 
 def test_k8s_deploy_needs_an_image(

@@ -7,6 +7,7 @@ import os
 import sys
 
 from fraud_cli.materialize import EXIT_USAGE, UsageError
+from fraud_cli.materialize.remote import materialize_remote
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,9 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.dagster_url:
-            from fraud_cli.materialize.remote import materialize_remote
-
             return materialize_remote(args)
+        # Imported here: it loads the whole code location, which a remote launch never needs.
         from fraud_cli.materialize.in_process import materialize_in_process
 
         return materialize_in_process(args)

@@ -12,7 +12,8 @@ export LAKEHOUSE_URI ?= $(CURDIR)/.lakehouse
 export METAFLOW_DATASTORE_SYSROOT_LOCAL ?= $(CURDIR)
 export DUCKDB_PATH ?= $(CURDIR)/.warehouse/fraud.duckdb
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-# CI/CD (scripts/): where the pulled champion goes, and where it is deployed.
+# CI/CD (scripts/deploy_model.py: fraud_cli.deploy): where the pulled champion goes, and where
+# it is deployed.
 export MODEL_DIR ?= $(CURDIR)/build/model
 export DEPLOY_TARGET ?= fastapi
 
@@ -58,19 +59,20 @@ ui: $(STAMP)  ## Dagster UI (dagster dev) on 127.0.0.1:3000
 	$(BIN)/python -c "from fraud_cli.orchestrate import ensure_dagster_home as e; e('$(DAGSTER_HOME)')"
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
-# scripts/materialize.py: with DAGSTER_URL, launches MATERIALIZE_SELECTION on that Dagster and
-# follows the runs; without it, in-process (no selection: `fraud materialize`, the whole cycle).
+# scripts/materialize.py (fraud_cli.materialize): with DAGSTER_URL, launches MATERIALIZE_SELECTION
+# on that Dagster and follows the runs; without it, in-process (no selection: `fraud materialize`,
+# the whole cycle).
 materialize: $(STAMP)  ## ingest new files, train, score, report (or MATERIALIZE_SELECTION on DAGSTER_URL)
 	$(BIN)/python scripts/materialize.py
 
 pull-model: $(STAMP)  ## download + verify the champion bundle of LAKEHOUSE_URI into MODEL_DIR
-	$(BIN)/python scripts/deploy_from_s3.py pull
+	$(BIN)/python scripts/deploy_model.py pull
 
 deploy: $(STAMP)  ## deploy the pulled champion to DEPLOY_TARGET (fastapi | sagemaker | k8s)
-	$(BIN)/python scripts/deploy_from_s3.py deploy
+	$(BIN)/python scripts/deploy_model.py deploy
 
 smoke: $(STAMP)  ## smoke-test the deployed API (DEPLOY_TARGET) with the pulled champion
-	$(BIN)/python scripts/deploy_from_s3.py smoke
+	$(BIN)/python scripts/deploy_model.py smoke
 
 # No install step: a build that failed in Setup is still reported (notify.py needs only the
 # standard library; it reads the champion's metrics when the project is installed).

@@ -1,4 +1,5 @@
-"""The ``fraud`` command: ``simulate``, ``demo``, ``serve``."""
+"""The ``fraud`` command: ``simulate``, ``demo``, ``materialize``, ``deploy-training``,
+``model rollback``, ``serve``."""
 
 from __future__ import annotations
 
@@ -55,39 +56,23 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _materialize(args: argparse.Namespace) -> int:
-    import os
+    from fraud_cli.materialize.in_process import run_cycle
 
-    from fraud_cli.orchestrate import Orchestrator, ensure_dagster_home
-
-    env = dict(os.environ)
-    env["DAGSTER_HOME"] = ensure_dagster_home(
-        env.get("DAGSTER_HOME") or os.path.abspath(".dagster_home")
-    )
-    orchestrator = Orchestrator(env, on_step=lambda label: print(f"- {label}", flush=True))
-    ingestion = orchestrator.ingest_new_files()
-    print(f"ingested {len(ingestion.ingested)} new landing file(s)")
-    if args.train:
-        outcome = orchestrator.train(seed=args.seed)
-        print(
-            f"model gate: {'passed' if outcome['gate_passed'] else 'FAILED'}: "
-            f"{outcome['gate_description']}"
-        )
-        orchestrator.score(orchestrator.batches())
-    orchestrator.report()
-    print("materialized; `make ui` shows the runs")
-    if ingestion.failed:  # the rest of the cycle ran without them
-        print(ingestion.failure_report(), file=sys.stderr)
-        return 1
-    return 0
+    return run_cycle(train=args.train, seed=args.seed)
 
 
 def _deploy_training(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from fraud_assets.resources import StepFunctionsTraining
-    from fraud_assets.resources.training import IMAGE_SETTING
+    from fraud_assets.definitions import datastore_root
+    from fraud_assets.resources.training import IMAGE_SETTING, StepFunctionsTraining, training_for
 
-    training = StepFunctionsTraining(state_machine=args.state_machine)
+    # The resource the fraud_model asset gets in prod (FRAUD_STATE_MACHINE names it).
+    env = {k: v for k, v in os.environ.items() if v} | {"FRAUD_TRAINING": "step-functions"}
+    if args.state_machine:
+        env["FRAUD_STATE_MACHINE"] = args.state_machine
+    training = training_for(env, datastore_root(env))
+    assert isinstance(training, StepFunctionsTraining)
     try:
         package = training.code_package()  # fails before deploying when the package is short
         name = training.deploy()
@@ -172,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument(
         "--state-machine",
-        default=os.environ.get("FRAUD_STATE_MACHINE") or "FraudTrainingFlow",
+        default="",
         help="its name (default: FRAUD_STATE_MACHINE, else FraudTrainingFlow)",
     )
     deploy.set_defaults(func=_deploy_training)

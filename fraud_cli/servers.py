@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,12 @@ from typing import Any, TypeVar
 
 import httpx
 
+from fraud_core.polling import poll_until
+
 ROOT = Path(__file__).resolve().parent.parent
 TELEMETRY_OFF = "telemetry:\n  enabled: false\n"
+# What a server answers while it starts: "not yet".
+NOT_YET = (OSError, httpx.HTTPError, RuntimeError, KeyError, TypeError, ValueError)
 
 T = TypeVar("T")
 
@@ -36,18 +39,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_server(
+    proc: subprocess.Popen[Any],
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float,
+    interval: float = 0.2,
+    log: Callable[[], str] = lambda: "",
+) -> T:
+    """Call ``probe`` until it returns something truthy while ``proc`` runs; connection errors
+    and GraphQL errors count as "not yet".
+
+    Raises:
+        RuntimeError: the process exited first (with the tail of ``log()``).
+        TimeoutError: ``timeout`` passed (with the tail of ``log()``).
+    """
+
+    def running_probe() -> T | None:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"the server exited early with code {proc.returncode} ({what}):\n{log()}"
+            )
+        try:
+            return probe()
+        except NOT_YET:  # the exit above is a RuntimeError too: only the probe's count
+            return None
+
+    try:
+        return poll_until(running_probe, what=what, timeout=timeout, interval=interval)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\n{log()}") from None
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
     """Block until something listens on 127.0.0.1:port (or the process dies / time runs out)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+    def listening() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+
+    wait_for_server(proc, f"a listener on 127.0.0.1:{port}", listening, timeout, interval=0.1)
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
@@ -90,24 +121,8 @@ class DagsterDev:
     def wait_until(
         self, what: str, probe: Callable[[], T | None], timeout: float = 120, poll: float = 0.5
     ) -> T:
-        """Call ``probe`` until it returns something truthy; connection errors and GraphQL
-        errors count as "not yet". Fails with the server's log when it exits or time runs out.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dagster dev exited early ({what}):\n{self.log()}")
-            try:
-                value = probe()
-            except (httpx.HTTPError, RuntimeError, KeyError, TypeError, ValueError):
-                value = None
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"timed out after {timeout:g} s waiting for {what}:\n{self.log()}"
-                )
-            time.sleep(poll)
+        """Call ``probe`` until it returns something truthy (see :func:`wait_for_server`)."""
+        return wait_for_server(self.proc, what, probe, timeout, poll, self.log)
 
     def wait_for_graph(self, timeout: float = 120) -> list[dict[str, Any]]:
         """Until the code location has loaded its assets; returns the asset nodes' ids."""
@@ -230,20 +245,15 @@ def scoring_api(
             command, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
+
+    def log() -> str:
+        return log_path.read_text(errors="replace")[-3000:] if log_path else ""
+
+    def ready() -> bool:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                log = log_path.read_text(errors="replace")[-3000:] if log_path else ""
-                raise RuntimeError(f"uvicorn exited early with code {proc.returncode}\n{log}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"the scoring API was not ready within {timeout:g} s")
-            time.sleep(0.2)
+        wait_for_server(proc, f"the scoring API at {url} to be ready", ready, timeout, 0.2, log)
         yield url
     finally:
         stop_process(proc)

@@ -93,12 +93,18 @@ class ModelBundle:
     @classmethod
     def load(cls, lakehouse: Lakehouse, version: str) -> ModelBundle:
         """Load and verify a bundle: checksum, format and feature compatibility."""
+        return cls.from_parts(*cls.read_parts(lakehouse, version))
+
+    @staticmethod
+    def read_parts(lakehouse: Lakehouse, version: str) -> tuple[dict[str, Any], bytes]:
+        """The manifest and the weights of ``version`` as stored (:meth:`from_parts` verifies
+        them)."""
         try:
             manifest = lakehouse.read_json(lakehouse.model_path(version, MANIFEST_FILE))
             weights = lakehouse.read_bytes(lakehouse.model_path(version, WEIGHTS_FILE))
         except (LakehouseError, ValueError) as exc:
             raise BundleError(f"model bundle {version!r} cannot be read: {exc}") from exc
-        return cls.from_parts(manifest, weights)
+        return manifest, weights
 
     @classmethod
     def from_parts(cls, manifest: dict[str, Any], weights: bytes) -> ModelBundle:

@@ -10,37 +10,37 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
+from fraud_cli.deploy import sagemaker
+from fraud_cli.deploy.settings import DeploySettings
 from fraud_cli.servers import free_port, scoring_api
+from fraud_core.polling import poll_until
 from serving.api.models import load_example
 from tests.support.containers import DockerEngine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _wait_for_ping(docker: DockerEngine, container: str, url: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
+def _wait_for_ping(
+    docker: DockerEngine, container: str, url: str, timeout: float = 90
+) -> httpx.Response:
+    def ping() -> httpx.Response | None:
         state = docker.docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip()
         if state != "true":
             logs = docker.docker("logs", container, check=False)
             raise AssertionError(f"the container exited:\n{logs.stdout[-3000:]}{logs.stderr}")
         try:
             answer = httpx.get(f"{url}/ping", timeout=2)
-            if answer.status_code == 200:
-                return answer
         except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"/ping did not answer 200 within {timeout} s")
-        time.sleep(0.5)
+            return None
+        return answer if answer.status_code == 200 else None
+
+    return poll_until(ping, what=f"{url}/ping to answer 200", timeout=timeout, interval=0.5)
 
 
 def test_sagemaker_serve_scores_like_make_serve(
@@ -48,17 +48,16 @@ def test_sagemaker_serve_scores_like_make_serve(
     project_image: str,
     champion_lakehouse: Path,
     run_script: Any,
-    script_module: Callable[[str], ModuleType],
     tmp_path: Path,
 ) -> None:
     model_dir = tmp_path / "model"
     pulled = run_script(
-        "deploy_from_s3",
+        "deploy_model",
         "pull",
         env={"LAKEHOUSE_URI": str(champion_lakehouse), "MODEL_DIR": str(model_dir)},
     )
     assert pulled.returncode == 0, pulled.stderr
-    container_env = script_module("deploy_from_s3").sagemaker_container_env("fm-test-1")
+    container_env = sagemaker.container_env("fm-test-1", DeploySettings.from_env())
     port = free_port()  # SageMaker's 8080 may be taken on the host network
     flags = [f"--env={k}={v}" for k, v in {**container_env, "FRAUD_SERVE_PORT": port}.items()]
     started = time.monotonic()

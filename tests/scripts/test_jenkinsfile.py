@@ -286,7 +286,7 @@ def test_run_settings_reach_the_delivery_stages_only() -> None:
 
 def test_materialize_gets_the_dagster_token_only_through_withcredentials() -> None:
     """The Materialize stage runs inside withDagsterToken, which binds DAGSTER_API_TOKEN (what
-    scripts/materialize.py sends) from the credential DAGSTER_TOKEN_CREDENTIALS_ID names, and
+    fraud_cli.materialize.remote sends) from the credential DAGSTER_TOKEN_CREDENTIALS_ID names, and
     runs the stage without it when that is unset."""
     text = strip_comments(JENKINSFILE.read_text())
     materialize = stages(text)["Materialize"]
@@ -299,5 +299,5 @@ def test_materialize_gets_the_dagster_token_only_through_withcredentials() -> No
         bound,
     )
     assert "body()" in named_block(helper, "else")
-    script = (ROOT / "scripts" / "materialize.py").read_text()
+    script = (ROOT / "fraud_cli" / "materialize" / "remote.py").read_text()
     assert 'os.environ.get("DAGSTER_API_TOKEN"' in script

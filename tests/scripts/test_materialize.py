@@ -1,5 +1,6 @@
-"""scripts/materialize.py: selections planned against the code location, runs launched on a
-real ``dagster dev`` through GraphQL and followed to their end, and the in-process mode."""
+"""scripts/materialize.py (fraud_cli.materialize): selections planned against the code location,
+runs launched on a real ``dagster dev`` through GraphQL and followed to their end, and the
+in-process mode."""
 
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
 from fraud_cli import servers
+from fraud_cli.materialize import EXIT_FAILED, EXIT_TIMEOUT, UsageError
+from fraud_cli.materialize.cli import build_parser
+from fraud_cli.materialize.cli import main as materialize_main
+from fraud_cli.materialize.plan import AssetInfo, Plan, plan_selection
+from fraud_cli.materialize.remote import materialize_remote
 from fraud_cli.servers import DagsterDev
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import SCORES
@@ -42,13 +47,8 @@ run_coordinator:
 
 
 @pytest.fixture(scope="module")
-def materialize(script_module: Callable[[str], ModuleType]) -> ModuleType:
-    return script_module("materialize")
-
-
-@pytest.fixture(scope="module")
-def location(materialize: ModuleType) -> tuple[list[str], dict[str, Any]]:
-    info = materialize.AssetInfo
+def location() -> tuple[list[str], dict[str, Any]]:
+    info = AssetInfo
     assets = {
         "raw_claims": info(True, ["b0", "b1"], ["ingest_batch"]),
         "claim_scores": info(True, ["b0", "b1"], ["ingest_batch", "score_batch"]),
@@ -58,19 +58,17 @@ def location(materialize: ModuleType) -> tuple[list[str], dict[str, Any]]:
     return ["ingest_batch", "score_batch", "report_metrics"], assets
 
 
-def test_a_job_name_plans_that_job(materialize: ModuleType, location: Any) -> None:
-    plan = materialize.plan_selection("report_metrics", "", *location)
+def test_a_job_name_plans_that_job(location: Any) -> None:
+    plan = plan_selection("report_metrics", "", *location)
     assert (plan.job, plan.asset_keys, plan.partitions) == ("report_metrics", None, [None])
 
 
-def test_asset_keys_plan_the_asset_job_per_partition(
-    materialize: ModuleType, location: Any
-) -> None:
-    plan = materialize.plan_selection("raw_claims, claim_scores", "all", *location)
+def test_asset_keys_plan_the_asset_job_per_partition(location: Any) -> None:
+    plan = plan_selection("raw_claims, claim_scores", "all", *location)
     assert plan.job == "__ASSET_JOB"
     assert plan.asset_keys == [["raw_claims"], ["claim_scores"]]
     assert plan.partitions == ["b0", "b1"]
-    assert materialize.plan_selection("score_batch", "b1", *location).partitions == ["b1"]
+    assert plan_selection("score_batch", "b1", *location).partitions == ["b1"]
 
 
 @pytest.mark.parametrize(
@@ -85,10 +83,10 @@ def test_asset_keys_plan_the_asset_job_per_partition(
     ],
 )
 def test_unusable_selections_are_refused_before_launching(
-    materialize: ModuleType, location: Any, selection: str, partitions: str, message: str
+    location: Any, selection: str, partitions: str, message: str
 ) -> None:
-    with pytest.raises(materialize.UsageError, match=re.escape(message)):
-        materialize.plan_selection(selection, partitions, *location)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        plan_selection(selection, partitions, *location)
 
 
 class NeverEndingRun:
@@ -96,13 +94,12 @@ class NeverEndingRun:
 
     base_url, location = "http://dagster.test", "loc"
 
-    def __init__(self, materialize: ModuleType) -> None:
-        self.materialize = materialize
+    def __init__(self) -> None:
         self.statuses = ["QUEUED", "STARTING", "STARTED"]
         self.terminated: list[str] = []
 
     def plan(self, selection: str, partitions: str) -> Any:
-        return self.materialize.Plan(job=selection)
+        return Plan(job=selection)
 
     def launch(self, plan: Any, partition: str | None, run_config: dict[str, Any]) -> str:
         return "run-1"
@@ -119,13 +116,13 @@ class NeverEndingRun:
 
 
 def test_a_run_that_outlives_the_timeout_is_terminated(
-    materialize: ModuleType, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    deployment = NeverEndingRun(materialize)
-    args = materialize.build_parser().parse_args(
+    deployment = NeverEndingRun()
+    args = build_parser().parse_args(
         ["--selection", "report_metrics", "--timeout", "0.3", "--poll", "0.1"]
     )
-    assert materialize.materialize_remote(args, deployment) == materialize.EXIT_TIMEOUT
+    assert materialize_remote(args, deployment) == EXIT_TIMEOUT
     assert deployment.terminated == ["run-1"]
     out = capsys.readouterr().out
     assert "http://dagster.test/runs/run-1" in out and "did not finish within 0.3 s" in out
@@ -140,10 +137,10 @@ class Unreachable(NeverEndingRun):
 
 
 def test_losing_the_deployment_while_following_fails_the_build(
-    materialize: ModuleType, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    args = materialize.build_parser().parse_args(["--selection", "x", "--poll", "0.01"])
-    assert materialize.materialize_remote(args, Unreachable(materialize)) == materialize.EXIT_FAILED
+    args = build_parser().parse_args(["--selection", "x", "--poll", "0.01"])
+    assert materialize_remote(args, Unreachable()) == EXIT_FAILED
     out = capsys.readouterr().out
     assert out.count("WARNING: status of run run-1 unknown") == 5
     assert "lost contact with Dagster; run run-1 may still be running" in out
@@ -364,7 +361,6 @@ def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, lakehouse: Path)
 def test_in_process_ingests_through_the_landing_sensor(
     tmp_path: Path,
     champion_lakehouse: Path,
-    materialize: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -377,11 +373,11 @@ def test_in_process_ingests_through_the_landing_sensor(
     (landed,) = write_landing_files([claims.drop(columns="scenario")], str(lakehouse / "landing"))
     home = in_process(monkeypatch, tmp_path, lakehouse)
     # Nothing scored yet: model_metrics fails, and the script says why (exit 1, no traceback).
-    assert materialize.main(["--selection", "report_metrics", "--partitions", ""]) == 1
+    assert materialize_main(["--selection", "report_metrics", "--partitions", ""]) == 1
     out = capsys.readouterr().out
     assert "FAILURE" in out and "no scored batches in the lakehouse" in out
     # No partitions: the landing sensor decides what to ingest (one run per new file).
-    assert materialize.main(["--selection", "ingest_batch", "--partitions", ""]) == 0
+    assert materialize_main(["--selection", "ingest_batch", "--partitions", ""]) == 0
     assert "ingested 1 new landing file(s)" in capsys.readouterr().out
     assert (home / "dagster.yaml").exists()
     scores = Lakehouse(str(lakehouse)).read_batch(SCORES, Path(landed).stem)
@@ -392,7 +388,6 @@ def test_in_process_ingests_through_the_landing_sensor(
 def test_a_rejected_file_never_holds_back_the_others(
     tmp_path: Path,
     champion_lakehouse: Path,
-    materialize: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -414,7 +409,7 @@ def test_a_rejected_file_never_holds_back_the_others(
     bad.write_text(bad.read_text().replace("claimed_amount", "amount_claimed"))
     home = in_process(monkeypatch, tmp_path, lakehouse)
 
-    assert materialize.main(["--selection", "ingest_batch", "--partitions", ""]) == 1
+    assert materialize_main(["--selection", "ingest_batch", "--partitions", ""]) == 1
     out, err = capsys.readouterr()
     assert "ingested 2 new landing file(s)" in out
     assert "1 landing file(s) failed to ingest" in err
@@ -433,6 +428,6 @@ def test_a_rejected_file_never_holds_back_the_others(
     for lose_cursor in (False, True):
         if lose_cursor:
             (home / CURSOR_FILE).unlink()
-        assert materialize.main(["--selection", "ingest_batch", "--partitions", ""]) == 0
+        assert materialize_main(["--selection", "ingest_batch", "--partitions", ""]) == 0
         assert "ingested 0 new landing file(s)" in capsys.readouterr().out
     assert len(instance.get_runs()) == 3

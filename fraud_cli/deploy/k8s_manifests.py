@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
+# The templates live in the repository (deploy/k8s), next to the other deployment files.
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 MODELS = {("apps/v1", "Deployment"): "V1Deployment", ("v1", "Service"): "V1Service"}
 # Label values: at most 63 characters, alphanumeric at both ends.
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
@@ -72,8 +73,11 @@ def substitute(node: Any, values: Mapping[str, Any]) -> Any:
 def render(values: Mapping[str, Any], template_dir: Path = TEMPLATE_DIR) -> list[dict[str, Any]]:
     """Every document of every ``*.yaml`` template, rendered and validated (sorted by file)."""
     check_values(values)
+    templates = sorted(template_dir.glob("*.yaml"))
+    if not templates:  # deploy/k8s is in a checkout of the repository, not in a wheel
+        raise ManifestError(f"no *.yaml templates in {template_dir}: run from a checkout")
     docs = []
-    for path in sorted(template_dir.glob("*.yaml")):
+    for path in templates:
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 docs.append(substitute(doc, values))

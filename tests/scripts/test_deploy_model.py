@@ -1,5 +1,6 @@
-"""scripts/deploy_from_s3.py: pull the champion from an S3 lakehouse (moto's server), verify it,
-deploy it to a real uvicorn service, to SageMaker (moto) and as Kubernetes manifests."""
+"""scripts/deploy_model.py (fraud_cli.deploy): pull the champion from an S3 lakehouse (moto's
+server), verify it, deploy it to a real uvicorn service, to SageMaker (moto) and as Kubernetes
+manifests."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import sys
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -20,9 +20,13 @@ import httpx
 import pytest
 import yaml
 
+from fraud_cli.deploy import DeployError, SettingError, k8s, k8s_manifests, sagemaker
+from fraud_cli.deploy.pull import pull
+from fraud_cli.deploy.service import wait_until_serving
+from fraud_cli.deploy.settings import DeploySettings
 from fraud_cli.servers import scoring_api
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.model.bundle import MANIFEST_FILE, WEIGHTS_FILE
+from fraud_core.model.bundle import MANIFEST_FILE, WEIGHTS_FILE, BundleError
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "fraud-deploy-lake"
@@ -62,15 +66,10 @@ def s3(moto_endpoint: str, champion_lakehouse: Path) -> Iterator[dict[str, str]]
             os.environ["AWS_ENDPOINT_URL"] = saved
 
 
-@pytest.fixture(scope="module")
-def deploy(script_module: Callable[[str], ModuleType]) -> ModuleType:
-    return script_module("deploy_from_s3")
-
-
 def test_pull_downloads_and_verifies_the_champion(
     s3: dict[str, str], run_script: Any, tmp_path: Path
 ) -> None:
-    result = run_script("deploy_from_s3", "pull", env={**s3, "MODEL_DIR": str(tmp_path)})
+    result = run_script("deploy_model", "pull", env={**s3, "MODEL_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"pulled model {NEW}" in result.stdout and "verified" in result.stdout
     pulled = Lakehouse(str(tmp_path))
@@ -85,15 +84,15 @@ def test_pull_downloads_and_verifies_the_champion(
 
 
 def test_pull_refuses_a_corrupt_bundle_and_a_missing_champion(
-    s3: dict[str, str], run_script: Any, deploy: ModuleType, tmp_path: Path
+    s3: dict[str, str], run_script: Any, tmp_path: Path
 ) -> None:
     env = {**s3, "LAKEHOUSE_URI": f"s3://{BUCKET}/corrupt", "MODEL_DIR": str(tmp_path / "m")}
-    result = run_script("deploy_from_s3", "pull", env=env)
+    result = run_script("deploy_model", "pull", env=env)
     assert result.returncode == 2
     assert "weights checksum mismatch" in result.stderr
     assert not (tmp_path / "m").exists()  # nothing unverified is written
-    with pytest.raises(deploy.BundleError, match="no champion model"):
-        deploy.pull(f"s3://{BUCKET}/empty", str(tmp_path / "m"))
+    with pytest.raises(BundleError, match="no champion model"):
+        pull(f"s3://{BUCKET}/empty", str(tmp_path / "m"))
 
 
 # --- fastapi: a real service that swaps models ------------------------------------------------
@@ -130,27 +129,27 @@ def test_fastapi_deploy_swaps_the_running_service_and_smoke_passes(
         "DEPLOY_TIMEOUT": "60",
         "FRAUD_API_KEY": "",
     }
-    result = run_script("deploy_from_s3", "deploy", env=env)  # pulls first: no model pulled yet
+    result = run_script("deploy_model", "deploy", env=env)  # pulls first: no model pulled yet
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"pulled model {NEW}" in result.stdout
     assert f"{service['url']} serves model {NEW}" in result.stdout
     assert httpx.get(f"{service['url']}/readyz").json()["model_version"] == NEW
     assert Lakehouse(service["lakehouse"]).champion()["version"] == NEW  # type: ignore[index]
 
-    result = run_script("deploy_from_s3", "smoke", env=env)  # the API wants a key
+    result = run_script("deploy_model", "smoke", env=env)  # the API wants a key
     assert result.returncode == 1 and "answered 401" in result.stderr
     assert service["key"] not in result.stdout + result.stderr
-    result = run_script("deploy_from_s3", "smoke", env={**env, "FRAUD_API_KEY": service["key"]})
+    result = run_script("deploy_model", "smoke", env={**env, "FRAUD_API_KEY": service["key"]})
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"model {NEW} scored the example claim" in result.stdout
 
 
 def test_waiting_for_a_service_that_does_not_answer_times_out(
-    deploy: ModuleType, free_port: Callable[[], int]
+    free_port: Callable[[], int],
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(deploy.DeployError, match=f"did not report model {NEW} within 0.5 s"):
-        deploy.wait_until_serving(url, NEW, timeout=0.5, poll=0.1)
+    with pytest.raises(DeployError, match=f"did not report model {NEW} within 0.5 s"):
+        wait_until_serving(url, NEW, timeout=0.5, poll=0.1)
 
 
 # --- sagemaker (moto) ----------------------------------------------------------------------
@@ -168,7 +167,7 @@ def test_sagemaker_deploy_creates_model_config_and_endpoint(
         "SAGEMAKER_ROLE_ARN": ROLE,
         "DEPLOY_TIMEOUT": "20",
     }
-    result = run_script("deploy_from_s3", "deploy", env=env)
+    result = run_script("deploy_model", "deploy", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     name = f"fraud-test-{NEW}"
     sm = boto3.client("sagemaker", endpoint_url=s3["AWS_ENDPOINT_URL"])
@@ -196,13 +195,12 @@ def test_sagemaker_deploy_creates_model_config_and_endpoint(
     }
     assert pointer["version"] == NEW
 
-    result = run_script("deploy_from_s3", "smoke", env=env)
+    result = run_script("deploy_model", "smoke", env=env)
     assert result.returncode == 0 and "InService with model" in result.stdout, result.stderr
 
 
 def test_sagemaker_deploy_again_changes_nothing(
     s3: dict[str, str],
-    deploy: ModuleType,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -215,10 +213,11 @@ def test_sagemaker_deploy_again_changes_nothing(
         "LAKEHOUSE_URI": s3["LAKEHOUSE_URI"],
     }.items():
         monkeypatch.setenv(name, value)
-    model = deploy.pull(s3["LAKEHOUSE_URI"], str(tmp_path / "model"))
-    deploy.deploy_sagemaker(model, timeout=10)
+    model = pull(s3["LAKEHOUSE_URI"], str(tmp_path / "model"))
+    settings = DeploySettings.from_env(deploy_timeout=10)
+    sagemaker.deploy(model, settings)
     capsys.readouterr()
-    deploy.deploy_sagemaker(model, timeout=10)
+    sagemaker.deploy(model, settings)
     out = capsys.readouterr().out
     assert "model fraud-again-fm-test-2 exists" in out
     assert "endpoint configuration fraud-again-fm-test-2 exists" in out
@@ -226,7 +225,7 @@ def test_sagemaker_deploy_again_changes_nothing(
 
 
 def test_sagemaker_deploy_updates_an_existing_endpoint(
-    s3: dict[str, str], deploy: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """moto 5.2 has no UpdateEndpoint: botocore's Stubber checks the calls against the API
     model instead (model and config exist already, the endpoint runs an older config)."""
@@ -235,7 +234,7 @@ def test_sagemaker_deploy_updates_an_existing_endpoint(
     monkeypatch.setenv("SAGEMAKER_IMAGE_URI", IMAGE)
     monkeypatch.setenv("SAGEMAKER_ROLE_ARN", ROLE)
     monkeypatch.setenv("LAKEHOUSE_URI", s3["LAKEHOUSE_URI"])
-    model = deploy.pull(s3["LAKEHOUSE_URI"], str(tmp_path / "model"))
+    model = pull(s3["LAKEHOUSE_URI"], str(tmp_path / "model"))
     sm = boto3.client("sagemaker", region_name="us-east-1")
     name = f"fraud-scoring-{NEW}"
     endpoint = {
@@ -264,7 +263,7 @@ def test_sagemaker_deploy_updates_an_existing_endpoint(
             {**endpoint, "EndpointConfigName": name},
             {"EndpointName": "fraud-scoring"},
         )
-        summary = deploy.deploy_sagemaker(model, timeout=5, sm=sm)
+        summary = sagemaker.deploy(model, DeploySettings.from_env(deploy_timeout=5), sm=sm)
         stub.assert_no_pending_responses()
     assert summary == f"SageMaker endpoint fraud-scoring serves model {NEW} (config {name})"
 
@@ -332,7 +331,7 @@ def test_k8s_manifests_are_rendered_with_image_and_version_and_validated(
     s3: dict[str, str], run_script: Any, tmp_path: Path
 ) -> None:
     # FRAUD_ENV unset (empty): the pods run with the default, local.
-    result = run_script("deploy_from_s3", "deploy", env={**k8s_env(s3, tmp_path), "FRAUD_ENV": ""})
+    result = run_script("deploy_model", "deploy", env={**k8s_env(s3, tmp_path), "FRAUD_ENV": ""})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rendered and validated" in result.stdout and "(not applied)" in result.stdout
     check_manifests(tmp_path / "k8s", tmp_path, fraud_env="local")
@@ -374,7 +373,7 @@ def test_k8s_apply_runs_kubectl_apply_then_waits_for_the_rollout(
         FRAUD_ENV="prod",
         DEPLOY_TIMEOUT="120",
     )
-    result = run_script("deploy_from_s3", "deploy", env=env)
+    result = run_script("deploy_model", "deploy", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"deployment/fraud-scoring in fraud-staging rolled out with model {NEW}" in result.stdout
     calls = [json.loads(line) for line in (record / "calls.jsonl").read_text().splitlines()]
@@ -391,22 +390,19 @@ def test_k8s_apply_failures_fail_the_deploy(
     record = tmp_path / "kubectl"
     env = k8s_env(s3, tmp_path, K8S_APPLY="true", KUBECTL=str(kubectl))
     env["FAKE_KUBECTL_RECORD"] = str(record)
-    failed = run_script("deploy_from_s3", "deploy", env={**env, "FAKE_KUBECTL_FAIL": "apply"})
+    failed = run_script("deploy_model", "deploy", env={**env, "FAKE_KUBECTL_FAIL": "apply"})
     assert failed.returncode == 1 and "kubectl apply failed" in failed.stderr
     assert len((record / "calls.jsonl").read_text().splitlines()) == 1  # no rollout wait
     shutil.rmtree(record)
-    stuck = run_script("deploy_from_s3", "deploy", env={**env, "FAKE_KUBECTL_FAIL": "rollout"})
+    stuck = run_script("deploy_model", "deploy", env={**env, "FAKE_KUBECTL_FAIL": "rollout"})
     assert stuck.returncode == 1 and "kubectl rollout status failed" in stuck.stderr
     missing = run_script(
-        "deploy_from_s3", "deploy", env={**env, "KUBECTL": str(tmp_path / "no-kubectl")}
+        "deploy_model", "deploy", env={**env, "KUBECTL": str(tmp_path / "no-kubectl")}
     )
     assert missing.returncode == 2 and "set KUBECTL to its path" in missing.stderr
 
 
-def test_k8s_validation_refuses_what_the_api_would(
-    script_module: Callable[[str], ModuleType], tmp_path: Path
-) -> None:
-    k8s = script_module("k8s_manifests")
+def test_k8s_validation_refuses_what_the_api_would(tmp_path: Path) -> None:
     values = {
         "NAME": "fraud-scoring",
         "NAMESPACE": "fraud",
@@ -417,12 +413,12 @@ def test_k8s_validation_refuses_what_the_api_would(
         "LAKEHOUSE_URI": "s3://lake/fraud",
         "FRAUD_ENV": "prod",
     }
-    docs = k8s.render(values)
+    docs = k8s_manifests.render(values)
     assert [d["kind"] for d in docs] == ["Deployment", "Service"]
 
     def broken(edit: Callable[[str], str]) -> Path:
         folder = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
-        shutil.copytree(k8s.TEMPLATE_DIR, folder)
+        shutil.copytree(k8s_manifests.TEMPLATE_DIR, folder)
         path = folder / "deployment.yaml"
         path.write_text(edit(path.read_text()))
         return folder
@@ -439,16 +435,18 @@ def test_k8s_validation_refuses_what_the_api_would(
         "targets 'http': no such port": lambda t: t.replace("- name: http\n", "- name: web\n"),
     }
     for message, edit in cases.items():
-        with pytest.raises(k8s.ManifestError, match=message.replace("(", r"\(")):
-            k8s.render(values, broken(edit))
-    with pytest.raises(k8s.ManifestError, match="cannot be a label value"):
-        k8s.render({**values, "MODEL_VERSION": "v" * 64})
+        with pytest.raises(k8s_manifests.ManifestError, match=message.replace("(", r"\(")):
+            k8s_manifests.render(values, broken(edit))
+    with pytest.raises(k8s_manifests.ManifestError, match="cannot be a label value"):
+        k8s_manifests.render({**values, "MODEL_VERSION": "v" * 64})
+    with pytest.raises(k8s_manifests.ManifestError, match="no \\*.yaml templates in"):
+        k8s_manifests.render(values, tmp_path / "empty")
 
 
 def test_k8s_deploy_needs_an_image(
-    deploy: ModuleType, champion_lakehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    champion_lakehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("K8S_IMAGE", raising=False)
-    model = deploy.pull(str(champion_lakehouse), str(tmp_path / "model"))
-    with pytest.raises(deploy.SettingError, match="K8S_IMAGE is not set"):
-        deploy.deploy_k8s(model, timeout=10)
+    model = pull(str(champion_lakehouse), str(tmp_path / "model"))
+    with pytest.raises(SettingError, match="K8S_IMAGE is not set"):
+        k8s.deploy(model, DeploySettings.from_env(deploy_timeout=10))

@@ -29,13 +29,11 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fraud_core.schema import Decision
-
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
 
 LATENCY_BUCKETS = (
     0.0005,

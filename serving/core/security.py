@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import logging
 from dataclasses import dataclass
 
+from fastapi import status
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from serving.core.config import Settings
 
 API_KEY_HEADER = "X-API-Key"
+
+log = logging.getLogger(__name__)
 
 
 def _digest(key: str) -> bytes:
@@ -57,6 +62,17 @@ def needs_key(path: str, protected: frozenset[str]) -> bool:
     """Whether ``path`` (a request path or a route template) needs a key: every path under
     ``/v1/``, and the exact paths in ``protected`` (:meth:`ApiKeyGuard.protected_paths`)."""
     return path.startswith("/v1/") or path in protected
+
+
+def log_key_policy(settings: Settings) -> None:
+    """Say in the log when the settings open routes that normally want a key."""
+    if settings.auth_disabled:
+        log.warning("API key check disabled (FRAUD_API_AUTH_DISABLED=true): local demo only")
+    if settings.sagemaker:
+        log.info(
+            "SageMaker mode: POST /invocations takes no API key (IAM guards InvokeEndpoint)%s",
+            "" if settings.api_keys else "; no FRAUD_API_KEYS, so the /v1 routes accept none",
+        )
 
 
 class ApiKeyGuard:
@@ -107,15 +123,14 @@ class ApiKeyGuard:
         if self.keys.accepts(key):
             await self.app(scope, receive, send)
             return
+        refusal: ASGIApp
         if scope["type"] == "websocket":  # none today; a future one is guarded all the same
-            await send({"type": "websocket.close", "code": 1008, "reason": "X-API-Key refused"})
-            return
-        detail = f"missing {API_KEY_HEADER} header" if not key else f"invalid {API_KEY_HEADER}"
-        body = json.dumps({"detail": detail}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", API_KEY_HEADER.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            refusal = WebSocketClose(status.WS_1008_POLICY_VIOLATION, f"{API_KEY_HEADER} refused")
+        else:
+            detail = f"missing {API_KEY_HEADER} header" if not key else f"invalid {API_KEY_HEADER}"
+            refusal = JSONResponse(
+                {"detail": detail},
+                status.HTTP_401_UNAUTHORIZED,
+                headers={"www-authenticate": API_KEY_HEADER},
+            )
+        await refusal(scope, receive, send)

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request, Response, status
+from fastapi import APIRouter, Body, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 
-from serving.api.deps import MetricsDep, SettingsDep, current_model
+from serving.api.deps import ChampionDep, MetricsDep, SettingsDep, current_model
 from serving.api.models import BatchResponse, NotReady, Readiness, load_example
 from serving.api.routes.health import readiness
-from serving.api.routes.score import batch_response, score_items
+from serving.api.routes.score import batch_response, check_batch_size, score_items
 
 router = APIRouter(tags=["sagemaker"])
 
@@ -73,9 +73,9 @@ def _claims_of(payload: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str,
     response_model=Readiness,
     responses={503: {"model": NotReady, "description": "No model loaded; `detail` says why."}},
 )
-async def ping(request: Request) -> Readiness | JSONResponse:
+async def ping(champion: ChampionDep) -> Readiness | JSONResponse:
     """SageMaker's health check: 200 when a model is loaded, else 503 (as `GET /readyz`)."""
-    return readiness(request)
+    return readiness(champion)
 
 
 @router.post(
@@ -90,7 +90,7 @@ async def ping(request: Request) -> Readiness | JSONResponse:
 )
 async def invocations(
     payload: InvocationBody,
-    request: Request,
+    champion: ChampionDep,
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> Response:
@@ -101,16 +101,11 @@ async def invocations(
     Each result carries the server's default number of `top_features`
     (`FRAUD_API_TOP_FEATURES`, 3 unless set): SageMaker passes no query string.
     """
-    model = current_model(request)
+    model = current_model(champion)
     claims = _claims_of(payload)
     if not claims:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no claims to score")
-    if len(claims) > settings.max_batch_size:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"{len(claims)} claims in one invocation; this server accepts at most "
-            f"{settings.max_batch_size}",
-        )
+    check_batch_size(len(claims), settings, "invocation")
     top_k = settings.top_features
     if len(claims) <= INLINE_CLAIMS:
         return batch_response(score_items(model, claims, top_k, metrics))

@@ -9,8 +9,15 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from serving.api.models import Claim
+from serving.api.models import Claim, NotReady
 from serving.core.security import API_KEY_HEADER, needs_key
+
+Responses = dict[int | str, dict[str, Any]]
+# Answers documented on several routes.
+UNAUTHORIZED: Responses = {401: {"description": "Missing or invalid X-API-Key."}}
+NO_MODEL: Responses = {503: {"description": "No model loaded; `detail` says why."}}
+NOT_READY: Responses = {503: {"model": NotReady, "description": NO_MODEL[503]["description"]}}
+TOO_MANY_CLAIMS: Responses = {413: {"description": "Too many claims or too large a body."}}
 
 DESCRIPTION = """\
 Scores insurance claims with the champion fraud model from the lakehouse, and swaps to a new

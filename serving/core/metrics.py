@@ -70,9 +70,9 @@ class ScoreDistribution:
     """``fraud_api_scores{model_version}`` (histogram) and
     ``fraud_api_decisions_total{model_version,decision}``, as one collector.
 
-    A scored claim is appended to a list (well under a microsecond, where a prometheus_client
-    histogram and counter take ~4 us of the /v1/score path); the buckets are counted with
-    numpy when Prometheus scrapes, or every :attr:`FOLD_EVERY` claims, so memory stays bounded
+    A scored claim is appended to a list (a prometheus_client histogram and counter per claim
+    cost the /v1/score path several times more); the buckets are counted with numpy when
+    Prometheus scrapes, or every :attr:`FOLD_EVERY` claims, so memory stays bounded
     without scrapes. Safe across threads (batches are scored off the event loop).
     """
 

@@ -83,8 +83,8 @@ class ApiKeyGuard:
     ``FRAUD_API_METRICS_REQUIRE_KEY=true``. A refused request gets 401 with ``detail`` saying
     whether the key was missing or wrong, and ``WWW-Authenticate: X-API-Key``; its body is never
     read (the server discards it). One check for every route (websockets included: closed with
-    1008), so a new ``/v1`` route cannot forget it, and no per-request FastAPI dependency (each
-    costs ~25 us a request here).
+    1008), so a new ``/v1`` route cannot forget it, and no per-request FastAPI dependency such as
+    ``fastapi.security.APIKeyHeader`` (which /v1/score avoids: bench/serve.py).
 
     Args:
         app: the wrapped app.

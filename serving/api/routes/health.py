@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.api.deps import ChampionDep, MetricsDep
 from serving.api.models import Health, NotReady, Readiness
+from serving.api.openapi import NOT_READY
 from serving.core.champion import Champion
 
 router = APIRouter(tags=["health"])
@@ -23,7 +24,7 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": NotReady, "description": "No model loaded; `detail` says why."}},
+    responses=NOT_READY,
 )
 async def readyz(champion: ChampionDep) -> Readiness | JSONResponse:
     """200 with the model version when a model is loaded; 503 with the reason otherwise.

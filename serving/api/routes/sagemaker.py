@@ -23,7 +23,8 @@ from fastapi import APIRouter, Body, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 
 from serving.api.deps import ChampionDep, MetricsDep, SettingsDep, current_model
-from serving.api.models import BatchResponse, NotReady, Readiness, load_example
+from serving.api.models import BatchResponse, Readiness, load_example
+from serving.api.openapi import NO_MODEL, NOT_READY, TOO_MANY_CLAIMS
 from serving.api.routes.health import readiness
 from serving.api.routes.score import batch_response, check_batch_size, score_items
 
@@ -71,7 +72,7 @@ def _claims_of(payload: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str,
 @router.get(
     "/ping",
     response_model=Readiness,
-    responses={503: {"model": NotReady, "description": "No model loaded; `detail` says why."}},
+    responses=NOT_READY,
 )
 async def ping(champion: ChampionDep) -> Readiness | JSONResponse:
     """SageMaker's health check: 200 when a model is loaded, else 503 (as `GET /readyz`)."""
@@ -83,9 +84,9 @@ async def ping(champion: ChampionDep) -> Readiness | JSONResponse:
     response_model=BatchResponse,
     responses={
         401: {"description": "Missing or invalid X-API-Key (unless FRAUD_API_SAGEMAKER=true)."},
-        413: {"description": "Too many claims or too large a body."},
+        **TOO_MANY_CLAIMS,
         422: {"description": "The body is not a claim, a list of claims or `instances`."},
-        503: {"description": "No model loaded; `detail` says why."},
+        **NO_MODEL,
     },
 )
 async def invocations(

@@ -1,10 +1,11 @@
 """Scoring endpoints: one claim, or a batch where each claim stands or fails on its own.
 
 Both run the fast path, no pandas per request: :meth:`~fraud_core.scoring.ClaimScorer.score_one`
-for one claim (history windows and the network's forward + backward pass in compiled kernels,
-~20 us) in an ``async def`` endpoint, since a hand-off to the threadpool would cost more than
-the work; :meth:`~fraud_core.scoring.ClaimScorer.score_records` (vectorised numpy) for a batch,
-run off the event loop so probes and single claims go on meanwhile.
+for one claim (history windows and the network's forward + backward pass in compiled kernels:
+bench/serve.py ``claim_fast_path``) in an ``async def`` endpoint, since a hand-off to the
+threadpool would cost more than the work; :meth:`~fraud_core.scoring.ClaimScorer.score_records`
+(vectorised numpy) for a batch, run off the event loop so probes and single claims go on
+meanwhile.
 """
 
 from __future__ import annotations
@@ -30,16 +31,17 @@ from serving.api.deps import (
 )
 from serving.api.errors import error_details
 from serving.api.models import BatchRequest, BatchResponse, Claim, ScoreResponse
+from serving.api.openapi import NO_MODEL, TOO_MANY_CLAIMS, UNAUTHORIZED, Responses
 from serving.core.champion import LoadedModel
 from serving.core.config import MAX_TOP_FEATURES, Settings
 from serving.core.metrics import Metrics
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
-_COMMON: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid X-API-Key."},
+_COMMON: Responses = {
+    **UNAUTHORIZED,
     413: {"description": "Request body larger than the server's limit; `detail` says it."},
-    503: {"description": "No model loaded; `detail` says why."},
+    **NO_MODEL,
 }
 TopFeatures = Annotated[
     int | None,
@@ -122,8 +124,8 @@ async def score_claim(request: Request) -> Response:
     History features (the policyholder's and provider's earlier claims) come from the raw
     claims in the lakehouse. Invalid or unknown fields are refused with 422.
     """
-    # The hot path: no FastAPI dependencies or body parameter (each costs tens of
-    # microseconds per request here, more than scoring the claim: bench/serve.py); the body is
+    # The hot path: no FastAPI dependencies or body parameter (each costs more per request
+    # than scoring the claim: bench/serve.py, echo_fastapi against echo); the body is
     # read by read_claim, the claim scored with the others of this pass of the event loop
     # (serving/core/batching.py) and the answer encoded directly (its shape is ScoreResponse,
     # checked by the tests).
@@ -170,9 +172,9 @@ def score_items(
 ) -> dict[str, Any]:
     """Validate each item on its own, score the valid ones together, answer in item order.
 
-    The answer is a ``BatchResponse`` as plain JSON-ready values (orjson encodes 1,000 results
-    in ~1 ms, where building and re-validating 1,000 pydantic results took several; the tests
-    check its shape against ``BatchResponse``).
+    The answer is a ``BatchResponse`` as plain JSON-ready values, encoded by orjson: building
+    and re-validating pydantic results costs several times more (the tests check its shape
+    against ``BatchResponse``).
     """
     errors: dict[int, list[dict[str, Any]]] = {}
     valid: list[tuple[int, BaseModel]] = []
@@ -235,7 +237,7 @@ def batch_response(result: dict[str, Any]) -> Response:
 @router.post(
     "/score/batch",
     response_model=BatchResponse,
-    responses={**_COMMON, 413: {"description": "Too many claims or too large a body."}},
+    responses={**_COMMON, **TOO_MANY_CLAIMS},
 )
 async def score_batch(
     body: BatchRequest,

@@ -107,9 +107,6 @@ Claim: type[_ClaimBase] = create_model(  # type: ignore[call-overload]
 )
 
 
-PAIR_RULE_FIELDS: dict[str, str] = {r.name: r.left for r in PAIR_RULES}
-
-
 class FeatureContribution(BaseModel):
     """One input's share of the claim's score."""
 

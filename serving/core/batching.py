@@ -4,7 +4,7 @@ together, one after another, in one callback.
 Under load uvloop hands uvicorn several requests per pass of the loop, and each becomes a task.
 Scored inside their own tasks, every claim pays the cold-cache price of the compiled path: the
 framework's code between two claims pushes the kernels, numpy's dispatch and the model out of
-the caches, so a claim costs ~38 us in the server against ~13 us in a loop (bench/serve.py,
+the caches, so a claim costs several times more in the server than in a loop (bench/serve.py,
 ``claim_fast_path``). Here each task submits its claim and waits; the claims of one pass are
 scored back to back, after the tasks that brought them, and every task then answers its own
 request. Claims are still scored alone (never as each other's history), each on the model its

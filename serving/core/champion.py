@@ -1,20 +1,41 @@
-"""The model a process serves: a checked :class:`ClaimScorer` plus the champion pointer it came
-from, and the load that builds it (run off the event loop: it reads the lakehouse)."""
+"""The champion in the API: the model this process serves, and :class:`Champion`, which loads
+it, checks it and swaps in a new one without a restart.
+
+At startup :meth:`Champion.watching` loads the champion; when that fails (no champion yet, a
+corrupt bundle) the service still starts and :attr:`Champion.error` says why. It then polls the
+champion pointer and swaps in a new model when the champion changes (or, with
+``reload_history``, when new raw batches land). A new model that cannot be loaded or fails its
+check is refused: the old one keeps serving, ``error`` and the logs say why,
+``fraud_api_model_reloads_total{result="refused"}`` counts it, and it is not tried again before
+:data:`RETRY_REFUSED_SECONDS` unless the pointer or the raw batches change.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+import logging
 import math
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import RAW
 from fraud_core.schema import claims_frame
 from fraud_core.scoring import ClaimScorer
-from serving.api.models import Claim, load_example
+from serving.core.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 # The fast path and the pipeline's path may differ by float rounding, never by more.
 FAST_PATH_TOLERANCE = 1e-5
+# A refused champion is tried again after this long (the failure may have been transient).
+RETRY_REFUSED_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -38,12 +59,14 @@ class LoadedModel:
         return None if value is None else str(value)
 
 
-def load_model(lakehouse: Lakehouse, pointer: dict[str, Any]) -> LoadedModel:
+def load_model(
+    lakehouse: Lakehouse, pointer: Mapping[str, Any], example: Mapping[str, Any]
+) -> LoadedModel:
     """Load the bundle the pointer names with the lakehouse's claims history, and check it.
 
-    The check scores the example claim through the fast path and through the pipeline's
-    path (pandas + DuckDB features, the torch network): a bundle whose score is not a
-    probability, or whose fast-path score disagrees, is refused.
+    The check scores ``example`` (a validated claim record) through the fast path and through
+    the pipeline's path (pandas + DuckDB features, the torch network): a bundle whose score is
+    not a probability, or whose fast-path score disagrees, is refused.
 
     Raises:
         BundleError, LakehouseError: the bundle or the history cannot be read.
@@ -52,9 +75,8 @@ def load_model(lakehouse: Lakehouse, pointer: dict[str, Any]) -> LoadedModel:
     """
     version = str(pointer["version"])
     scorer = ClaimScorer.from_lakehouse(lakehouse, version)
-    example = Claim.model_validate(load_example())
-    fast = float(scorer.score_records([vars(example)], explain=True).fraud_score[0])
-    reference = float(scorer.score(claims_frame([example.model_dump()]))["fraud_score"].iloc[0])
+    fast = float(scorer.score_records([example], explain=True).fraud_score[0])
+    reference = float(scorer.score(claims_frame([dict(example)]))["fraud_score"].iloc[0])
     if not (math.isfinite(fast) and 0.0 <= fast <= 1.0):
         raise RuntimeError(f"model {version} scores the example claim as {fast}, not in [0, 1]")
     if abs(fast - reference) > FAST_PATH_TOLERANCE:
@@ -69,3 +91,142 @@ def load_model(lakehouse: Lakehouse, pointer: dict[str, Any]) -> LoadedModel:
             pointer.get("bundle_uri") or lakehouse.url(lakehouse.model_path(version, ""))
         ),
     )
+
+
+def freeze_heap() -> None:
+    """Put everything alive now (libraries, the model, its history index) out of the cyclic
+    collector's reach.
+
+    A full collection of the long-lived objects of a loaded app would stall requests at random
+    (it was the p99 of /v1/score: bench/serve.py ``score_p99``). Called once a model is loaded;
+    it unfreezes first, so the replaced model's reference cycles are collected in this one
+    pause instead of leaking.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+class Champion:
+    """The champion model of this process, and the watcher that keeps it current.
+
+    Read by requests (on the event loop): :attr:`model` (the :class:`LoadedModel` serving now,
+    or None), :attr:`error` (why the current champion is not serving, or None) and
+    :attr:`pointer_version` (the version the champion pointer named at the last poll).
+
+    Args:
+        lakehouse_uri: the lakehouse holding ``models/champion.json`` and the raw claims.
+        metrics: the app's collectors (reloads, the serving model's info).
+        example: a validated claim record, scored by :func:`load_model`'s check.
+        reload_history: also reload the history when new raw batches land.
+    """
+
+    def __init__(
+        self,
+        lakehouse_uri: str,
+        metrics: Metrics,
+        example: Mapping[str, Any],
+        reload_history: bool,
+    ) -> None:
+        self.lakehouse_uri = lakehouse_uri
+        self.metrics = metrics
+        self.example = example
+        self.reload_history = reload_history
+        self.model: LoadedModel | None = None
+        self.error: str | None = "starting"
+        self.pointer_version: str | None = None
+        self._refused_key: str | None = None  # the champion (and batches) refused last
+        self._refused_at = 0.0
+
+    @cached_property
+    def lakehouse(self) -> Lakehouse:
+        """The lakehouse, opened at the first :meth:`refresh` (in the app's lifespan)."""
+        return Lakehouse(self.lakehouse_uri)
+
+    async def refresh(self) -> None:
+        """Load the champion if it is not the model serving now; never drops a working model."""
+        lakehouse = self.lakehouse
+        lakehouse.fs.invalidate_cache()  # object stores' listings are cached by fsspec
+        try:
+            pointer: dict[str, Any] | None = await asyncio.to_thread(lakehouse.champion)
+        except Exception as exc:  # unreadable pointer: keep serving, say why
+            log.error("cannot read the champion pointer: %s", exc)
+            self.error = f"champion pointer unreadable: {exc}"
+            return
+        current = self.model
+        if pointer is None:
+            self.pointer_version = None
+            if current is None:
+                self.error = (
+                    f"no champion model in {lakehouse.url('models')}: materialize fraud_model "
+                    "and champion_model first (make demo does)"
+                )
+            return
+        version = str(pointer["version"])
+        self.pointer_version = version
+        key = repr(sorted(pointer.items()))
+        if current is not None and current.version == version:
+            if not self.reload_history:
+                self.error = None
+                return
+            batches = await asyncio.to_thread(lakehouse.batches, RAW)
+            if batches == current.scorer.history_batches:
+                self.error = None
+                return
+            key += repr(batches)
+            reason = f"new raw batches ({len(batches)} now)"
+        else:
+            reason = f"champion changed (serving {current and current.version})"
+        if key == self._refused_key and time.monotonic() - self._refused_at < RETRY_REFUSED_SECONDS:
+            return
+        try:
+            new = await asyncio.to_thread(load_model, lakehouse, pointer, self.example)
+        except Exception as exc:  # a bad bundle must not take the service down
+            log.error(
+                "champion %s refused, keeping %s: %s", version, current and current.version, exc
+            )
+            self._refused_key = key
+            self._refused_at = time.monotonic()
+            self.error = f"champion {version} could not be loaded: {exc}"
+            self.metrics.reloads.labels("refused").inc()
+            return
+        self.model = new  # one assignment: requests in flight keep the model they got
+        self.error = None
+        self._refused_key = None
+        del current  # the replaced model goes with the next collection
+        freeze_heap()
+        self.metrics.reloads.labels("swapped").inc()
+        self.metrics.model_changed(
+            new.version, new.lineage("metaflow_run") or "", new.lineage("dagster_run_id") or ""
+        )
+        log.info(
+            "serving model %s (%s; %d history claims)", version, reason, len(new.scorer.history)
+        )
+
+    async def _poll(self, every: float) -> None:
+        """:meth:`refresh` every ``every`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.refresh()
+            except Exception:  # keep polling whatever happens; the next poll may succeed
+                log.exception("champion poll failed")
+
+    @contextlib.asynccontextmanager
+    async def watching(self, every: float) -> AsyncIterator[None]:
+        """Load the champion, then poll for a new one every ``every`` seconds (0: never) until
+        the block ends."""
+        await self.refresh()
+        if self.model is None:
+            log.warning("starting without a model: %s", self.error)
+        watcher = (
+            asyncio.create_task(self._poll(every), name="champion-watcher") if every > 0 else None
+        )
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            gc.unfreeze()

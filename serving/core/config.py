@@ -19,10 +19,13 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fraud_core.features import FEATURES
 from fraud_core.layout import DEFAULT_LAKEHOUSE_DIR
 
 # Hard cap on claims per batch request; the request model is built with it (see api.models).
 MAX_BATCH_SIZE = 10_000
+# A claim's contributions are one per model feature: no more can be ranked.
+MAX_TOP_FEATURES = len(FEATURES)
 MIN_KEY_LENGTH = 16
 # Values people leave in templates; a key that contains one of these is refused.
 _PLACEHOLDERS = ("changethis", "changeme", "change-me", "placeholder", "example", "your-key")
@@ -95,7 +98,10 @@ class Settings(BaseSettings):
         "0 leaves the libraries' defaults.",
     )
     top_features: int = Field(
-        default=3, ge=0, le=18, description="Contributing features returned per claim by default."
+        default=3,
+        ge=0,
+        le=MAX_TOP_FEATURES,
+        description="Contributing features returned per claim by default.",
     )
     sagemaker: bool = Field(
         default=False,

@@ -6,9 +6,8 @@ without one (chunked) is counted as it arrives and refused as soon as it passes 
 
 from __future__ import annotations
 
-import json
-
 from fastapi import HTTPException, status
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -17,25 +16,20 @@ class BodySizeLimit:
 
     Args:
         app: the wrapped app.
-        default: limit for every path not in ``per_path``.
-        per_path: exact paths with their own limit (e.g. the batch route).
-        setting_names: the setting behind each limit, named in the 413 message.
+        default: the limit of every path not in ``per_path``, and the setting behind it (named
+            in the 413 message).
+        per_path: exact paths with their own limit and setting (e.g. the batch route).
     """
 
     def __init__(
-        self,
-        app: ASGIApp,
-        default: int,
-        per_path: dict[str, int],
-        setting_names: dict[str, str],
+        self, app: ASGIApp, default: tuple[int, str], per_path: dict[str, tuple[int, str]]
     ) -> None:
         self.app = app
         self.default = default
         self.per_path = per_path
-        self.setting_names = setting_names
 
-    def _message(self, path: str, limit: int, size: int | None) -> str:
-        setting = self.setting_names.get(path, self.setting_names.get("", "the body limit"))
+    @staticmethod
+    def _message(path: str, limit: int, setting: str, size: int | None) -> str:
         got = f"{size:,} bytes" if size is not None else "more than that"
         return (
             f"request body too large: {path} accepts at most {limit:,} bytes, got {got}. "
@@ -47,7 +41,7 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        limit = self.per_path.get(path, self.default)
+        limit, setting = self.per_path.get(path, self.default)
         declared: int | None = None
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -57,19 +51,12 @@ class BodySizeLimit:
                     declared = None
                 break
         if declared is not None and declared > limit:
-            body = json.dumps({"detail": self._message(path, limit, declared)}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status.HTTP_413_CONTENT_TOO_LARGE,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close"),
-                    ],
-                }
+            refusal = JSONResponse(
+                {"detail": self._message(path, limit, setting, declared)},
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                headers={"connection": "close"},
             )
-            await send({"type": "http.response.body", "body": body})
+            await refusal(scope, receive, send)
             return
         if declared is not None:  # the server does not deliver more than the declared length
             await self.app(scope, receive, send)
@@ -84,7 +71,7 @@ class BodySizeLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise HTTPException(
-                        status.HTTP_413_CONTENT_TOO_LARGE, self._message(path, limit, None)
+                        status.HTTP_413_CONTENT_TOO_LARGE, self._message(path, limit, setting, None)
                     )
             return message
 

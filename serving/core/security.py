@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import logging
 from dataclasses import dataclass
 
+from fastapi import status
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from serving.core.config import Settings
 
 API_KEY_HEADER = "X-API-Key"
+
+log = logging.getLogger(__name__)
 
 
 def _digest(key: str) -> bytes:
@@ -59,6 +64,17 @@ def needs_key(path: str, protected: frozenset[str]) -> bool:
     return path.startswith("/v1/") or path in protected
 
 
+def log_key_policy(settings: Settings) -> None:
+    """Say in the log when the settings open routes that normally want a key."""
+    if settings.auth_disabled:
+        log.warning("API key check disabled (FRAUD_API_AUTH_DISABLED=true): local demo only")
+    if settings.sagemaker:
+        log.info(
+            "SageMaker mode: POST /invocations takes no API key (IAM guards InvokeEndpoint)%s",
+            "" if settings.api_keys else "; no FRAUD_API_KEYS, so the /v1 routes accept none",
+        )
+
+
 class ApiKeyGuard:
     """Pure ASGI middleware: the ``X-API-Key`` check of every protected path, before routing.
 
@@ -67,8 +83,8 @@ class ApiKeyGuard:
     ``FRAUD_API_METRICS_REQUIRE_KEY=true``. A refused request gets 401 with ``detail`` saying
     whether the key was missing or wrong, and ``WWW-Authenticate: X-API-Key``; its body is never
     read (the server discards it). One check for every route (websockets included: closed with
-    1008), so a new ``/v1`` route cannot forget it, and no per-request FastAPI dependency (each
-    costs ~25 us a request here).
+    1008), so a new ``/v1`` route cannot forget it, and no per-request FastAPI dependency such as
+    ``fastapi.security.APIKeyHeader`` (which /v1/score avoids: bench/serve.py).
 
     Args:
         app: the wrapped app.
@@ -107,15 +123,14 @@ class ApiKeyGuard:
         if self.keys.accepts(key):
             await self.app(scope, receive, send)
             return
+        refusal: ASGIApp
         if scope["type"] == "websocket":  # none today; a future one is guarded all the same
-            await send({"type": "websocket.close", "code": 1008, "reason": "X-API-Key refused"})
-            return
-        detail = f"missing {API_KEY_HEADER} header" if not key else f"invalid {API_KEY_HEADER}"
-        body = json.dumps({"detail": detail}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", API_KEY_HEADER.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            refusal = WebSocketClose(status.WS_1008_POLICY_VIOLATION, f"{API_KEY_HEADER} refused")
+        else:
+            detail = f"missing {API_KEY_HEADER} header" if not key else f"invalid {API_KEY_HEADER}"
+            refusal = JSONResponse(
+                {"detail": detail},
+                status.HTTP_401_UNAUTHORIZED,
+                headers={"www-authenticate": API_KEY_HEADER},
+            )
+        await refusal(scope, receive, send)

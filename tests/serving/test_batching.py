@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from serving.api.deps import service_of
 from serving.api.models import load_example
 from serving.core.batching import LoopBatcher
 from serving.core.config import Settings
@@ -99,7 +100,7 @@ def test_claims_scored_together_answer_as_if_alone(champion_lakehouse: Path) -> 
         async with app.router.lifespan_context(app):
             alone = [await _post(app, b) for b in bodies]
             together = await asyncio.gather(*(_post(app, b) for b in bodies))
-            return alone, list(together), app.state.metrics.exposition().decode()
+            return alone, list(together), service_of(app).metrics.exposition().decode()
 
     alone, together, metrics = asyncio.run(main())
     assert [s for s, _ in together] == [422 if i == 5 else 200 for i in range(12)]

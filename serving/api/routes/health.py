@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from serving.api.deps import MetricsDep
+from serving.api.deps import ChampionDep, MetricsDep
 from serving.api.models import Health, NotReady, Readiness
-from serving.core.champion import LoadedModel
-from serving.core.metrics import CONTENT_TYPE_LATEST
+from serving.api.openapi import NOT_READY
+from serving.core.champion import Champion
 
 router = APIRouter(tags=["health"])
 
@@ -23,21 +24,19 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": NotReady, "description": "No model loaded; `detail` says why."}},
+    responses=NOT_READY,
 )
-async def readyz(request: Request) -> Readiness | JSONResponse:
+async def readyz(champion: ChampionDep) -> Readiness | JSONResponse:
     """200 with the model version when a model is loaded; 503 with the reason otherwise.
 
     `reload_error` is set while a newer champion is refused (the old model keeps serving).
     """
-    return readiness(request)
+    return readiness(champion)
 
 
-def readiness(request: Request) -> Readiness | JSONResponse:
+def readiness(champion: Champion) -> Readiness | JSONResponse:
     """The answer of ``/readyz`` (and of SageMaker's ``/ping``)."""
-    state = request.app.state
-    model: LoadedModel | None = state.model
-    error: str | None = state.model_error
+    model, error = champion.model, champion.error
     if model is None:
         body = NotReady(detail=f"no model loaded: {error or 'loading'}")
         return JSONResponse(
@@ -45,7 +44,7 @@ def readiness(request: Request) -> Readiness | JSONResponse:
         )
     return Readiness(
         model_version=model.version,
-        champion_version=state.champion_version,
+        champion_version=champion.pointer_version,
         loaded_at=model.loaded_at,
         reload_error=error,
     )

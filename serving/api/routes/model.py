@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from serving.api.deps import ModelDep
 from serving.api.models import ModelInfo
+from serving.api.openapi import NO_MODEL, UNAUTHORIZED
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
@@ -23,10 +24,7 @@ ATTRIBUTION = (
 @router.get(
     "/model",
     response_model=ModelInfo,
-    responses={
-        401: {"description": "Missing or invalid X-API-Key."},
-        503: {"description": "No model loaded."},
-    },
+    responses={**UNAUTHORIZED, **NO_MODEL},
 )
 async def model_info(model: ModelDep) -> ModelInfo:
     """Version, threshold, lineage (Metaflow run, Dagster runs, training batches, split) and

@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request, Response, status
+from fastapi import APIRouter, Body, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 
-from serving.api.deps import MetricsDep, SettingsDep, current_model
-from serving.api.models import BatchResponse, NotReady, Readiness, load_example
+from serving.api.deps import ChampionDep, MetricsDep, SettingsDep, current_model
+from serving.api.models import BatchResponse, Readiness, load_example
+from serving.api.openapi import NO_MODEL, NOT_READY, TOO_MANY_CLAIMS
 from serving.api.routes.health import readiness
-from serving.api.routes.score import batch_response, score_items
+from serving.api.routes.score import batch_response, check_batch_size, score_items
 
 router = APIRouter(tags=["sagemaker"])
 
@@ -71,11 +72,11 @@ def _claims_of(payload: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str,
 @router.get(
     "/ping",
     response_model=Readiness,
-    responses={503: {"model": NotReady, "description": "No model loaded; `detail` says why."}},
+    responses=NOT_READY,
 )
-async def ping(request: Request) -> Readiness | JSONResponse:
+async def ping(champion: ChampionDep) -> Readiness | JSONResponse:
     """SageMaker's health check: 200 when a model is loaded, else 503 (as `GET /readyz`)."""
-    return readiness(request)
+    return readiness(champion)
 
 
 @router.post(
@@ -83,14 +84,14 @@ async def ping(request: Request) -> Readiness | JSONResponse:
     response_model=BatchResponse,
     responses={
         401: {"description": "Missing or invalid X-API-Key (unless FRAUD_API_SAGEMAKER=true)."},
-        413: {"description": "Too many claims or too large a body."},
+        **TOO_MANY_CLAIMS,
         422: {"description": "The body is not a claim, a list of claims or `instances`."},
-        503: {"description": "No model loaded; `detail` says why."},
+        **NO_MODEL,
     },
 )
 async def invocations(
     payload: InvocationBody,
-    request: Request,
+    champion: ChampionDep,
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> Response:
@@ -101,16 +102,11 @@ async def invocations(
     Each result carries the server's default number of `top_features`
     (`FRAUD_API_TOP_FEATURES`, 3 unless set): SageMaker passes no query string.
     """
-    model = current_model(request)
+    model = current_model(champion)
     claims = _claims_of(payload)
     if not claims:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no claims to score")
-    if len(claims) > settings.max_batch_size:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"{len(claims)} claims in one invocation; this server accepts at most "
-            f"{settings.max_batch_size}",
-        )
+    check_batch_size(len(claims), settings, "invocation")
     top_k = settings.top_features
     if len(claims) <= INLINE_CLAIMS:
         return batch_response(score_items(model, claims, top_k, metrics))

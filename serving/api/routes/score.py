@@ -1,10 +1,11 @@
 """Scoring endpoints: one claim, or a batch where each claim stands or fails on its own.
 
 Both run the fast path, no pandas per request: :meth:`~fraud_core.scoring.ClaimScorer.score_one`
-for one claim (history windows and the network's forward + backward pass in compiled kernels,
-~20 us) in an ``async def`` endpoint, since a hand-off to the threadpool would cost more than
-the work; :meth:`~fraud_core.scoring.ClaimScorer.score_records` (vectorised numpy) for a batch,
-run off the event loop so probes and single claims go on meanwhile.
+for one claim (history windows and the network's forward + backward pass in compiled kernels:
+bench/serve.py ``claim_fast_path``) in an ``async def`` endpoint, since a hand-off to the
+threadpool would cost more than the work; :meth:`~fraud_core.scoring.ClaimScorer.score_records`
+(vectorised numpy) for a batch, run off the event loop so probes and single claims go on
+meanwhile.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from fraud_core.schema import Decision
-from fraud_core.scoring import RecordScores
+from fraud_core.scoring import FeatureContribution
 from serving.api.deps import (
     CLAIM_REQUEST_BODY,
     MetricsDep,
@@ -27,25 +27,22 @@ from serving.api.deps import (
     SettingsDep,
     current_model,
     read_claim,
+    service_of,
 )
-from serving.api.models import (
-    PAIR_RULE_FIELDS,
-    BatchRequest,
-    BatchResponse,
-    Claim,
-    ScoreResponse,
-)
+from serving.api.errors import error_details
+from serving.api.models import BatchRequest, BatchResponse, Claim, ScoreResponse
+from serving.api.openapi import NO_MODEL, TOO_MANY_CLAIMS, UNAUTHORIZED, Responses
 from serving.core.champion import LoadedModel
+from serving.core.config import MAX_TOP_FEATURES, Settings
 from serving.core.metrics import Metrics
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
-_COMMON: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid X-API-Key."},
+_COMMON: Responses = {
+    **UNAUTHORIZED,
     413: {"description": "Request body larger than the server's limit; `detail` says it."},
-    503: {"description": "No model loaded; `detail` says why."},
+    **NO_MODEL,
 }
-MAX_TOP_FEATURES = 18
 TopFeatures = Annotated[
     int | None,
     Query(
@@ -70,8 +67,9 @@ _TOP_FEATURES_PARAMETER = {
 
 
 def _top_k(request: Request, default: int) -> int:
-    """``?top_features=`` of /v1/score, read by hand (a declared query parameter costs ~20 us
-    per request in FastAPI's dependency machinery; the OpenAPI document still declares it)."""
+    """``?top_features=`` of /v1/score, read by hand: a declared query parameter goes through
+    FastAPI's dependency machinery, which /v1/score avoids (see :func:`score_claim`); the
+    OpenAPI document still declares it."""
     if not request.scope["query_string"]:
         return default
     raw = request.query_params.get("top_features")
@@ -92,14 +90,18 @@ def _top_k(request: Request, default: int) -> int:
     return value
 
 
-def _top(scores: RecordScores, i: int, k: int) -> list[dict[str, Any]]:
-    """Claim ``i``'s top ``k`` contributions (``FeatureContribution`` objects as JSON)."""
-    if not k:
-        return []
-    return [
-        {"feature": c.feature, "value": c.value, "contribution": c.contribution}
-        for c in scores.top_features(i, k)
-    ]
+def _contributions(top: list[FeatureContribution]) -> list[dict[str, Any]]:
+    """Contributions as JSON objects (orjson writes a named tuple as a list)."""
+    return [{"feature": c.feature, "value": c.value, "contribution": c.contribution} for c in top]
+
+
+def check_batch_size(claims: int, settings: Settings, what: str) -> None:
+    """413 when ``claims`` (in one ``what``) is over the server's ``max_batch_size``."""
+    if claims > settings.max_batch_size:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"{claims} claims in one {what}; this server accepts at most {settings.max_batch_size}",
+        )
 
 
 @router.post(
@@ -122,16 +124,16 @@ async def score_claim(request: Request) -> Response:
     History features (the policyholder's and provider's earlier claims) come from the raw
     claims in the lakehouse. Invalid or unknown fields are refused with 422.
     """
-    # The hot path: no FastAPI dependencies or body parameter (each costs tens of
-    # microseconds per request here, more than scoring the claim: bench/serve.py); the body is
+    # The hot path: no FastAPI dependencies or body parameter (each costs more per request
+    # than scoring the claim: bench/serve.py, echo_fastapi against echo); the body is
     # read by read_claim, the claim scored with the others of this pass of the event loop
     # (serving/core/batching.py) and the answer encoded directly (its shape is ScoreResponse,
     # checked by the tests).
     claim = await read_claim(request)
-    model = current_model(request)
-    state = request.app.state
-    k = _top_k(request, state.settings.top_features)
-    body = await state.batcher.submit(_score_one, model, vars(claim), k, state.metrics)
+    service = service_of(request.app)
+    model = current_model(service.champion)
+    k = _top_k(request, service.settings.top_features)
+    body = await service.batcher.submit(_score_one, model, vars(claim), k, service.metrics)
     return Response(body, media_type="application/json")
 
 
@@ -146,22 +148,9 @@ def _score_one(model: LoadedModel, record: dict[str, Any], k: int, metrics: Metr
             "decision": INVESTIGATE if scored.investigate else FAST_TRACK,
             "model_version": model.version,
             "threshold": model.scorer.bundle.threshold,
-            "top_features": [
-                {"feature": t.feature, "value": t.value, "contribution": t.contribution}
-                for t in scored.top_features
-            ],
+            "top_features": _contributions(scored.top_features),
         }
     )
-
-
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """A claim's validation errors as a 422 gives them (field, loc, type, msg)."""
-    out = []
-    for error in jsonable_encoder(exc.errors(include_url=False, include_input=False)):
-        loc = list(error.get("loc", []))
-        field = ".".join(str(p) for p in loc) or PAIR_RULE_FIELDS.get(error.get("type", ""), "")
-        out.append({"field": field, "loc": loc, "type": error["type"], "msg": error["msg"]})
-    return out
 
 
 def _duplicate_error(claim_id: str, first: int) -> list[dict[str, Any]]:
@@ -183,9 +172,9 @@ def score_items(
 ) -> dict[str, Any]:
     """Validate each item on its own, score the valid ones together, answer in item order.
 
-    The answer is a ``BatchResponse`` as plain JSON-ready values (orjson encodes 1,000 results
-    in ~1 ms, where building and re-validating 1,000 pydantic results took several; the tests
-    check its shape against ``BatchResponse``).
+    The answer is a ``BatchResponse`` as plain JSON-ready values, encoded by orjson: building
+    and re-validating pydantic results costs several times more (the tests check its shape
+    against ``BatchResponse``).
     """
     errors: dict[int, list[dict[str, Any]]] = {}
     valid: list[tuple[int, BaseModel]] = []
@@ -194,7 +183,7 @@ def score_items(
         try:
             claim = Claim.model_validate(item)
         except ValidationError as exc:
-            errors[i] = _errors(exc)
+            errors[i] = error_details(exc.errors(include_url=False, include_input=False))
             continue
         claim_id: str = claim.claim_id  # type: ignore[attr-defined]
         if claim_id in first_seen:
@@ -218,7 +207,7 @@ def score_items(
                 "decision": INVESTIGATE if flagged else FAST_TRACK,
                 "model_version": version,
                 "threshold": threshold,
-                "top_features": _top(scores, j, top_k),
+                "top_features": _contributions(scores.top_features(j, top_k)) if top_k else [],
                 "index": i,
             }
             for j, ((i, _), claim_id, score, flagged) in enumerate(
@@ -248,7 +237,7 @@ def batch_response(result: dict[str, Any]) -> Response:
 @router.post(
     "/score/batch",
     response_model=BatchResponse,
-    responses={**_COMMON, 413: {"description": "Too many claims or too large a body."}},
+    responses={**_COMMON, **TOO_MANY_CLAIMS},
 )
 async def score_batch(
     body: BatchRequest,
@@ -269,11 +258,6 @@ async def score_batch(
     As in a pipeline batch, the valid claims of one request count as each other's history
     (a policyholder's two claims of the same day each see the other).
     """
-    if len(body.claims) > settings.max_batch_size:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"{len(body.claims)} claims in one batch; this server accepts at most "
-            f"{settings.max_batch_size}",
-        )
+    check_batch_size(len(body.claims), settings, "batch")
     result = await asyncio.to_thread(score_items, model, body.claims, top_features or 0, metrics)
     return batch_response(result)

@@ -1,0 +1,94 @@
+"""The champion watcher on its own (no app): loading, refusal, the retry after a refusal, and
+the history reload, one :meth:`Champion.refresh` at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import RAW
+from serving.api.models import Claim, load_example
+from serving.core import champion as champion_module
+from serving.core.champion import Champion
+from serving.core.metrics import Metrics
+
+
+def _reloads(metrics: Metrics, result: str) -> float:
+    value = metrics.registry.get_sample_value("fraud_api_model_reloads_total", {"result": result})
+    assert value is not None
+    return value
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze() -> Iterator[None]:
+    """A swap freezes the heap (``freeze_heap``); the app's lifespan unfreezes it at the end."""
+    yield
+    gc.unfreeze()
+
+
+@pytest.fixture
+def lakehouse(champion_lakehouse: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "lh"
+    shutil.copytree(champion_lakehouse, root)
+    return root
+
+
+def _champion(root: Path, reload_history: bool = True) -> Champion:
+    example = vars(Claim.model_validate(load_example()))
+    return Champion(str(root), Metrics(), example, reload_history=reload_history)
+
+
+def test_refused_champion_is_retried_only_after_a_while(
+    lakehouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    champion = _champion(lakehouse)
+    assert (champion.model, champion.error) == (None, "starting")
+    asyncio.run(champion.refresh())
+    assert champion.model is not None and champion.model.version == "fm-test-1"
+    assert (champion.error, champion.pointer_version) == (None, "fm-test-1")
+    assert _reloads(champion.metrics, "swapped") == 1
+
+    Lakehouse(str(lakehouse)).set_champion({"version": "fm-missing"})
+    asyncio.run(champion.refresh())
+    assert champion.model.version == "fm-test-1"  # the old model keeps serving
+    assert champion.pointer_version == "fm-missing"
+    assert "champion fm-missing could not be loaded" in (champion.error or "")
+    assert _reloads(champion.metrics, "refused") == 1
+
+    asyncio.run(champion.refresh())  # the same champion again: not tried before the delay
+    assert _reloads(champion.metrics, "refused") == 1
+    monkeypatch.setattr(champion_module, "RETRY_REFUSED_SECONDS", 0.0)
+    asyncio.run(champion.refresh())
+    assert _reloads(champion.metrics, "refused") == 2
+    assert champion.model.version == "fm-test-1"
+
+
+def test_new_raw_batches_reload_the_history_only_when_asked(lakehouse: Path) -> None:
+    lh = Lakehouse(str(lakehouse))
+    reloading, fixed = _champion(lakehouse), _champion(lakehouse, reload_history=False)
+    asyncio.run(reloading.refresh())
+    asyncio.run(fixed.refresh())
+    extra = lh.read_batch(RAW, "b0").head(10).copy()
+    extra["claim_id"] = "EXTRA-" + extra["claim_id"].astype(str)
+    lh.write_batch(RAW, "b3", extra)
+    asyncio.run(reloading.refresh())
+    asyncio.run(fixed.refresh())
+    assert reloading.model is not None and fixed.model is not None
+    assert reloading.model.scorer.history_batches == ["b0", "b1", "b2", "b3"]
+    assert fixed.model.scorer.history_batches == ["b0", "b1", "b2"]
+    assert _reloads(reloading.metrics, "swapped") == 2
+    assert _reloads(fixed.metrics, "swapped") == 1
+
+
+def test_no_champion_says_what_to_do(tmp_path: Path) -> None:
+    champion = _champion(tmp_path)
+    asyncio.run(champion.refresh())
+    assert champion.model is None and champion.pointer_version is None
+    assert champion.error is not None and "no champion model in" in champion.error
+    assert "materialize fraud_model and champion_model first" in champion.error

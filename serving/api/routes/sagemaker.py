@@ -2,7 +2,7 @@
 
 SageMaker runs the container as ``docker run IMAGE serve``, probes ``GET /ping`` (healthy on
 200) and forwards every ``InvokeEndpoint`` call to ``POST /invocations`` with the caller's
-body and content type. scripts/deploy_from_s3.py deploys the bundle as ``model.tar.gz``,
+body and content type. ``make deploy`` (fraud_cli.deploy) deploys the bundle as ``model.tar.gz``,
 unpacked to ``/opt/ml/model`` as a one-model lakehouse (``LAKEHOUSE_URI=/opt/ml/model``), so
 the container runs this same app.
 

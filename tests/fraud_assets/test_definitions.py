@@ -53,7 +53,7 @@ def test_definitions_load_with_the_whole_graph(tmp_path, monkeypatch) -> None:
 def test_the_module_level_definitions_load() -> None:
     from fraud_assets import definitions
 
-    assert isinstance(definitions.defs, dg.Definitions)
+    assert isinstance(definitions.defs(), dg.Definitions)
 
 
 def test_unknown_environment_is_refused() -> None:

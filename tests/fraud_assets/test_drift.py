@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from fraud_assets.assets import claim_features, claims_batch
-from fraud_assets.monitoring import drifting_streak, retraining_sensor_for
 from fraud_assets.resources import LakehouseResource, LocalLanding
+from fraud_assets.sensors import retraining_sensor_for
 from fraud_core import drift
+from fraud_core.drift import drifting_streak
 from fraud_core.features import build_features
 from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import FEATURE_DRIFT
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import (
     SimulationConfig,
@@ -81,7 +83,7 @@ def _tick(lh: Lakehouse):
 @pytest.mark.slow
 def test_no_false_alarm_over_ten_calm_batches(lake: Lakehouse, tmp_path) -> None:
     batches = _ingest_all(lake, tmp_path, 0.0)
-    records = lake.read_batches(drift.FEATURE_DRIFT)
+    records = lake.read_batches(FEATURE_DRIFT)
     assert set(records["batch_id"]) == set(batches)
     assert not records["drifting"].any(), records[records["drifting"]]
     assert isinstance(_tick(lake), dg.SkipReason)

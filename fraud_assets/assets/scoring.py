@@ -17,7 +17,6 @@ from fraud_assets.owners import OWNERS
 from fraud_assets.partitions import landing_batches
 from fraud_assets.resources.lakehouse import LakehouseResource
 from fraud_core.layout import SCORES
-from fraud_core.model.bundle import ModelBundle
 from fraud_core.pipeline import score_batch
 from fraud_core.registry import champion_bundle
 from fraud_core.schema import DECISION_COLUMN, Decision
@@ -40,7 +39,7 @@ from fraud_core.schema import DECISION_COLUMN, Decision
     ],
     check_specs=[SCORES_CONTRACT, SCORE_DRIFT_CHECK.spec],
     partitions_def=landing_batches,
-    can_subset=True,  # its checks may run alone, on the stored scores
+    can_subset=True,  # checks are optional outputs: one with nothing to check is skipped
 )
 def claim_scores(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
@@ -48,36 +47,26 @@ def claim_scores(
     """Score the batch's features with the champion (loaded once); check the scores."""
     lh = lakehouse.get()
     batch_id = context.partition_key
-    if context.selected_asset_keys:
-        model = champion_bundle(lh)
-        if model is None:
-            context.log.warning(f"batch {batch_id} left unscored: {NO_CHAMPION}")
-            skip(context, NO_CHAMPION, SCORES_CONTRACT, SCORE_DRIFT_CHECK.spec)
-            return
-        scores = score_batch(lh, batch_id, model)
-        alerts = int((scores[DECISION_COLUMN] == Decision.INVESTIGATE).sum())
-        yield dg.MaterializeResult(
-            asset_key="claim_scores",
-            metadata={
-                "dagster/row_count": len(scores),
-                "model_version": model.version,
-                "alerts": alerts,
-                "alert_rate": alerts / max(len(scores), 1),
-                "mean_score": float(scores["fraud_score"].mean()),
-                "uri": dg.MetadataValue.path(lh.url(lh.batch_file(SCORES, batch_id))),
-            },
-        )
-    else:  # its checks alone: on the stored scores, against the model that made them
-        scores = lh.read_batch(SCORES, batch_id)
-        versions = scores["model_version"].unique()
-        if len(versions) != 1:
-            raise dg.Failure(
-                f"batch {batch_id} holds scores of {len(versions)} model versions, not one: "
-                "score it again (job score_batch) before checking its scores"
-            )
-        model = ModelBundle.load(lh, str(versions[0]))
+    champion = champion_bundle(lh)
+    if champion is None:
+        context.log.warning(f"batch {batch_id} left unscored: {NO_CHAMPION}")
+        skip(context, NO_CHAMPION, SCORES_CONTRACT, SCORE_DRIFT_CHECK.spec)
+        return
+    scores = score_batch(lh, batch_id, champion)
+    alerts = int((scores[DECISION_COLUMN] == Decision.INVESTIGATE).sum())
+    yield dg.MaterializeResult(
+        asset_key="claim_scores",
+        metadata={
+            "dagster/row_count": len(scores),
+            "model_version": champion.version,
+            "alerts": alerts,
+            "alert_rate": alerts / max(len(scores), 1),
+            "mean_score": float(scores["fraud_score"].mean()),
+            "uri": dg.MetadataValue.path(lh.url(lh.batch_file(SCORES, batch_id))),
+        },
+    )
     if selected(context, SCORES_CONTRACT):
         yield contract_result(SCORES_CONTRACT, validate_scores(scores), lh, batch_id)
     if selected(context, SCORE_DRIFT_CHECK.spec):
         frame = scores.rename(columns={"fraud_score": "score"})
-        yield SCORE_DRIFT_CHECK.evaluate(lh, model, batch_id, frame)
+        yield SCORE_DRIFT_CHECK.evaluate(lh, champion, batch_id, frame)

@@ -50,6 +50,19 @@ def training_for(settings: LocationSettings) -> Training:
     )
 
 
+def step_functions_training(environ: Mapping[str, str]) -> StepFunctionsTraining:
+    """The Step Functions training ``fraud_model`` gets with these variables (state machine,
+    timeout, metadata root), whatever ``FRAUD_ENV`` and ``FRAUD_TRAINING`` say, and without
+    checking the settings training does not use: what ``fraud deploy-training`` deploys."""
+    training = training_for(
+        LocationSettings.from_env(
+            {**environ, "FRAUD_ENV": "local", "FRAUD_TRAINING": "step-functions"}
+        )
+    )
+    assert isinstance(training, StepFunctionsTraining)
+    return training
+
+
 def warehouse_for(settings: LocationSettings, environ: Mapping[str, str]) -> Warehouse:
     """DuckDB, or Snowflake configured from the ``SNOWFLAKE_*`` variables of ``environ``
     through ``dg.EnvVar`` (``FRAUD_WAREHOUSE``).

@@ -46,6 +46,8 @@ STEP_FUNCTIONS_SETTINGS = (
 )
 IMAGE_SETTING = "METAFLOW_BATCH_CONTAINER_IMAGE"
 TRAINING_TIMEOUT_SECONDS = 6 * 3600
+# Metaflow refuses to run without a user: the one runs are recorded under when USERNAME is unset.
+PIPELINE_USER = "fraud-pipeline"
 # The packages every remote task must get from the code package rather than from the image.
 PACKAGED_MODULES = ("fraud_core", "metaflow_jobs")
 
@@ -119,7 +121,7 @@ class MetaflowTraining(Training):
     """
 
     datastore_root: str
-    user: str = "fraud-pipeline"
+    user: str = PIPELINE_USER
     config_file: str = ""
     """Training settings to use instead of metaflow_jobs/config/training.json (same schema)."""
     datastore: str = "local"
@@ -215,7 +217,7 @@ class StepFunctionsTraining(Training):
             raise dg.Failure(
                 "Step Functions training needs these variables set: " + ", ".join(missing)
             )
-        return {"USERNAME": os.environ.get("USERNAME") or "fraud-pipeline"}
+        return {"USERNAME": os.environ.get("USERNAME") or PIPELINE_USER}
 
     def deployer(self) -> Any:
         """Metaflow's Step Functions deployer for this flow and state machine.

@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import pytest
 
-from fraud_assets.definitions import SettingsError, build_definitions
+from fraud_assets.definitions import SettingsError, build_definitions, step_functions_training
 from fraud_assets.resources import (
     MetaflowTraining,
     S3Landing,
@@ -180,3 +180,12 @@ def test_prod_errors_never_show_secret_values() -> None:
     assert "SNOWFLAKE_ACCOUNT" in message and "set only one of SNOWFLAKE_PASSWORD" in message
     for value in (*secrets.values(), "hunter2-secret", "BEGIN PRIVATE KEY"):
         assert value not in message
+
+
+def test_deploy_training_gets_the_assets_state_machine_whatever_the_environment() -> None:
+    """``fraud deploy-training`` deploys what fraud_model triggers: FRAUD_STATE_MACHINE read by
+    the same settings, the other settings of the environment left unchecked."""
+    assert step_functions_training({}).state_machine == "FraudTrainingFlow"
+    env = {"FRAUD_ENV": "prod", "FRAUD_TRAINING": "local", "FRAUD_STATE_MACHINE": "fraud-prod"}
+    training = step_functions_training({**env, "FRAUD_TRAINING_TIMEOUT": "60"})
+    assert (training.state_machine, training.timeout_seconds) == ("fraud-prod", 60)

@@ -9,9 +9,8 @@ Who evaluates what (each expectation's meta says it too, under ``evaluated_by``)
 
 * Row-level expectations (required fields, ranges, allowed values, unique claim ids, column
   pairs) are GX expectation objects evaluated with vectorised numpy/pandas, which gives every
-  failing row. GX took ~2 s for them per 1M claims (hashing the batch for a fingerprint, ~15 ms
-  per expectation before touching the data), numpy ~0.2 s. A test runs GX itself on a crafted
-  batch and requires the same failing rows.
+  failing row at a fraction of GX's cost per expectation (bench/gx.py measures the suite). A
+  test runs GX itself on a crafted batch and requires the same failing rows.
 * Batch-level expectations (each column's plausible share of nulls) are run by GX on the whole
   typed batch.
 
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +34,10 @@ from great_expectations.core.expectation_validation_result import (
     ExpectationSuiteValidationResult,
     ExpectationValidationResult,
 )
-from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.execution_engine import pandas_execution_engine
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
+from expectations.runner import FrameValidation
 from fraud_core.schema import (
     CLAIM_COLUMNS,
     COLUMNS_BY_NAME,
@@ -342,44 +340,32 @@ def build_claims_suite() -> gx.ExpectationSuite:
     )
 
 
-@dataclass(frozen=True)
-class _Runner:
-    definition: gx.ValidationDefinition
-    checks: tuple[_Check, ...]
-    lock: threading.Lock
+@functools.cache
+def _row_checks() -> tuple[_Check, ...]:
+    """The row-level checks :func:`validate_claims` evaluates, built once per process."""
+    return _checks()
 
 
-@functools.lru_cache(maxsize=1)
-def _runner() -> _Runner:
-    """Ephemeral GX context, datasource and validation definition, built once per process."""
+@functools.cache
+def _batch_validation() -> FrameValidation:
+    """The batch-level expectations compiled for GX, once per process."""
     if not hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
         raise RuntimeError(
             "great_expectations.execution_engine.pandas_execution_engine.HASH_THRESHOLD is "
             "gone: update _without_batch_fingerprint in expectations/claims.py for this GX"
         )
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas(SUITE_NAME)
-        .add_dataframe_asset(SUITE_NAME)
-        .add_batch_definition_whole_dataframe("whole_batch")
+    return FrameValidation.compile(
+        SUITE_NAME, _batch_expectations(), suite_name=f"{SUITE_NAME}_batch"
     )
-    suite = context.suites.add(
-        gx.ExpectationSuite(name=f"{SUITE_NAME}_batch", expectations=_batch_expectations())
-    )
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(data=batch, suite=suite, name=SUITE_NAME)
-    )
-    return _Runner(definition, _checks(), threading.Lock())
 
 
 @contextlib.contextmanager
 def _without_batch_fingerprint() -> Iterator[None]:
-    """Stop GX hashing the whole frame for a batch marker nobody reads (~1 s per 1M claims).
+    """Stop GX hashing the whole frame for a batch marker nobody reads.
 
     GX fingerprints every in-memory batch under ``HASH_THRESHOLD`` bytes with
     ``pd.util.hash_pandas_object``; the fingerprint is only stored in the batch markers.
-    Callers hold the runner's lock, so only one claims validation changes it at a time.
+    Callers hold the validation's lock, so only one claims validation changes it at a time.
     """
     saved = pandas_execution_engine.HASH_THRESHOLD
     pandas_execution_engine.HASH_THRESHOLD = 0
@@ -489,9 +475,8 @@ def validate_claims(raw: pd.DataFrame) -> ClaimsValidation:
     batch_failures: dict[str, str] = {}
     report = None
     if len(typed):
-        runner = _runner()
         row_results = []
-        for check in runner.checks:  # suite order, so a row's reasons read in a stable order
+        for check in _row_checks():  # suite order, so a row's reasons read in a stable order
             failing = check.failing(typed)
             row_results.append(_row_result(typed, check, failing))
             if not failing.any():
@@ -500,10 +485,9 @@ def validate_claims(raw: pd.DataFrame) -> ClaimsValidation:
             failures[check.key] = len(kept)
             for row, reason in zip(kept.tolist(), reasons, strict=True):
                 problems.setdefault(row, []).append(reason)
-        with runner.lock, _without_batch_fingerprint():
-            result = runner.definition.run(
-                batch_parameters={"dataframe": typed}, result_format="BASIC"
-            )
+        validation = _batch_validation()
+        with validation.lock, _without_batch_fingerprint():
+            result = validation.run(typed, result_format="BASIC")
         for outcome in result.results:
             key = _check_key(outcome.expectation_config)
             error = _raised(outcome.exception_info)

@@ -12,7 +12,8 @@ from typing import Any
 
 import great_expectations as gx
 import pandas as pd
-from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from expectations.runner import FrameValidation
 
 
 def partition_object(reference: dict[str, Any]) -> dict[str, list[float]]:
@@ -32,35 +33,24 @@ def kl_divergence(
     cols = [c for c in columns if c in reference_profile and c in frame.columns]
     if not cols:
         return {}
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas("drift")
-        .add_dataframe_asset("batch")
-        .add_batch_definition_whole_dataframe("whole")
+    validation = FrameValidation.compile(
+        "drift",
+        [
+            gx.expectations.ExpectColumnKLDivergenceToBeLessThan(
+                column=col,
+                partition_object=partition_object(reference_profile[col]),
+                threshold=threshold,
+                # Protects against: a shift of this input away from what the champion
+                # learned on (its ranking and calibration no longer hold).
+                meta={"intent": f"{col} is distributed as in the champion's training data"},
+            )
+            for col in cols
+        ],
     )
-    suite = context.suites.add(
-        gx.ExpectationSuite(
-            name="drift",
-            expectations=[
-                gx.expectations.ExpectColumnKLDivergenceToBeLessThan(
-                    column=col,
-                    partition_object=partition_object(reference_profile[col]),
-                    threshold=threshold,
-                    # Protects against: a shift of this input away from what the champion
-                    # learned on (its ranking and calibration no longer hold).
-                    meta={"intent": f"{col} is distributed as in the champion's training data"},
-                )
-                for col in cols
-            ],
-        )
-    )
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="drift", data=batch, suite=suite)
-    )
-    result = definition.run(batch_parameters={"dataframe": frame[cols].astype("float64")})
+    result = validation.run(frame[cols].astype("float64"))
     out: dict[str, dict[str, Any]] = {}
     for r in result.results:
+        assert r.expectation_config is not None  # GX returns each result with its expectation
         col = r.expectation_config.kwargs["column"]
         observed = (r.result or {}).get("observed_value")
         out[col] = {"kl": None if observed is None else float(observed), "passed": bool(r.success)}

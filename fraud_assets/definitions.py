@@ -1,38 +1,11 @@
-"""The one Definitions of the code location. Resources are chosen here, once, from FRAUD_ENV.
+"""The one Definitions of the code location: assets, checks, jobs, sensors, schedules, and the
+resources chosen once from the settings (``fraud_assets/settings.py``: ``FRAUD_ENV`` and the
+rest, every variable with its default).
 
-``FRAUD_ENV=local`` (default): lakehouse and landing zone in local folders, Metaflow's local
-runtime, DuckDB as the warehouse. Nothing to configure.
-
-``FRAUD_ENV=prod``: nothing defaults to this machine. Required:
-
-* ``LAKEHOUSE_URI`` on ``s3://`` or ``abfss://`` (``LANDING_URI``, when set, on a remote store
-  too; default ``LAKEHOUSE_URI/landing``);
-* training on AWS Step Functions + Batch: the Metaflow variables of
-  ``fraud_assets.resources.training.STEP_FUNCTIONS_SETTINGS`` (the state machine itself is
-  deployed by Jenkins, ``make deploy-training``);
-* the Snowflake warehouse: ``SNOWFLAKE_ACCOUNT``, ``SNOWFLAKE_USER``, ``SNOWFLAKE_PASSWORD`` (or
-  a key pair), ``SNOWFLAKE_WAREHOUSE``, ``SNOWFLAKE_DATABASE``, ``SNOWFLAKE_SCHEMA``; optional
-  ``SNOWFLAKE_TABLE``. Secrets are read through ``dg.EnvVar`` when a run starts.
-
-Anything missing or invalid fails here, at load, with one :class:`SettingsError` that lists
-every problem by variable name and says what to set (values are never echoed).
-
-Overrides: an explicit setting wins over the environment's default where both choices are
-valid there. ``FRAUD_TRAINING=local`` is honoured in prod (Metaflow's local runtime, e.g. to
-resume a failed run); ``FRAUD_WAREHOUSE`` may only name Snowflake in prod (a DuckDB file would
-silently keep the BI replica on one machine). In local, ``FRAUD_TRAINING=step-functions`` and
-``FRAUD_WAREHOUSE=snowflake`` switch those pieces to their prod versions.
-
-Storage is chosen by URI in every environment: ``LAKEHOUSE_URI`` (a path, ``s3://`` or
-``abfss://``/``az://``; local default ``./.lakehouse``) and ``LANDING_URI`` (the same kinds;
-default ``LAKEHOUSE_URI/landing``). Credentials come from the standard places (AWS environment
-or profile, ``AZURE_STORAGE_CONNECTION_STRING`` or account name + key), never from here.
-``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` point S3 at a compatible store,
-``LANDING_MAX_FILE_BYTES`` sets the landed-file size limit and
-``LANDING_SENSOR_INTERVAL_SECONDS`` how often the landing sensor looks (default 30).
+``defs`` is what Dagster loads (``workspace.yaml``, ``dagster api grpc -m
+fraud_assets.definitions``, ``dg``); :func:`build_definitions` is the same for any mapping of
+environment variables, which is how tests load it.
 """
-
-from __future__ import annotations
 
 import os
 from collections.abc import Mapping
@@ -42,163 +15,99 @@ import dagster as dg
 
 from fraud_assets.assets import ALL_ASSETS
 from fraud_assets.checks import model_gate
-from fraud_assets.monitoring import retraining_sensor_for
-from fraud_assets.resources import (
-    LakehouseResource,
-    LandingZone,
+from fraud_assets.resources.lakehouse import LakehouseResource
+from fraud_assets.resources.landing import landing_for
+from fraud_assets.resources.training import MetaflowTraining, StepFunctionsTraining, Training
+from fraud_assets.resources.warehouse import (
+    DuckDBWarehouse,
     SnowflakeWarehouse,
+    Warehouse,
     WarehouseConfigError,
-    landing_for,
-    training_for,
-    warehouse_for,
 )
-from fraud_assets.resources.training import STEP_FUNCTIONS_SETTINGS
-from fraud_assets.sensors import landing_sensor_for
-from fraud_core.lakehouse import REMOTE_SCHEMES, uri_scheme
-from fraud_core.landing import DEFAULT_MAX_BYTES
-from fraud_core.layout import DEFAULT_LAKEHOUSE_DIR
-
-PROD_LAKEHOUSE_SCHEMES = ("s3", "abfss")
-PROD_LAKEHOUSE_HINT = (
-    "set it to s3://BUCKET/PREFIX or abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX"
-)
-
+from fraud_assets.sensors import landing_sensor_for, retraining_sensor_for
+from fraud_assets.settings import LocationSettings, SettingsError
 
 # Run tags read by the production instance (deploy/dagster/dagster.yaml): the run queue bounds
 # runs by kind, and the daemon reruns a job whose worker crashed only where it opted in,
 # because rerunning it is safe (it rewrites what it writes).
 RUN_KIND_TAG = "fraud/run-kind"
 RERUN_SAFE = {"dagster/max_retries": "2"}
+WAREHOUSES = ("duckdb", "snowflake")
 
 
-class SettingsError(ValueError):
-    """The environment's settings are missing or invalid: every problem, by variable name."""
-
-
-def lakehouse_uri(env: Mapping[str, str]) -> str:
-    """``LAKEHOUSE_URI`` checked: an absolute local path, or an s3:// / ADLS URI as given."""
-    uri = env.get("LAKEHOUSE_URI") or os.path.join(os.getcwd(), DEFAULT_LAKEHOUSE_DIR)
-    scheme = uri_scheme(uri)
-    if scheme == "file":
-        return os.path.abspath(uri.removeprefix("file://"))
-    if scheme not in REMOTE_SCHEMES:
-        raise ValueError(
-            f"LAKEHOUSE_URI {uri!r} has an unsupported scheme {scheme!r}: use a local path, "
-            "s3://bucket/prefix or abfss://container@account.dfs.core.windows.net/prefix"
+def training_for(settings: LocationSettings) -> Training:
+    """Metaflow's local runtime, or the Step Functions state machine (``FRAUD_TRAINING``)."""
+    if settings.training == "step-functions":
+        return StepFunctionsTraining(
+            state_machine=settings.state_machine,
+            metadata_root=settings.datastore_root,
+            timeout_seconds=settings.training_timeout_seconds,
         )
-    return uri.rstrip("/")
-
-
-def landing_zone(env: Mapping[str, str], lakehouse: str) -> LandingZone:
-    """``LANDING_URI`` (default: the lakehouse's landing/ folder, same store)."""
-    return landing_for(
-        env.get("LANDING_URI") or f"{lakehouse}/landing",
-        endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
-        max_file_bytes=int(env.get("LANDING_MAX_FILE_BYTES") or DEFAULT_MAX_BYTES),
+    return MetaflowTraining(
+        datastore_root=settings.datastore_root,
+        config_file=settings.training_config,
+        datastore=settings.metaflow_datastore,
     )
 
 
-def datastore_root(env: Mapping[str, str]) -> str:
-    """Where Metaflow's local runtime keeps runs (``METAFLOW_DATASTORE_SYSROOT_LOCAL``)."""
-    return env.get("METAFLOW_DATASTORE_SYSROOT_LOCAL") or os.getcwd()
-
-
-def local_resources(env: Mapping[str, str]) -> dict[str, Any]:
-    """Everything on this machine by default; lakehouse and landing zone wherever their URIs
-    say (a local path, S3 or ADLS)."""
-    lakehouse = lakehouse_uri(env)
-    return {
-        "lakehouse": LakehouseResource(uri=lakehouse),
-        "landing": landing_zone(env, lakehouse),
-        "training": training_for(env, datastore_root(env)),
-        "warehouse": warehouse_for(env),  # DuckDB unless FRAUD_WAREHOUSE=snowflake
-    }
-
-
-def prod_problems(env: Mapping[str, str]) -> list[str]:
-    """Everything missing or invalid for ``FRAUD_ENV=prod`` (empty when it can load).
-
-    Each problem names the variable and what to set; no value is ever included (the scheme
-    of a URI at most).
-    """
-    problems: list[str] = []
-    lakehouse = env.get("LAKEHOUSE_URI", "")
-    if not lakehouse:
-        problems.append(f"LAKEHOUSE_URI is not set: {PROD_LAKEHOUSE_HINT}")
-    elif (scheme := uri_scheme(lakehouse)) not in PROD_LAKEHOUSE_SCHEMES:
-        where = "a local path" if scheme == "file" else f"on {scheme}://"
-        problems.append(f"LAKEHOUSE_URI is {where}: {PROD_LAKEHOUSE_HINT}")
-    landing = env.get("LANDING_URI", "")
-    if landing and uri_scheme(landing) not in REMOTE_SCHEMES:
-        problems.append(
-            "LANDING_URI is not on S3 or ADLS: set it to s3://... or abfss://..., or unset it "
-            "(the landing zone is then LAKEHOUSE_URI/landing)"
+def step_functions_training(environ: Mapping[str, str]) -> StepFunctionsTraining:
+    """The Step Functions training ``fraud_model`` gets with these variables (state machine,
+    timeout, metadata root), whatever ``FRAUD_ENV`` and ``FRAUD_TRAINING`` say, and without
+    checking the settings training does not use: what ``fraud deploy-training`` deploys."""
+    training = training_for(
+        LocationSettings.from_env(
+            {**environ, "FRAUD_ENV": "local", "FRAUD_TRAINING": "step-functions"}
         )
-    training = env.get("FRAUD_TRAINING") or "step-functions"
-    if training == "step-functions":
-        missing = [name for name in STEP_FUNCTIONS_SETTINGS if not env.get(name)]
-        if missing:
-            problems.append(
-                f"training on Step Functions needs {', '.join(missing)}: set them to the "
-                "Metaflow AWS deployment's values, the image being this project's (Dockerfile) "
-                "pushed where AWS Batch pulls from (as for `make deploy-training`)"
-            )
-    elif training != "local":
-        problems.append(f"FRAUD_TRAINING={training!r}: use step-functions (default) or local")
-    warehouse = (env.get("FRAUD_WAREHOUSE") or "snowflake").lower()
-    if warehouse != "snowflake":
-        problems.append(
-            f"FRAUD_WAREHOUSE={warehouse!r}: FRAUD_ENV=prod replicates to Snowflake only; "
-            "unset FRAUD_WAREHOUSE"
-        )
-    else:
-        try:
-            SnowflakeWarehouse.from_env(env)
-        except WarehouseConfigError as exc:  # names variables only, never their values
-            problems.append(f"{exc} (set the SNOWFLAKE_* variables)")
-    return problems
+    )
+    assert isinstance(training, StepFunctionsTraining)
+    return training
 
 
-def prod_resources(env: Mapping[str, str]) -> dict[str, Any]:
-    """S3/ADLS lakehouse and landing zone, Step Functions training, Snowflake.
+def warehouse_for(settings: LocationSettings, environ: Mapping[str, str]) -> Warehouse:
+    """DuckDB, or Snowflake configured from the ``SNOWFLAKE_*`` variables of ``environ``
+    through ``dg.EnvVar`` (``FRAUD_WAREHOUSE``).
 
     Raises:
-        SettingsError: listing every missing or invalid setting (see :func:`prod_problems`).
+        WarehouseConfigError: an unknown choice, or Snowflake settings missing (all named).
     """
-    problems = prod_problems(env)
-    if problems:
-        raise SettingsError(
-            "FRAUD_ENV=prod cannot load; fix these settings (or use FRAUD_ENV=local):\n"
-            + "\n".join(f"  - {p}" for p in problems)
-        )
-    lakehouse = env["LAKEHOUSE_URI"].rstrip("/")
-    training = env.get("FRAUD_TRAINING") or "step-functions"
+    if settings.warehouse == "duckdb":
+        return DuckDBWarehouse(database=settings.duckdb_path)
+    if settings.warehouse == "snowflake":
+        return SnowflakeWarehouse.from_env(environ)
+    raise WarehouseConfigError(
+        f"FRAUD_WAREHOUSE={settings.warehouse!r} is not a warehouse: use one of "
+        + ", ".join(WAREHOUSES)
+    )
+
+
+def resources_for(settings: LocationSettings, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The lakehouse, the landing zone, training and the warehouse the settings name."""
     return {
-        "lakehouse": LakehouseResource(uri=lakehouse),
-        "landing": landing_zone(env, lakehouse),
-        "training": training_for({**env, "FRAUD_TRAINING": training}, datastore_root(env)),
-        "warehouse": SnowflakeWarehouse.from_env(env),
+        "lakehouse": LakehouseResource(uri=settings.lakehouse_uri),
+        "landing": landing_for(
+            settings.landing_uri,
+            endpoint_url=settings.s3_endpoint_url,
+            max_file_bytes=settings.landing_max_file_bytes,
+        ),
+        "training": training_for(settings),
+        "warehouse": warehouse_for(settings, environ),
     }
 
 
-RESOURCES = {"local": local_resources, "prod": prod_resources}
-ENVIRONMENTS = tuple(RESOURCES)
+def build_definitions(environ: Mapping[str, str]) -> dg.Definitions:
+    """The code location for the settings in ``environ`` (only there: never the process's).
 
-
-def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
-    """The code location for an environment (``FRAUD_ENV``, default ``local``)."""
-    name = env.get("FRAUD_ENV", "local")
-    if name not in RESOURCES:
-        raise SettingsError(
-            f"FRAUD_ENV={name!r} is not an environment: use one of {', '.join(ENVIRONMENTS)}"
-        )
-    resources = RESOURCES[name](env)  # first: a missing setting fails before anything else
+    Raises:
+        SettingsError: listing every missing or invalid setting (``FRAUD_ENV=prod`` fails here,
+            at load, never in a run).
+    """
+    settings = LocationSettings.from_env(environ)
+    resources = resources_for(settings, environ)
     ingest = dg.define_asset_job(
         "ingest_batch",
         selection=dg.AssetSelection.assets(
             "raw_claims", "quarantined_claims", "claim_features", "claim_scores"
         ),
-        partitions_def=None,
         description="One landed file: validate, quarantine, featurize, score.",
         tags={RUN_KIND_TAG: "ingest", **RERUN_SAFE},  # rewrites its batch's partitions
     )
@@ -225,9 +134,8 @@ def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
         asset_checks=[model_gate],
         jobs=[ingest, train, rescore, report],
         sensors=[
-            landing_sensor_for(ingest, int(env.get("LANDING_SENSOR_INTERVAL_SECONDS") or 30)),
-            # Retrain after this many consecutive drifting batches (FRAUD_DRIFT_BATCHES).
-            retraining_sensor_for(train, int(env.get("FRAUD_DRIFT_BATCHES", "2"))),
+            landing_sensor_for(ingest, settings.landing_sensor_interval_seconds),
+            retraining_sensor_for(train, settings.drift_batches),
         ],
         schedules=[
             dg.ScheduleDefinition(
@@ -247,4 +155,10 @@ def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
     )
 
 
-defs = build_definitions(os.environ)
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location, from this process's environment (read here, once, when loaded)."""
+    return build_definitions(os.environ)
+
+
+__all__ = ["RERUN_SAFE", "RUN_KIND_TAG", "SettingsError", "build_definitions", "defs"]

@@ -15,8 +15,7 @@ from typing import Any
 import dagster as dg
 
 from fraud_assets.definitions import build_definitions
-from fraud_assets.partitions import landing_batches
-from fraud_assets.sensors import FILE_TAG
+from fraud_assets.sensors import FILE_TAG, PARTITIONS
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 CURSOR_FILE = "landing_cursor.json"
@@ -105,20 +104,18 @@ class Orchestrator:
         cursor = Path(cursor_path).read_text() if os.path.exists(cursor_path) else None
         sensor = self.defs.resolve_sensor_def(SENSOR)
         context = dg.build_sensor_context(
-            instance=self.instance,
-            cursor=cursor,
-            resources={"landing": self.defs.resources["landing"]},
+            instance=self.instance, cursor=cursor, resources={"landing": self._resource("landing")}
         )
         result = sensor(context)
-        if isinstance(result, dg.SkipReason):
+        if not isinstance(result, dg.SensorResult):  # a SkipReason: no new file
             return Ingestion()
-        for request in result.dynamic_partitions_requests:
+        for request in result.dynamic_partitions_requests or []:
             self.instance.add_dynamic_partitions(
                 request.partitions_def_name, list(request.partition_keys)
             )
         job = self.defs.resolve_job_def("ingest_batch")
         outcome = Ingestion()
-        for run in result.run_requests:
+        for run in result.run_requests or []:
             if run.run_key and self._launched(run.run_key):
                 continue
             self.on_step(f"ingest {run.partition_key}")
@@ -180,7 +177,7 @@ class Orchestrator:
         """
         sensor = self.defs.resolve_sensor_def("drift_retraining_sensor")
         context = dg.build_sensor_context(
-            instance=self.instance, resources={"lakehouse": self.defs.resources["lakehouse"]}
+            instance=self.instance, resources={"lakehouse": self._resource("lakehouse")}
         )
         request = sensor(context)
         if not isinstance(request, dg.RunRequest):
@@ -202,4 +199,8 @@ class Orchestrator:
         )
 
     def batches(self) -> list[str]:
-        return list(self.instance.get_dynamic_partitions(landing_batches.name))
+        return list(self.instance.get_dynamic_partitions(PARTITIONS))
+
+    def _resource(self, name: str) -> Any:
+        """One of the Definitions' resources (the sensors are evaluated with it)."""
+        return (self.defs.resources or {})[name]

@@ -1,11 +1,19 @@
-"""Drift statistics of a batch against a reference profile (bins and weights per column)."""
+"""Drift of a batch against a reference profile (bins and weights per column): the statistics,
+and the drift records each checked batch leaves in the lakehouse (``monitoring/*_drift``), from
+which a persistent drift is told apart from a passing one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import FEATURE_DRIFT
 
 _EPS = 1e-4
 
@@ -107,3 +115,68 @@ MONITORED_FEATURES: tuple[str, ...] = (
     "asset_age_years",
     "prior_claims",
 )
+
+
+def with_divergence(table: pd.DataFrame, kl: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """``table`` (from :func:`drift_table`) with each column's KL divergence added.
+
+    Args:
+        table: PSI and KS per column, with ``drifting``.
+        kl: per column, ``{"kl": observed KL or None, "passed": whether KL is under its
+            threshold}`` (columns without an entry pass).
+
+    Returns:
+        A copy with ``kl`` and ``kl_passed``; a column whose KL fails is ``drifting`` too.
+    """
+    out = table.copy()
+    out["kl"] = out["column"].map(lambda c: kl.get(c, {}).get("kl"))
+    out["kl_passed"] = out["column"].map(lambda c: kl.get(c, {}).get("passed", True))
+    out["drifting"] = out["drifting"] | ~out["kl_passed"].astype(bool)
+    return out
+
+
+def record_drift(
+    lakehouse: Lakehouse,
+    dataset: str,
+    batch_id: str,
+    table: pd.DataFrame,
+    model_version: str,
+    claim_dates: pd.Series,
+) -> str:
+    """Store a batch's drift table (one row per column) as its partition of ``dataset``.
+
+    Each row is stamped with the batch, the model version it was compared with, the batch's
+    first claim date (the order in which batches are read back) and the time of the check.
+    Returns the partition's URI.
+    """
+    return lakehouse.write_batch(
+        dataset,
+        batch_id,
+        table.assign(
+            batch_id=batch_id,
+            model_version=model_version,
+            first_claim_date=claim_dates.min(),
+            computed_at=pd.Timestamp(datetime.now(UTC)).tz_localize(None),
+        ),
+    )
+
+
+def drifting_streak(lakehouse: Lakehouse, version: str) -> list[str]:
+    """Batches whose features drift from model ``version``, newest last, up to the first calm
+    one counting back from the newest batch (the current run of consecutive drifting batches).
+    """
+    if not lakehouse.batches(FEATURE_DRIFT):
+        return []
+    records = lakehouse.read_batches(FEATURE_DRIFT)
+    records = records[records["model_version"] == version]
+    per_batch = (
+        records.groupby("batch_id")
+        .agg(drifting=("drifting", "any"), first=("first_claim_date", "min"))
+        .sort_values(["first", "batch_id"])
+    )
+    streak: list[str] = []
+    for batch_id, row in per_batch[::-1].iterrows():
+        if not row["drifting"]:
+            break
+        streak.insert(0, str(batch_id))
+    return streak

@@ -28,6 +28,7 @@ from fraud_core.lakehouse import Lakehouse, batch_id_for_file, check_batch_id
 from fraud_core.layout import REJECTED
 from fraud_core.schema import (
     QUARANTINE_REASON_COLUMN,
+    REASON_SEPARATOR,
     ROW_NUMBER_COLUMN,
     SchemaError,
     claims_frame,
@@ -254,6 +255,25 @@ def quarantine_all(raw: pd.DataFrame | None, reason: str) -> pd.DataFrame:
     out.insert(0, ROW_NUMBER_COLUMN, np.arange(len(rows), dtype="int64"))
     out[QUARANTINE_REASON_COLUMN] = reason
     return out
+
+
+def problem_summary(quarantined: pd.DataFrame, top: int = 3) -> str:
+    """The most frequent problems among quarantined rows, each with a count and an example.
+
+    Reasons read ``subject: detail`` (a column or a rule, then what is wrong), several per row
+    joined by ``REASON_SEPARATOR``. Empty when nothing was quarantined.
+    """
+    if quarantined.empty:
+        return ""
+    reasons = quarantined[QUARANTINE_REASON_COLUMN].astype(str).str.split(REASON_SEPARATOR)
+    parts = reasons.explode().str.partition(": ")
+    table = pd.DataFrame({"subject": parts[0], "detail": parts[2].where(parts[2] != "", parts[0])})
+    grouped = table.groupby("subject", sort=False)["detail"].agg(["size", "first"])
+    ranked = grouped.reset_index().sort_values(["size", "subject"], ascending=[False, True])
+    return "; ".join(
+        f"{row.subject} ({row.size:,} rows, e.g. {row.first})"
+        for row in ranked.head(top).itertuples()
+    )
 
 
 def _plain(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The model registry's promotions: who was champion when, and going back one step.
+"""The model registry: the champion, who was champion when, and going back one step.
 
 ``models/champion.json`` is what scoring follows; ``models/champion_history.json`` lists every
 promotion (newest last) so that a rollback knows what to restore. Both are replaced atomically.
@@ -12,6 +12,12 @@ from typing import Any
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import CHAMPION_HISTORY
 from fraud_core.model.bundle import BundleError, ModelBundle
+
+
+def champion_bundle(lh: Lakehouse) -> ModelBundle | None:
+    """The champion's bundle, or None before the first promotion (the pointer is read once)."""
+    pointer = lh.champion()
+    return None if pointer is None else ModelBundle.load(lh, pointer["version"])
 
 
 def history(lh: Lakehouse) -> list[dict[str, Any]]:

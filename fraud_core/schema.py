@@ -306,6 +306,9 @@ def claims_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 QUARANTINE_REASON_COLUMN = "quarantine_reasons"
+# A quarantined row's reasons, each ``subject: detail`` (a column or a rule, then what is wrong),
+# are joined with this separator in QUARANTINE_REASON_COLUMN.
+REASON_SEPARATOR = "; "
 ROW_NUMBER_COLUMN = "source_row"
 
 
@@ -334,5 +337,7 @@ def split_valid(
     quarantined = rejected.astype("string").astype(object).where(rejected.notna(), None)
     rows = np.flatnonzero(bad)
     quarantined.insert(0, ROW_NUMBER_COLUMN, rows.astype("int64"))
-    quarantined[QUARANTINE_REASON_COLUMN] = ["; ".join(problems[i]) for i in rows.tolist()]
+    quarantined[QUARANTINE_REASON_COLUMN] = [
+        REASON_SEPARATOR.join(problems[i]) for i in rows.tolist()
+    ]
     return valid, quarantined.reset_index(drop=True)

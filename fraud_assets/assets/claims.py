@@ -18,19 +18,26 @@ The landed file itself is never moved or deleted.
 """
 
 import os
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from expectations.claims import ClaimsValidation, build_claims_suite, validate_claims
-from fraud_assets.monitoring import data_docs_link
+from expectations.claims import ClaimsValidation, validate_claims
+from fraud_assets.checks import (
+    CLAIMS_CONTRACT,
+    ClaimsContractConfig,
+    claims_contract,
+    claims_rejected,
+)
+from fraud_assets.owners import OWNERS
 from fraud_assets.partitions import landing_batches
-from fraud_assets.resources import LakehouseResource, LandedFile, LandingZone
+from fraud_assets.resources.lakehouse import LakehouseResource
+from fraud_assets.resources.landing import LandingZone
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.landing import (
+    LandedFile,
     check_size,
     empty_claims,
     quarantine_all,
@@ -39,16 +46,6 @@ from fraud_core.landing import (
 )
 from fraud_core.layout import QUARANTINE, RAW
 from fraud_core.schema import QUARANTINE_REASON_COLUMN, SchemaError
-
-CONTRACT_CHECK = "claims_contract"
-
-
-class ClaimsContractConfig(dg.Config):
-    max_failure_rate: float = 0.05
-    """Above this share of rejected rows the batch is stopped (downstream assets don't run)."""
-    stop_on_implausible_nulls: bool = True
-    """Stop the batch when a column's share of nulls is over its plausible bound (the schema's
-    ``max_null_fraction``: a column lost upstream), whatever the share of rejected rows."""
 
 
 @dataclass
@@ -103,45 +100,23 @@ def load_landed_batch(landing: LandingZone, batch_id: str) -> LandedBatch:
     return batch
 
 
-def problem_summary(quarantined: pd.DataFrame, top: int = 3) -> str:
-    """The most frequent problems among quarantined rows, each with a count and an example.
-
-    Reasons read ``subject: detail`` (a column or a rule, then what is wrong), several per row
-    joined by ``"; "``.
-    """
-    if quarantined.empty:
-        return ""
-    reasons = quarantined[QUARANTINE_REASON_COLUMN].astype(str).str.split("; ").explode()
-    parts = reasons.str.partition(": ")
-    table = pd.DataFrame({"subject": parts[0], "detail": parts[2].where(parts[2] != "", parts[0])})
-    grouped = table.groupby("subject", sort=False)["detail"].agg(["size", "first"])
-    ranked = grouped.reset_index().sort_values(["size", "subject"], ascending=[False, True])
-    return "; ".join(
-        f"{row.subject} ({row.size:,} rows, e.g. {row.first})"
-        for row in ranked.head(top).itertuples()
-    )
-
-
 @dg.multi_asset(
     outs={
         "raw_claims": dg.AssetOut(
-            description="Validated claims of one landed file.", is_required=False
+            description="Validated claims of one landed file.",
+            is_required=False,
+            owners=OWNERS,
+            kinds={"pandas", "parquet"},
         ),
         "quarantined_claims": dg.AssetOut(
             description="Rejected rows of one landed file, as received, with their reasons.",
             is_required=False,
+            owners=OWNERS,
+            kinds={"pandas", "parquet"},
         ),
     },
     partitions_def=landing_batches,
-    check_specs=[
-        dg.AssetCheckSpec(
-            CONTRACT_CHECK,
-            asset="raw_claims",
-            blocking=True,
-            description="The file could be read as claims, and the share of rows the Great "
-            "Expectations claims suite rejects is under the limit.",
-        )
-    ],
+    check_specs=[CLAIMS_CONTRACT],
     group_name="claims",
 )
 def claims_batch(
@@ -169,19 +144,14 @@ def claims_batch(
             data=batch.data,
             rows_quarantined=rows_quarantined,
         )
-        yield dg.AssetCheckResult(
-            check_name=CONTRACT_CHECK,
-            asset_key="raw_claims",
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=f"file rejected: {batch.rejection}",
-            metadata={**about, "rejection": record, "rows_quarantined": rows_quarantined},
+        yield claims_rejected(
+            batch.rejection,
+            {**about, "rejection": record, "rows_quarantined": rows_quarantined},
         )
         return
     yield from _write_batch(lh, batch_id, batch, about)
     assert batch.validation is not None  # no rejection: the file was validated
-    docs = data_docs_link(lh, batch.validation.report, build_claims_suite(), batch_id)
-    yield _contract_check(batch.validation, config, {**about, **docs})
+    yield claims_contract(batch.validation, config, lh, batch_id, about)
 
 
 def _write_batch(
@@ -212,33 +182,3 @@ def _write_batch(
         },
     )
     return quarantined
-
-
-def _contract_check(
-    result: ClaimsValidation, config: ClaimsContractConfig, about: Mapping[str, Any]
-) -> dg.AssetCheckResult:
-    """The contract on a validated file: the share of rejected rows against the limit, and
-    every column's share of nulls against its plausible bound."""
-    max_failure_rate = config.max_failure_rate
-    summary = problem_summary(result.quarantined)
-    broken = "; ".join(f"{key}: {seen}" for key, seen in result.batch_failures.items())
-    nulls_ok = not (result.batch_failures and config.stop_on_implausible_nulls)
-    return dg.AssetCheckResult(
-        check_name=CONTRACT_CHECK,
-        asset_key="raw_claims",
-        passed=result.failure_rate <= max_failure_rate and nulls_ok,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"{len(result.quarantined):,} of {result.rows_in:,} rows rejected "
-            f"({result.failure_rate:.2%}; limit {max_failure_rate:.2%})"
-            + (f": {summary}" if summary else "")
-            + (f". Implausible share of nulls: {broken}" if broken else "")
-        ),
-        metadata={
-            **about,
-            "failure_rate": result.failure_rate,
-            "max_failure_rate": max_failure_rate,
-            "failures_by_expectation": dg.MetadataValue.json(result.failures_by_expectation),
-            "batch_failures": dg.MetadataValue.json(result.batch_failures),
-        },
-    )

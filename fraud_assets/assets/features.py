@@ -1,54 +1,64 @@
 """claim_features: model features of one batch, with earlier claims as history."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from expectations.features import validate_features
-from fraud_assets.monitoring import (
+from fraud_assets.checks import (
     FEATURE_DRIFT_CHECK,
+    FEATURES_CONTRACT,
+    NO_CHAMPION,
     contract_result,
-    contract_spec,
-    drift_check,
-    drift_spec,
+    selected,
+    skip,
 )
+from fraud_assets.owners import OWNERS
 from fraud_assets.partitions import landing_batches
-from fraud_assets.resources import LakehouseResource
-from fraud_core.drift import MONITORED_FEATURES
+from fraud_assets.resources.lakehouse import LakehouseResource
 from fraud_core.features import NUMERIC_FEATURES
-from fraud_core.layout import FEATURE_DRIFT, FEATURES
+from fraud_core.layout import FEATURES
 from fraud_core.pipeline import featurize_batch
+from fraud_core.registry import champion_bundle
 
 
-@dg.asset(
-    partitions_def=landing_batches,
-    deps=["raw_claims"],
-    group_name="claims",
-    check_specs=[
-        contract_spec("features_contract", "claim_features"),
-        drift_spec(FEATURE_DRIFT_CHECK, "claim_features"),
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "claim_features",
+            deps=["raw_claims"],
+            description="Model features per claim: amounts, timing and history per "
+            "policyholder and provider.",
+            group_name="claims",
+            owners=OWNERS,
+            kinds={"duckdb", "parquet"},
+        )
     ],
+    check_specs=[FEATURES_CONTRACT, FEATURE_DRIFT_CHECK.spec],
+    partitions_def=landing_batches,
+    can_subset=True,  # checks are optional outputs: one with nothing to check is skipped
 )
-def claim_features(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):  # type: ignore[no-untyped-def]
-    """Model features per claim: amounts, timing and history per policyholder and provider."""
+def claim_features(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Featurize the batch's raw claims (every other batch as history); check the features."""
     lh = lakehouse.get()
     batch_id = context.partition_key
     features = featurize_batch(lh, batch_id)
     means = features[list(NUMERIC_FEATURES)].mean().round(4).to_dict()
     yield dg.MaterializeResult(
+        asset_key="claim_features",
         metadata={
             "dagster/row_count": len(features),
             "uri": dg.MetadataValue.path(lh.url(lh.batch_file(FEATURES, batch_id))),
             "feature_means": dg.MetadataValue.json(means),
-        }
+        },
     )
-    yield contract_result(
-        validate_features(features), "features_contract", "claim_features", lh, batch_id
-    )
-    yield drift_check(
-        lh,
-        batch_id,
-        features,
-        MONITORED_FEATURES,
-        FEATURE_DRIFT,
-        FEATURE_DRIFT_CHECK,
-        "claim_features",
-    )
+    if selected(context, FEATURES_CONTRACT):
+        yield contract_result(FEATURES_CONTRACT, validate_features(features), lh, batch_id)
+    if selected(context, FEATURE_DRIFT_CHECK.spec):
+        champion = champion_bundle(lh)
+        if champion is None:
+            skip(context, NO_CHAMPION, FEATURE_DRIFT_CHECK.spec)
+        else:
+            yield FEATURE_DRIFT_CHECK.evaluate(lh, champion, batch_id, features)

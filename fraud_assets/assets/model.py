@@ -1,11 +1,14 @@
 """fraud_model (a candidate trained by Metaflow) and champion_model (behind the gate)."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from fraud_assets.resources import LakehouseResource, Training
+from fraud_assets.owners import OWNERS
+from fraud_assets.resources.lakehouse import LakehouseResource
+from fraud_assets.resources.training import Training
 from fraud_core.layout import CANDIDATE_POINTER, FEATURES
 from fraud_core.plots import markdown_image
 from fraud_core.registry import promote
@@ -21,7 +24,13 @@ class TrainingConfig(dg.Config):
 
 
 # pool "training": the production instance runs one training at a time (deploy/dagster).
-@dg.asset(deps=["claim_features"], group_name="model", pool="training")
+@dg.asset(
+    deps=["claim_features"],
+    group_name="model",
+    pool="training",
+    owners=OWNERS,
+    kinds={"metaflow", "pytorch"},
+)
 def fraud_model(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
@@ -55,7 +64,7 @@ def fraud_model(
     model, lgbm = run.test_metrics["model"], run.test_metrics["lightgbm"]
     bayes = run.test_metrics.get("bayes_optimal", {})
     candidates = pd.DataFrame(run.candidates)
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "model_version": run.model_version,
         "metaflow_run": run.pathspec,
         "bundle_uri": dg.MetadataValue.path(run.bundle_uri),
@@ -78,7 +87,7 @@ def fraud_model(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(deps=["fraud_model"], group_name="model")
+@dg.asset(deps=["fraud_model"], group_name="model", owners=OWNERS, kinds={"pytorch", "json"})
 def champion_model(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:

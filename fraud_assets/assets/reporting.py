@@ -2,13 +2,15 @@
 
 import dagster as dg
 
-from fraud_assets.resources import LakehouseResource, Warehouse
+from fraud_assets.owners import OWNERS
+from fraud_assets.resources.lakehouse import LakehouseResource
+from fraud_assets.resources.warehouse import Warehouse
 from fraud_core.layout import METRICS_FILE
 from fraud_core.model.bundle import ModelBundle
 from fraud_core.pipeline import aggregate_metrics, versions_in_scores
 
 
-@dg.asset(deps=["claim_scores"], group_name="reporting")
+@dg.asset(deps=["claim_scores"], group_name="reporting", owners=OWNERS, kinds={"pandas", "parquet"})
 def model_metrics(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     """Per model version, batch and day: volumes, alerts, fraud rate, precision, AP and drift."""
     lh = lakehouse.get()
@@ -35,7 +37,9 @@ def model_metrics(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(deps=["model_metrics"], group_name="reporting")
+@dg.asset(
+    deps=["model_metrics"], group_name="reporting", owners=OWNERS, kinds={"snowflake", "duckdb"}
+)
 def snowflake_metrics_replica(
     lakehouse: LakehouseResource, warehouse: Warehouse
 ) -> dg.MaterializeResult:

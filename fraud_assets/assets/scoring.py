@@ -1,71 +1,72 @@
 """claim_scores: the champion's fraud score and decision for every claim of a batch."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from expectations.scores import validate_scores
-from fraud_assets.monitoring import (
+from fraud_assets.checks import (
+    NO_CHAMPION,
     SCORE_DRIFT_CHECK,
+    SCORES_CONTRACT,
     contract_result,
-    contract_spec,
-    drift_check,
-    drift_spec,
+    selected,
+    skip,
 )
+from fraud_assets.owners import OWNERS
 from fraud_assets.partitions import landing_batches
-from fraud_assets.resources import LakehouseResource
-from fraud_core.layout import SCORE_DRIFT, SCORES
-from fraud_core.model.bundle import load_champion
+from fraud_assets.resources.lakehouse import LakehouseResource
+from fraud_core.layout import SCORES
 from fraud_core.pipeline import score_batch
+from fraud_core.registry import champion_bundle
 from fraud_core.schema import DECISION_COLUMN, Decision
 
 
-@dg.asset(
-    partitions_def=landing_batches,
-    deps=["claim_features", "champion_model"],
-    group_name="scoring",
-    output_required=False,
-    check_specs=[
-        contract_spec("scores_contract", "claim_scores"),
-        drift_spec(SCORE_DRIFT_CHECK, "claim_scores"),
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "claim_scores",
+            deps=["claim_features", "champion_model"],
+            description="Fraud score (calibrated probability) and decision per claim, with the "
+            "model version.",
+            group_name="scoring",
+            owners=OWNERS,
+            kinds={"pytorch", "parquet"},
+            # Before the first model is promoted there is nothing to score with; the batch is
+            # scored when claim_scores runs again after champion_model.
+            skippable=True,
+        )
     ],
+    check_specs=[SCORES_CONTRACT, SCORE_DRIFT_CHECK.spec],
+    partitions_def=landing_batches,
+    can_subset=True,  # checks are optional outputs: one with nothing to check is skipped
 )
-def claim_scores(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):  # type: ignore[no-untyped-def]
-    """Fraud score (calibrated probability) and decision per claim, with the model version."""
+def claim_scores(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Score the batch's features with the champion (loaded once); check the scores."""
     lh = lakehouse.get()
-    if lh.champion() is None:
-        # Before the first model is promoted there is nothing to score with; the batch is
-        # scored when claim_scores runs again after champion_model.
-        context.log.warning("no champion model yet: batch left unscored until one is promoted")
-        for check in ("scores_contract", SCORE_DRIFT_CHECK):  # check outputs are not optional
-            yield dg.AssetCheckResult(
-                check_name=check,
-                asset_key="claim_scores",
-                passed=True,
-                description="not scored yet (no champion model): nothing to check",
-            )
+    batch_id = context.partition_key
+    champion = champion_bundle(lh)
+    if champion is None:
+        context.log.warning(f"batch {batch_id} left unscored: {NO_CHAMPION}")
+        skip(context, NO_CHAMPION, SCORES_CONTRACT, SCORE_DRIFT_CHECK.spec)
         return
-    bundle = load_champion(lh)
-    scores = score_batch(lh, context.partition_key, bundle)
+    scores = score_batch(lh, batch_id, champion)
     alerts = int((scores[DECISION_COLUMN] == Decision.INVESTIGATE).sum())
-    yield dg.Output(
-        None,
+    yield dg.MaterializeResult(
+        asset_key="claim_scores",
         metadata={
             "dagster/row_count": len(scores),
-            "model_version": bundle.version,
+            "model_version": champion.version,
             "alerts": alerts,
             "alert_rate": alerts / max(len(scores), 1),
             "mean_score": float(scores["fraud_score"].mean()),
-            "uri": dg.MetadataValue.path(lh.url(lh.batch_file(SCORES, context.partition_key))),
+            "uri": dg.MetadataValue.path(lh.url(lh.batch_file(SCORES, batch_id))),
         },
     )
-    yield contract_result(
-        validate_scores(scores), "scores_contract", "claim_scores", lh, context.partition_key
-    )
-    yield drift_check(
-        lh,
-        context.partition_key,
-        scores.rename(columns={"fraud_score": "score"}),
-        ("score",),
-        SCORE_DRIFT,
-        SCORE_DRIFT_CHECK,
-        "claim_scores",
-    )
+    if selected(context, SCORES_CONTRACT):
+        yield contract_result(SCORES_CONTRACT, validate_scores(scores), lh, batch_id)
+    if selected(context, SCORE_DRIFT_CHECK.spec):
+        frame = scores.rename(columns={"fraud_score": "score"})
+        yield SCORE_DRIFT_CHECK.evaluate(lh, champion, batch_id, frame)

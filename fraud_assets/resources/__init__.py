@@ -14,7 +14,6 @@ from fraud_assets.resources.training import (
     StepFunctionsTraining,
     Training,
     TrainingRun,
-    training_for,
 )
 from fraud_assets.resources.warehouse import (
     DuckDBWarehouse,
@@ -24,7 +23,6 @@ from fraud_assets.resources.warehouse import (
     WarehouseConfigError,
     WarehouseConnectionError,
     WarehouseWriteError,
-    warehouse_for,
 )
 
 __all__ = [
@@ -46,6 +44,4 @@ __all__ = [
     "WarehouseConnectionError",
     "WarehouseWriteError",
     "landing_for",
-    "training_for",
-    "warehouse_for",
 ]

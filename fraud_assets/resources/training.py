@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,9 @@ STEP_FUNCTIONS_SETTINGS = (
     "METAFLOW_BATCH_CONTAINER_IMAGE",
 )
 IMAGE_SETTING = "METAFLOW_BATCH_CONTAINER_IMAGE"
+TRAINING_TIMEOUT_SECONDS = 6 * 3600
+# Metaflow refuses to run without a user: the one runs are recorded under when USERNAME is unset.
+PIPELINE_USER = "fraud-pipeline"
 # The packages every remote task must get from the code package rather than from the image.
 PACKAGED_MODULES = ("fraud_core", "metaflow_jobs")
 
@@ -118,7 +121,7 @@ class MetaflowTraining(Training):
     """
 
     datastore_root: str
-    user: str = "fraud-pipeline"
+    user: str = PIPELINE_USER
     config_file: str = ""
     """Training settings to use instead of metaflow_jobs/config/training.json (same schema)."""
     datastore: str = "local"
@@ -194,7 +197,7 @@ class StepFunctionsTraining(Training):
     """
 
     state_machine: str = FLOW_NAME
-    timeout_seconds: int = 6 * 3600
+    timeout_seconds: int = TRAINING_TIMEOUT_SECONDS
     poll_seconds: float = 10
     metadata_root: str = "."
     """Where Metaflow's local metadata lives (``DIR/.metaflow``), when there is no metadata
@@ -214,7 +217,7 @@ class StepFunctionsTraining(Training):
             raise dg.Failure(
                 "Step Functions training needs these variables set: " + ", ".join(missing)
             )
-        return {"USERNAME": os.environ.get("USERNAME") or "fraud-pipeline"}
+        return {"USERNAME": os.environ.get("USERNAME") or PIPELINE_USER}
 
     def deployer(self) -> Any:
         """Metaflow's Step Functions deployer for this flow and state machine.
@@ -229,11 +232,13 @@ class StepFunctionsTraining(Training):
         from metaflow_jobs.fraud_training_flow import FAULT_INJECTION
 
         faults = {name: os.environ[name] for name in FAULT_INJECTION if os.environ.get(name)}
-        options = {"decospecs": [f"environment:vars={json.dumps(faults)}"]} if faults else {}
+        options: dict[str, Any] = (
+            {"decospecs": [f"environment:vars={json.dumps(faults)}"]} if faults else {}
+        )
         with keep_interrupt_handlers():
-            return Deployer(FLOW_FILE, show_output=False, env=env, **options).step_functions(
-                name=self.state_machine
-            )
+            # Metaflow adds one method per deployment target (step_functions, argo_workflows...)
+            deployer: Any = Deployer(FLOW_FILE, show_output=False, env=env, **options)
+            return deployer.step_functions(name=self.state_machine)
 
     def code_package(self) -> dict[str, int]:
         """What the code package of a deployment holds: files per top-level package.
@@ -376,24 +381,6 @@ def _local_metadata() -> bool:
     from metaflow.metaflow_config import DEFAULT_METADATA
 
     return bool(DEFAULT_METADATA == "local")
-
-
-def training_for(env: Mapping[str, str], datastore_root: str) -> Training:
-    """The Training resource named by ``FRAUD_TRAINING`` (``local`` or ``step-functions``)."""
-    mode = env.get("FRAUD_TRAINING", "local")
-    if mode == "local":
-        return MetaflowTraining(
-            datastore_root=datastore_root,
-            config_file=env.get("FRAUD_TRAINING_CONFIG", ""),
-            datastore="s3" if env.get("METAFLOW_DEFAULT_DATASTORE") == "s3" else "local",
-        )
-    if mode == "step-functions":
-        return StepFunctionsTraining(
-            state_machine=env.get("FRAUD_STATE_MACHINE", FLOW_NAME),
-            metadata_root=datastore_root,
-            timeout_seconds=int(env.get("FRAUD_TRAINING_TIMEOUT", str(6 * 3600))),
-        )
-    raise ValueError(f"FRAUD_TRAINING={mode!r}: use 'local' or 'step-functions'")
 
 
 def _metaflow_runner() -> Any:

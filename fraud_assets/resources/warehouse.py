@@ -14,8 +14,9 @@ one transaction. On Snowflake DDL commits by itself (the table and views may be 
 if the MERGE then fails; they hold nothing until it succeeds). The number of statements does
 not grow with the number of rows.
 
-Credentials come from ``dg.EnvVar`` (see ``warehouse_for``) and never appear in metadata,
-logs or error messages: errors from the connector are re-raised with every secret redacted.
+Credentials come from ``dg.EnvVar`` (see ``SnowflakeWarehouse.from_env``) and never appear in
+metadata, logs or error messages: errors from the connector are re-raised with every secret
+redacted.
 """
 
 import abc
@@ -269,7 +270,7 @@ def _snowflake_problems(values: Mapping[str, Any]) -> list[str]:
 class SnowflakeWarehouse(Warehouse):
     """The metrics table in Snowflake, through dagster-snowflake's ``SnowflakeResource``.
 
-    Build it with ``SnowflakeWarehouse.from_env(env)`` (or ``warehouse_for``): every setting
+    Build it with ``SnowflakeWarehouse.from_env(env)``: every setting
     is a ``dg.EnvVar``, so values are read when a run starts and never stored in the
     Definitions. Authentication is a password or a key pair (``private_key`` as PEM text, or
     ``private_key_path``; ``private_key_password`` when the key is encrypted).
@@ -465,31 +466,6 @@ def _write_pandas(conn: Any, frame: pd.DataFrame, table: str) -> None:
         raise RuntimeError(f"write_pandas loaded {loaded} of {len(frame)} rows into {table}")
 
 
-WAREHOUSES = ("duckdb", "snowflake")
-
-
-def warehouse_for(env: Mapping[str, str]) -> Warehouse:
-    """The warehouse for an environment: ``FRAUD_WAREHOUSE`` (``duckdb`` | ``snowflake``), else
-    Snowflake when ``FRAUD_ENV=prod`` and DuckDB otherwise (``DUCKDB_PATH``, default
-    ``./.warehouse/fraud.duckdb``).
-
-    Raises:
-        WarehouseConfigError: an unknown choice, or Snowflake settings missing (all named).
-    """
-    default = "snowflake" if env.get("FRAUD_ENV") == "prod" else "duckdb"
-    choice = (env.get("FRAUD_WAREHOUSE") or default).lower()
-    if choice == "duckdb":
-        return DuckDBWarehouse(
-            database=env.get("DUCKDB_PATH")
-            or os.path.join(os.getcwd(), ".warehouse", "fraud.duckdb")
-        )
-    if choice == "snowflake":
-        return SnowflakeWarehouse.from_env(env)
-    raise WarehouseConfigError(
-        f"FRAUD_WAREHOUSE={choice!r} is not a warehouse: use one of {', '.join(WAREHOUSES)}"
-    )
-
-
 __all__ = [
     "DuckDBWarehouse",
     "ReplicationResult",
@@ -499,5 +475,4 @@ __all__ = [
     "WarehouseConfigError",
     "WarehouseConnectionError",
     "WarehouseWriteError",
-    "warehouse_for",
 ]

@@ -1,11 +1,15 @@
 """The code location loads, with the graph, checks, jobs and environment rules we expect."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from fraud_assets.definitions import SettingsError, build_definitions
+from fraud_assets.definitions import SettingsError, build_definitions, step_functions_training
 from fraud_assets.resources import (
     MetaflowTraining,
     S3Landing,
@@ -14,6 +18,7 @@ from fraud_assets.resources import (
 )
 from fraud_assets.resources.training import STEP_FUNCTIONS_SETTINGS
 
+ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_ASSETS = {
     "raw_claims",
     "quarantined_claims",
@@ -53,7 +58,7 @@ def test_definitions_load_with_the_whole_graph(tmp_path, monkeypatch) -> None:
 def test_the_module_level_definitions_load() -> None:
     from fraud_assets import definitions
 
-    assert isinstance(definitions.defs, dg.Definitions)
+    assert isinstance(definitions.defs(), dg.Definitions)
 
 
 def test_unknown_environment_is_refused() -> None:
@@ -180,3 +185,32 @@ def test_prod_errors_never_show_secret_values() -> None:
     assert "SNOWFLAKE_ACCOUNT" in message and "set only one of SNOWFLAKE_PASSWORD" in message
     for value in (*secrets.values(), "hunter2-secret", "BEGIN PRIVATE KEY"):
         assert value not in message
+
+
+def test_deploy_training_gets_the_assets_state_machine_whatever_the_environment() -> None:
+    """``fraud deploy-training`` deploys what fraud_model triggers: FRAUD_STATE_MACHINE read by
+    the same settings, the other settings of the environment left unchecked."""
+    assert step_functions_training({}).state_machine == "FraudTrainingFlow"
+    env = {"FRAUD_ENV": "prod", "FRAUD_TRAINING": "local", "FRAUD_STATE_MACHINE": "fraud-prod"}
+    training = step_functions_training({**env, "FRAUD_TRAINING_TIMEOUT": "60"})
+    assert (training.state_machine, training.timeout_seconds) == ("fraud-prod", 60)
+
+
+@pytest.mark.slow
+def test_dg_checks_and_lists_the_code_location(tmp_path) -> None:
+    """``dg check defs`` and ``dg list defs`` from the project root ([tool.dg] in pyproject)."""
+    dg_cli = os.path.join(os.path.dirname(sys.executable), "dg")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "LAKEHOUSE_URI": str(tmp_path / "lake")}
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [dg_cli, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
+    assert "All definitions loaded successfully" in run("check", "defs")
+    listed = json.loads(run("list", "defs", "--json"))
+    assets = {asset["asset_key"]: asset for asset in listed["assets"]}
+    assert set(assets) == EXPECTED_ASSETS
+    assert all(asset["kinds"] and asset["owners"] for asset in assets.values())

@@ -27,7 +27,7 @@ import pytest
 import snowflake.connector
 
 from fraud_assets.assets.reporting import model_metrics, snowflake_metrics_replica
-from fraud_assets.definitions import build_definitions
+from fraud_assets.definitions import build_definitions, warehouse_for
 from fraud_assets.resources import (
     DuckDBWarehouse,
     LakehouseResource,
@@ -35,8 +35,8 @@ from fraud_assets.resources import (
     Warehouse,
     WarehouseConfigError,
     WarehouseWriteError,
-    warehouse_for,
 )
+from fraud_assets.settings import LocationSettings
 from fraud_core import metrics as fraud_metrics
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import METRICS_FILE, SCORES
@@ -72,6 +72,11 @@ _INSTANCES: dict[str, dg.DagsterInstance] = {}  # run id -> the instance that re
 
 
 # --- data and helpers ---------------------------------------------------------------------------
+def _warehouse(env: dict[str, str]) -> Warehouse:
+    """The warehouse the code location picks for the variables ``env``."""
+    return warehouse_for(LocationSettings.from_env(env), env)
+
+
 def _metrics(batches: int = 3, days: int = 4, version: str = "fm-1") -> pd.DataFrame:
     """A small model_metrics table: ``batches`` x ``days`` rows with NULLs where they occur."""
     rng = np.random.default_rng(7)
@@ -360,7 +365,7 @@ def test_snowflake_replica_merges_idempotently_with_the_views(
     tmp_path, snowflake_env, fake_snowflake
 ) -> None:
     table = _metrics()
-    warehouse = warehouse_for({**snowflake_env, "FRAUD_WAREHOUSE": "snowflake"})
+    warehouse = _warehouse({**snowflake_env, "FRAUD_WAREHOUSE": "snowflake"})
     assert isinstance(warehouse, SnowflakeWarehouse)
 
     first = _metadata(_replicate(_lakehouse(tmp_path, table), warehouse))
@@ -471,13 +476,15 @@ def test_snowflake_rejected_rows_leave_the_table_unchanged(
 def test_each_missing_variable_is_named(missing: str) -> None:
     env = {k: v for k, v in SNOWFLAKE.items() if k != missing}
     with pytest.raises(WarehouseConfigError, match=missing) as raised:
-        warehouse_for({**env, "FRAUD_WAREHOUSE": "snowflake"})
+        _warehouse({**env, "FRAUD_WAREHOUSE": "snowflake"})
     assert PASSWORD not in str(raised.value)
 
 
 def test_every_missing_variable_is_named_at_once() -> None:
     with pytest.raises(WarehouseConfigError) as raised:
-        warehouse_for({"FRAUD_ENV": "prod", "SNOWFLAKE_ACCOUNT": "acme", "SNOWFLAKE_USER": ""})
+        _warehouse(
+            {"FRAUD_WAREHOUSE": "snowflake", "SNOWFLAKE_ACCOUNT": "acme", "SNOWFLAKE_USER": ""}
+        )
     message = str(raised.value)
     for name in [*REQUIRED[1:], "SNOWFLAKE_PASSWORD", "SNOWFLAKE_PRIVATE_KEY_PATH"]:
         assert name in message
@@ -594,9 +601,15 @@ def test_the_definitions_pick_the_warehouse_from_the_environment(tmp_path, monke
     resource = snow.resources["warehouse"]
     assert isinstance(resource, SnowflakeWarehouse)
     assert PASSWORD not in repr(resource) + json.dumps(resource.model_dump(), default=str)
-    assert isinstance(warehouse_for({**SNOWFLAKE, "FRAUD_ENV": "prod"}), SnowflakeWarehouse)
+    prod = {
+        **SNOWFLAKE,
+        "FRAUD_ENV": "prod",
+        "LAKEHOUSE_URI": "s3://l/f",
+        "FRAUD_TRAINING": "local",
+    }
+    assert isinstance(_warehouse(prod), SnowflakeWarehouse)
     with pytest.raises(WarehouseConfigError, match="FRAUD_WAREHOUSE='oracle'"):
-        warehouse_for({"FRAUD_WAREHOUSE": "oracle"})
+        _warehouse({"FRAUD_WAREHOUSE": "oracle"})
     with pytest.raises(WarehouseConfigError, match="SNOWFLAKE_ACCOUNT"):
         build_definitions({"FRAUD_WAREHOUSE": "snowflake"})
 

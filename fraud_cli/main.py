@@ -64,15 +64,14 @@ def _materialize(args: argparse.Namespace) -> int:
 def _deploy_training(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from fraud_assets.definitions import datastore_root
-    from fraud_assets.resources.training import IMAGE_SETTING, StepFunctionsTraining, training_for
+    from fraud_assets.definitions import step_functions_training
+    from fraud_assets.resources.training import IMAGE_SETTING
 
     # The resource the fraud_model asset gets in prod (FRAUD_STATE_MACHINE names it).
-    env = {k: v for k, v in os.environ.items() if v} | {"FRAUD_TRAINING": "step-functions"}
+    env = dict(os.environ)
     if args.state_machine:
         env["FRAUD_STATE_MACHINE"] = args.state_machine
-    training = training_for(env, datastore_root(env))
-    assert isinstance(training, StepFunctionsTraining)
+    training = step_functions_training(env)
     try:
         package = training.code_package()  # fails before deploying when the package is short
         name = training.deploy()

@@ -23,20 +23,12 @@ from metaflow import Config, FlowSpec, Parameter, card, current, resources, retr
 # METAFLOW_PACKAGE_POLICY): remote steps run this commit's code, not the image's copy.
 import fraud_core
 import metaflow_jobs
-from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
-
-# Fault injection, for proving retries and resume (read when a step runs, never at import):
-# FRAUD_FLOW_FAIL_FIRST_ATTEMPT=train  -> each train branch fails once, then its retry succeeds
-# FRAUD_FLOW_FAIL=register             -> the register step always fails (then `resume`)
-# On Step Functions the tasks see them only if the deployment forwards them (it does when they
-# are set at `make deploy-training`: StepFunctionsTraining.deployer).
-FAIL_FIRST_ATTEMPT = "FRAUD_FLOW_FAIL_FIRST_ATTEMPT"
-FAIL_ALWAYS = "FRAUD_FLOW_FAIL"
-FAULT_INJECTION = (FAIL_FIRST_ATTEMPT, FAIL_ALWAYS)
+from metaflow_jobs.settings import DEFAULT_CONFIG, FAIL_ALWAYS, FAIL_FIRST_ATTEMPT, parse_settings
 
 
 def _injected_failure(step_name: str) -> None:
-    """Raise if the environment asks this step to fail (see the variables above)."""
+    """Raise if the environment asks this step to fail (metaflow_jobs.settings: fault
+    injection)."""
     first = os.environ.get(FAIL_FIRST_ATTEMPT, "").split(",")
     if step_name in first and current.retry_count == 0:
         raise RuntimeError(f"injected failure: first attempt of {step_name}")

@@ -15,6 +15,15 @@ if TYPE_CHECKING:  # torch is imported by the steps that train, not by every ste
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "config", "training.json")
 
+# Fault injection, for proving retries and resume (read when a step runs, never at import):
+# FRAUD_FLOW_FAIL_FIRST_ATTEMPT=train  -> each train branch fails once, then its retry succeeds
+# FRAUD_FLOW_FAIL=register             -> the register step always fails (then `resume`)
+# On Step Functions the tasks see them only if the deployment forwards them (it does when they
+# are set at `make deploy-training`: StepFunctionsTraining.deployer).
+FAIL_FIRST_ATTEMPT = "FRAUD_FLOW_FAIL_FIRST_ATTEMPT"
+FAIL_ALWAYS = "FRAUD_FLOW_FAIL"
+FAULT_INJECTION = (FAIL_FIRST_ATTEMPT, FAIL_ALWAYS)
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -229,7 +229,7 @@ class StepFunctionsTraining(Training):
         _metaflow_runner()  # same import-order guard as the local mode
         from metaflow import Deployer
 
-        from metaflow_jobs.fraud_training_flow import FAULT_INJECTION
+        from metaflow_jobs.settings import FAULT_INJECTION
 
         faults = {name: os.environ[name] for name in FAULT_INJECTION if os.environ.get(name)}
         options: dict[str, Any] = (

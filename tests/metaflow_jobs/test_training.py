@@ -11,7 +11,7 @@ from fraud_assets.assets.model import fraud_model
 from fraud_assets.resources import LakehouseResource, MetaflowTraining
 from fraud_assets.resources.step_functions import StepFunctionsExecution, failure_summary
 from fraud_core.lakehouse import Lakehouse
-from metaflow_jobs.fraud_training_flow import FAIL_ALWAYS, FAIL_FIRST_ATTEMPT
+from metaflow_jobs.settings import FAIL_ALWAYS, FAIL_FIRST_ATTEMPT
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch import nn
 
-from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_features
+from fraud_core.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, build_features
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.model.bundle import BundleError
@@ -28,7 +28,7 @@ from fraud_core.model.fast import NumpyForward
 from fraud_core.model.network import FraudNet, NetConfig
 from fraud_core.model.train import encode
 from fraud_core.schema import INPUT_COLUMNS
-from fraud_core.scoring import FEATURE_NAMES, ClaimScorer
+from fraud_core.scoring import ClaimScorer
 
 NUMERIC = list(NUMERIC_FEATURES)
 
@@ -202,7 +202,7 @@ def test_attribution_is_gradient_times_input(
     np.testing.assert_allclose(scores.contributions, expected, rtol=1e-4, atol=1e-5)
     top = scores.top_features(0, 3)
     assert [t.feature for t in top] == [
-        FEATURE_NAMES[j] for j in np.argsort(-np.abs(expected[0]), kind="stable")[:3]
+        FEATURES[j] for j in np.argsort(-np.abs(expected[0]), kind="stable")[:3]
     ]
     assert all(isinstance(t.value, str) == (t.feature in CATEGORICAL_FEATURES) for t in top)
 

@@ -1,0 +1,264 @@
+"""The claims history indexed by key, for the window features of claims given as records.
+
+:class:`HistoryIndex` keeps only the columns the window features read
+(:data:`~fraud_core.features.HISTORY_COLUMNS`), sorted by date, and indexes their rows by each
+key column (policyholder, provider) once: per key, its rows in date order, stored CSR-style,
+with running sums of the values summed in windows. A window is then two binary searches and a
+sum a difference of two running sums (:mod:`fraud_core.online.kernels`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from fraud_core.features import DATE, HISTORY_COLUMNS, claim_values
+from fraud_core.online import kernels
+from fraud_core.online.plan import PLAN
+from fraud_core.schema import ID_COLUMN
+
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+
+class WindowTotals(NamedTuple):
+    """Claims' windows over the other claims: ``counts[i, w]`` claims in window ``w`` of
+    claim ``i`` (``PLAN.windows`` order), ``sums[i, s]`` the sum of total ``s``'s value over
+    them (``PLAN.totals`` order)."""
+
+    counts: np.ndarray
+    sums: np.ndarray
+
+
+def _ordinals(dates: pd.Series) -> np.ndarray:
+    """Dates as int64 day ordinals, as ``datetime.date.toordinal`` (NaT: before any date)."""
+    days = dates.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").view(np.int64)
+    return days + _EPOCH_ORDINAL
+
+
+@dataclass(frozen=True)
+class HistoryIndex:
+    """Earlier claims, indexed for the windows of :data:`~fraud_core.online.plan.PLAN`.
+
+    Attributes:
+        frame: the history's :data:`HISTORY_COLUMNS`, sorted by date.
+        lookup: per key column (``PLAN.entities`` order), its name and key -> group (the groups
+            of all key columns are numbered on, one column after the other).
+        order: per key column, the history rows (``frame`` positions) by group, then date
+            ``(E, n)``; rows with a null key first, in no group.
+        row_groups: per key column, the group of every row of ``frame`` (-1: null key).
+        row_days: the date of every row of ``frame`` (day ordinal).
+        row_totals: per total (``PLAN.totals``), its value for every row of ``frame``.
+        arrays: what the kernels read: the plan's arrays, the offsets, dates and running sums.
+        id_hash_order: the ``frame`` row of each of ``arrays.id_hashes``.
+        claim_ids: ``frame``'s claim ids.
+    """
+
+    frame: pd.DataFrame
+    lookup: tuple[tuple[str, dict[str, int]], ...]
+    order: np.ndarray
+    row_groups: np.ndarray
+    row_days: np.ndarray
+    row_totals: np.ndarray
+    arrays: kernels.FeatureArrays
+    id_hash_order: np.ndarray
+    claim_ids: pd.Series
+
+    @classmethod
+    def build(cls, history: pd.DataFrame) -> HistoryIndex:
+        """Index ``history`` (raw claims with at least :data:`HISTORY_COLUMNS`).
+
+        Raises:
+            ValueError: a column is missing, or a value summed in a window is (the claims
+                were not validated).
+        """
+        missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
+        if missing:
+            raise ValueError(f"claims history lacks column(s) {', '.join(missing)}")
+        frame = history[list(HISTORY_COLUMNS)]
+        frame = frame.sort_values(DATE, kind="stable").reset_index(drop=True)
+        n = len(frame)
+        days = _ordinals(frame[DATE])
+        summed = claim_values(frame, PLAN.summed())
+        row_totals = np.zeros((len(PLAN.totals), n), np.float64)
+        for s, value in enumerate(PLAN.summed()):
+            row_totals[s] = summed[value.name].to_numpy()
+            gaps = int(np.isnan(row_totals[s]).sum())
+            if gaps:
+                raise ValueError(
+                    f"claims history has {gaps} row(s) without a {value.name}: raw claims "
+                    "must be validated (required column)"
+                )
+        entities = len(PLAN.entities)
+        order = np.empty((entities, n), np.int64)
+        row_groups = np.empty((entities, n), np.int64)
+        sorted_days = np.empty((entities, n), np.int64)
+        offsets: list[np.ndarray] = []
+        lookup: list[tuple[str, dict[str, int]]] = []
+        cumulative = np.zeros((len(PLAN.cumulative), n), np.float64)
+        for e, entity in enumerate(PLAN.entities):
+            base = sum(len(o) for o in offsets)
+            codes, uniques = pd.factorize(frame[entity], sort=False, use_na_sentinel=True)
+            order[e] = np.argsort(codes, kind="stable")
+            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            skip = int((codes < 0).sum())  # nulls sort first; they never match a request
+            offsets.append((np.r_[0, np.cumsum(counts)] + skip).astype(np.int64))
+            lookup.append((entity, {str(k): base + i for i, k in enumerate(uniques)}))
+            row_groups[e] = np.where(codes >= 0, codes + base, -1)
+            sorted_days[e] = days[order[e]]
+            sorted_codes = codes[order[e]]
+            for c, (owner, register) in enumerate(PLAN.cumulative):
+                if owner == e:
+                    s = [r for _, r in PLAN.totals].index(register)
+                    values = pd.Series(row_totals[s][order[e]])
+                    cumulative[c] = values.groupby(sorted_codes).cumsum()
+        hashes = np.fromiter(
+            map(hash, frame[ID_COLUMN].astype(str).tolist()), dtype=np.int64, count=n
+        )
+        id_hash_order = np.argsort(hashes, kind="stable")
+        return cls(
+            frame=frame,
+            lookup=tuple(lookup),
+            order=order,
+            row_groups=row_groups,
+            row_days=days,
+            row_totals=row_totals,
+            arrays=PLAN.arrays(
+                np.concatenate(offsets) if offsets else np.zeros(1, np.int64),
+                sorted_days,
+                cumulative,
+                hashes[id_hash_order],
+            ),
+            id_hash_order=id_hash_order,
+            claim_ids=frame[ID_COLUMN],
+        )
+
+    def rows_within(self, claims: pd.DataFrame) -> np.ndarray:
+        """Positions in :attr:`frame` of the rows some window of ``claims`` can see: the same
+        key's rows within its longest window, the claim's own day included (sorted)."""
+        days = _ordinals(claims[DATE])
+        offsets, sorted_days = self.arrays.offsets, self.arrays.days
+        parts = []
+        for e, entity in enumerate(PLAN.entities):
+            lookback = max(d for owner, d in PLAN.windows if owner == e)
+            _, lookup = self.lookup[e]
+            for key, day in zip(claims[entity].tolist(), days, strict=True):
+                group = lookup.get(key, -1)
+                if group < 0:
+                    continue
+                lo, hi = offsets[group], offsets[group + 1]
+                window = sorted_days[e, lo:hi]
+                first = lo + np.searchsorted(window, day - lookback, side="left")
+                last = lo + np.searchsorted(window, day, side="right")
+                parts.append(self.order[e, first:last])
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    def groups(self, record: Mapping[str, Any]) -> tuple[int, ...]:
+        """A record's group per key column (-1: the key is not in the history)."""
+        return tuple([lookup.get(record[entity], -1) for entity, lookup in self.lookup])
+
+    def may_hold(self, claim_id: str) -> bool:
+        """Whether a history row may carry this claim id (a hash match: confirm by text)."""
+        return bool(kernels.sorted_contains(self.arrays.id_hashes, hash(claim_id)))
+
+    def window_totals(
+        self, records: Sequence[Mapping[str, Any]], registers: np.ndarray
+    ) -> WindowTotals:
+        """The windows of ``records`` over the history and each other.
+
+        History rows whose claim id is one of ``records`` are left out (the record replaces
+        them), and the records count in each other's windows, like the claims of one batch.
+
+        Args:
+            records: validated claims; ids must be unique.
+            registers: their registers ``(n, R)`` (:func:`kernels.claim_registers`).
+        """
+        groups = np.array([self.groups(r) for r in records], np.int64)
+        groups = groups.reshape(len(records), len(PLAN.entities))
+        totals = WindowTotals(*kernels.window_totals(groups, registers, *self.arrays))
+        replaced = self._replaced(records)
+        if len(replaced):
+            kernels.drop_rows(
+                replaced,
+                groups,
+                registers,
+                *totals,
+                self.row_groups,
+                self.row_days,
+                self.row_totals,
+                *self.arrays,
+            )
+        if len(records) > 1:
+            _add_each_other(records, registers[:, 0].astype(np.int64), registers, totals)
+        return totals
+
+    def _replaced(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The history rows that share a claim id with a record (the record replaces them)."""
+        id_hashes = self.arrays.id_hashes
+        if not len(id_hashes) or (
+            len(records) == 1 and not self.may_hold(str(records[0][ID_COLUMN]))
+        ):
+            return np.zeros(0, np.int64)  # the common cases, without array calls
+        ids = [str(r[ID_COLUMN]) for r in records]
+        if len(set(ids)) != len(ids):
+            raise ValueError("claim ids must be unique within the claims to featurize")
+        hashes = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
+        found = np.searchsorted(id_hashes, hashes)
+        hits = np.flatnonzero(id_hashes[np.minimum(found, len(id_hashes) - 1)] == hashes)
+        wanted = {ids[i] for i in hits.tolist()}
+        rows = []
+        for i in hits.tolist():
+            k = int(found[i])
+            while k < len(id_hashes) and id_hashes[k] == hashes[i]:
+                row = int(self.id_hash_order[k])
+                if str(self.claim_ids.iat[row]) in wanted:
+                    rows.append(row)
+                k += 1
+        return np.array(rows, np.int64)
+
+
+def _add_each_other(
+    records: Sequence[Mapping[str, Any]],
+    days: np.ndarray,
+    registers: np.ndarray,
+    totals: WindowTotals,
+) -> None:
+    """Count the records of the same key inside each record's windows (others only)."""
+    for e, entity in enumerate(PLAN.entities):
+        members: dict[str, list[int]] = {}
+        for i, record in enumerate(records):
+            members.setdefault(str(record[entity]), []).append(i)
+        for group in members.values():
+            if len(group) < 2:
+                continue
+            rows = np.array(group)
+            for w, (owner, lookback) in enumerate(PLAN.windows):
+                if owner != e:
+                    continue
+                summed = [s for s, (window, _) in enumerate(PLAN.totals) if window == w]
+                values = [registers[rows, PLAN.totals[s][1]] for s in summed]
+                count, sums = _neighbours(days[rows], lookback, values)
+                totals.counts[rows, w] += count
+                for s, added in zip(summed, sums, strict=True):
+                    totals.sums[rows, s] += added
+
+
+def _neighbours(
+    days: np.ndarray, lookback: int, values: list[np.ndarray]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """For each of a group's records: how many others fall in its ``[day - lookback, day]``
+    window, and the sums of ``values`` over them (others only; 0 when there are none)."""
+    order = np.argsort(days, kind="stable")
+    sorted_days = days[order]
+    first = np.searchsorted(sorted_days, days - lookback)
+    last = np.searchsorted(sorted_days, days + 1)  # same-day records count
+    count = last - first - 1
+    sums = []
+    for v in values:
+        running = np.concatenate(([0.0], np.cumsum(v[order])))
+        sums.append(np.where(count > 0, running[last] - running[first] - v, 0.0))
+    return count, sums

@@ -1,0 +1,260 @@
+"""Compiled kernels of the online features: the feature declaration run over claim records and
+the history index, without pandas.
+
+The kernels know no feature by name: they read the declaration as four small tables
+(:class:`FeatureArrays`, built by :mod:`fraud_core.online.plan`), so a new feature changes the
+tables, never this code. A claim's numbers live in *registers*: first the claim columns the
+features read (dates as day ordinals; register 0 is the claim date, which windows look back
+from), then every :class:`~fraud_core.features.ClaimValue` in declaration order, each computed
+from earlier registers by its operation.
+
+Numba compiles each kernel on first use and caches it next to this module. The cache is
+invalidated only when this file changes, so every kernel that calls another lives here, and
+nothing here reads a constant from another module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numba
+import numpy as np
+
+# Operations of the claim values (fraud_core.features.Op), in VALUES["op"].
+COLUMN, LOG1P, RATIO, DAYS_BETWEEN, ABOVE = range(5)
+# What a feature is (a claim value, or fraud_core.features.Stat), in FEATURES["kind"].
+VALUE, COUNT, SUM, MEAN = range(4)
+
+# One row per claim value; value k is register n_inputs + k. x, y: the registers it reads.
+VALUES = np.dtype([("op", np.int64), ("x", np.int64), ("y", np.int64), ("threshold", np.float64)])
+# One row per distinct window: the position of its key column, and how far back it looks.
+WINDOWS = np.dtype([("entity", np.int64), ("days", np.int64)])
+# One row per value summed over a window: the window, the index's running sums of the value
+# (a row of ``cumulative``), and the value's register (a claim's own, for a mean).
+TOTALS = np.dtype([("window", np.int64), ("cumulative", np.int64), ("value", np.int64)])
+# One row per feature, in column order: its kind; its register (VALUE), window (COUNT) or total
+# (SUM, MEAN); the window a MEAN divides by the count of (else -1); log1p of the statistic.
+FEATURES = np.dtype(
+    [("kind", np.int64), ("source", np.int64), ("window", np.int64), ("log", np.bool_)]
+)
+
+
+class FeatureArrays(NamedTuple):
+    """Everything the kernels read: the declaration's tables, then the history index.
+
+    Kernels take these as trailing positional arguments (``*arrays``: numba unboxes positional
+    arrays fastest) and name them again with ``FeatureArrays(*arrays)``.
+
+    Attributes:
+        values: :data:`VALUES` rows.
+        windows: :data:`WINDOWS` rows.
+        totals: :data:`TOTALS` rows.
+        features: :data:`FEATURES` rows.
+        offsets: the history's key groups, every key column's after the previous one's: group
+            ``g`` holds positions ``offsets[g]:offsets[g + 1]`` of its key column's row order.
+        days: per key column, the history rows' dates (day ordinals) in that row order,
+            ascending within each group ``(E, n)``.
+        cumulative: running sums of a value over a key column's row order, restarting at each
+            group ``(C, n)``.
+        id_hashes: the history's claim ids hashed (Python's ``hash``), sorted.
+    """
+
+    values: np.ndarray
+    windows: np.ndarray
+    totals: np.ndarray
+    features: np.ndarray
+    offsets: np.ndarray
+    days: np.ndarray
+    cumulative: np.ndarray
+    id_hashes: np.ndarray
+
+
+def _jit(fn: Callable[..., Any]) -> Any:
+    """Compiled on first use, then cached by numba; releases the GIL."""
+    return numba.njit(cache=True, nogil=True)(fn)
+
+
+@_jit
+def _registers(a: FeatureArrays, inputs: Any, out: np.ndarray) -> None:  # pragma: no cover
+    """Fill one claim's registers ``out`` from its ``inputs`` (a tuple or a 1-d array)."""
+    n_inputs = len(inputs)
+    for i in range(n_inputs):
+        out[i] = inputs[i]
+    for k in range(a.values.shape[0]):
+        value = a.values[k]
+        x = out[value.x]
+        y = out[value.y]
+        if value.op == COLUMN:
+            result = x
+        elif value.op == LOG1P:
+            result = math.log1p(x)
+        elif value.op == RATIO:
+            result = x / y
+        elif value.op == DAYS_BETWEEN:
+            result = x - y
+        else:  # ABOVE
+            result = 1.0 if x > value.threshold else 0.0
+        out[n_inputs + k] = result
+
+
+@_jit
+def _first_after(days: np.ndarray, lo: int, hi: int, day: int) -> int:  # pragma: no cover
+    """The first position in ``days[lo:hi]`` (ascending) dated after ``day``, or ``hi``."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if days[mid] <= day:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@_jit
+def _window_totals(  # pragma: no cover - compiled; tested against build_features
+    a: FeatureArrays, groups: Any, registers: np.ndarray, count: np.ndarray, total: np.ndarray
+) -> None:
+    """One claim's windows over the history: rows per window ``count``, and each total's
+    value summed over them ``total``. ``groups`` holds the claim's group per key column (-1:
+    not in the history)."""
+    day = int(registers[0])
+    for w in range(a.windows.shape[0]):
+        entity = a.windows[w].entity
+        group = groups[entity]
+        lo = start = stop = 0
+        if group >= 0:
+            lo, hi = a.offsets[group], a.offsets[group + 1]
+            days = a.days[entity]
+            stop = _first_after(days, lo, hi, day)  # same-day claims count
+            start = _first_after(days, lo, stop, day - a.windows[w].days - 1)
+        count[w] = stop - start
+        for s in range(a.totals.shape[0]):
+            if a.totals[s].window != w:
+                continue
+            total[s] = 0.0
+            if stop > start:
+                running = a.cumulative[a.totals[s].cumulative]
+                total[s] = running[stop - 1] - (running[start - 1] if start > lo else 0.0)
+
+
+@_jit
+def _combine(  # pragma: no cover - compiled; tested against build_features
+    a: FeatureArrays, registers: np.ndarray, count: np.ndarray, total: np.ndarray, out: np.ndarray
+) -> None:
+    """One claim's features ``out`` from its registers and its window totals over the other
+    claims (a mean counts the claim itself too)."""
+    for j in range(a.features.shape[0]):
+        feature = a.features[j]
+        if feature.kind == VALUE:
+            v = registers[feature.source]
+        elif feature.kind == COUNT:
+            v = count[feature.source]
+        elif feature.kind == SUM:
+            v = total[feature.source]
+        else:  # MEAN
+            own = registers[a.totals[feature.source].value]
+            v = (total[feature.source] + own) / (count[feature.window] + 1.0)
+        if feature.log:
+            v = math.log1p(max(v, 0.0))
+        out[j] = v
+
+
+@_jit
+def sorted_contains(values: np.ndarray, value: int) -> bool:  # pragma: no cover - compiled
+    """Whether the sorted int64 array ``values`` holds ``value`` (one binary search)."""
+    k = np.searchsorted(values, value)
+    return k < values.shape[0] and values[k] == value
+
+
+@_jit
+def one_claim_features(  # pragma: no cover - compiled; tested against build_features
+    claim_hash: int, inputs: Any, groups: Any, *arrays: Any
+) -> np.ndarray:
+    """The features of one claim scored alone (float64 ``(F,)``): registers, windows and
+    features in one call. ``inputs`` and ``groups`` are tuples (see :func:`claim_registers`,
+    :func:`window_totals`). Empty when a history row may carry the claim's id (its
+    ``claim_hash``): that row must be left out, which :func:`drop_rows` does."""
+    a = FeatureArrays(*arrays)
+    if sorted_contains(a.id_hashes, claim_hash):
+        return np.empty(0, np.float64)
+    n_features = a.features.shape[0]
+    n_registers = len(inputs) + a.values.shape[0]
+    n_windows = a.windows.shape[0]
+    # One allocation: the features, then the registers, counts and totals behind them.
+    buffer = np.empty(n_features + n_registers + n_windows + a.totals.shape[0], np.float64)
+    out = buffer[:n_features]
+    registers = buffer[n_features : n_features + n_registers]
+    count = buffer[n_features + n_registers : n_features + n_registers + n_windows]
+    total = buffer[n_features + n_registers + n_windows :]
+    _registers(a, inputs, registers)
+    _window_totals(a, groups, registers, count, total)
+    _combine(a, registers, count, total, out)
+    return out
+
+
+@_jit
+def claim_registers(inputs: np.ndarray, *arrays: Any) -> np.ndarray:  # pragma: no cover
+    """The registers ``(n, R)`` of ``n`` claims from their inputs ``(n, I)``."""
+    a = FeatureArrays(*arrays)
+    out = np.empty((inputs.shape[0], inputs.shape[1] + a.values.shape[0]), np.float64)
+    for i in range(inputs.shape[0]):
+        _registers(a, inputs[i], out[i])
+    return out
+
+
+@_jit
+def window_totals(  # pragma: no cover - compiled; tested against build_features
+    groups: np.ndarray, registers: np.ndarray, *arrays: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Window counts ``(n, W)`` and totals ``(n, S)`` (float64) of ``n`` claims over the
+    history, from their groups per key column ``(n, E)`` and their registers ``(n, R)``."""
+    a = FeatureArrays(*arrays)
+    n = registers.shape[0]
+    count = np.zeros((n, a.windows.shape[0]), np.float64)
+    total = np.zeros((n, a.totals.shape[0]), np.float64)
+    for i in range(n):
+        _window_totals(a, groups[i], registers[i], count[i], total[i])
+    return count, total
+
+
+@_jit
+def claim_features(  # pragma: no cover - compiled; tested against build_features
+    registers: np.ndarray, count: np.ndarray, total: np.ndarray, *arrays: Any
+) -> np.ndarray:
+    """The features ``(n, F)`` of ``n`` claims from their registers and window totals."""
+    a = FeatureArrays(*arrays)
+    out = np.empty((registers.shape[0], a.features.shape[0]), np.float64)
+    for i in range(registers.shape[0]):
+        _combine(a, registers[i], count[i], total[i], out[i])
+    return out
+
+
+@_jit
+def drop_rows(  # pragma: no cover - compiled; tested against build_features
+    rows: np.ndarray,
+    groups: np.ndarray,
+    registers: np.ndarray,
+    count: np.ndarray,
+    total: np.ndarray,
+    row_groups: np.ndarray,
+    row_days: np.ndarray,
+    row_totals: np.ndarray,
+    *arrays: Any,
+) -> None:
+    """Take history ``rows`` out of the windows of ``n`` claims (:func:`window_totals`) that
+    hold them. Per history row: its group per key column ``row_groups (E, N)``, its day
+    ordinal ``row_days (N,)`` and each total's value ``row_totals (S, N)``."""
+    a = FeatureArrays(*arrays)
+    for row in rows:
+        for i in range(registers.shape[0]):
+            age = int(registers[i, 0]) - row_days[row]  # days from the row to the claim
+            for w in range(a.windows.shape[0]):
+                entity = a.windows[w].entity
+                group = row_groups[entity, row]
+                if group < 0 or groups[i, entity] != group or not 0 <= age <= a.windows[w].days:
+                    continue
+                count[i, w] -= 1
+                for s in range(a.totals.shape[0]):
+                    if a.totals[s].window == w:
+                        total[i, s] -= row_totals[s, row]

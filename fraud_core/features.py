@@ -18,6 +18,7 @@ API's compiled fast path reads (:mod:`fraud_core.online`). A new feature is one 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -117,7 +118,8 @@ class WindowFeature:
 
     Attributes:
         name: the feature's column name.
-        entity: the key column the window groups claims by (policyholder or provider).
+        entity: the column the window groups claims by (an id, such as the policyholder, or a
+            category).
         days: how far back the window looks.
         stat: the statistic.
         of: the claim value summed or averaged (None for a count).
@@ -135,8 +137,8 @@ class WindowFeature:
     def __post_init__(self) -> None:
         if (self.of is None) != (self.stat == Stat.COUNT):
             raise ValueError(f"{self.name}: a count takes no value, a sum or mean one")
-        if COLUMNS_BY_NAME[self.entity].kind != "id":
-            raise ValueError(f"{self.name}: windows group claims by an id column")
+        if COLUMNS_BY_NAME[self.entity].kind not in ("id", "category"):
+            raise ValueError(f"{self.name}: windows group claims by an id or category column")
 
 
 AMOUNT = column("claimed_amount")
@@ -169,29 +171,35 @@ PASSTHROUGH: tuple[str, ...] = (ID_COLUMN, DATE, "claimed_amount", LABEL_COLUMN,
 
 LOCAL: tuple[ClaimValue, ...] = tuple(f for f in NUMERIC if isinstance(f, ClaimValue))
 WINDOWED: tuple[WindowFeature, ...] = tuple(f for f in NUMERIC if isinstance(f, WindowFeature))
-# The key columns windows group by, and how far back each one's windows look at most.
-LOOKBACK_DAYS: dict[str, int] = {
-    entity: max(f.days for f in WINDOWED if f.entity == entity)
-    for entity in dict.fromkeys(f.entity for f in WINDOWED)
-}
-# Columns of earlier claims the window features read.
-HISTORY_COLUMNS: tuple[str, ...] = tuple(
-    dict.fromkeys(
-        [ID_COLUMN, *LOOKBACK_DAYS, DATE]
-        + [c for f in WINDOWED if f.of is not None for c in f.of.columns()]
-    )
-)
 if len(set(NUMERIC_FEATURES)) != len(NUMERIC_FEATURES):
     raise ValueError("fraud_core.features.NUMERIC declares a feature name twice")
 
 
-def _window_sql() -> str:
-    """The batch path's query: every window feature of :data:`WINDOWED`, per claim of
-    ``claims`` (in its ``row_number`` order), over ``claims`` and ``history``."""
-    cols = ", ".join(HISTORY_COLUMNS)
-    windows = {(f.entity, f.days): f"{f.entity}_{f.days}d" for f in WINDOWED}
+def lookback_days(windowed: tuple[WindowFeature, ...]) -> dict[str, int]:
+    """The columns windows group by, each with how far back its windows look at most."""
+    return {
+        entity: max(f.days for f in windowed if f.entity == entity)
+        for entity in dict.fromkeys(f.entity for f in windowed)
+    }
+
+
+def history_columns(windowed: tuple[WindowFeature, ...]) -> tuple[str, ...]:
+    """The columns of earlier claims that window features read."""
+    summed = [c for f in windowed if f.of is not None for c in f.of.columns()]
+    return tuple(dict.fromkeys([ID_COLUMN, *lookback_days(windowed), DATE, *summed]))
+
+
+HISTORY_COLUMNS: tuple[str, ...] = history_columns(WINDOWED)
+
+
+@functools.cache
+def window_sql(windowed: tuple[WindowFeature, ...]) -> str:
+    """The batch path's query: every feature of ``windowed``, per claim of the table
+    ``claims`` (in its ``row_number`` order), over ``claims`` and the table ``history``."""
+    cols = history_columns(windowed)
+    windows = {(f.entity, f.days): f"{f.entity}_{f.days}d" for f in windowed}
     selects = []
-    for f in WINDOWED:
+    for f in windowed:
         over = f"OVER {windows[f.entity, f.days]}"
         value = f.of.sql() if f.of is not None else ""
         selects.append(
@@ -211,13 +219,13 @@ def _window_sql() -> str:
     window = ",\n    ".join(frames)
     return f"""
 WITH unioned AS (
-    SELECT {cols}, row_number AS target_row FROM claims
+    SELECT {", ".join(cols)}, row_number AS target_row FROM claims
     UNION ALL
-    SELECT {", ".join(f"h.{c}" for c in HISTORY_COLUMNS)}, NULL AS target_row
+    SELECT {", ".join(f"h.{c}" for c in cols)}, NULL AS target_row
     FROM history AS h ANTI JOIN claims AS c ON h.{ID_COLUMN} = c.{ID_COLUMN}
     WHERE h.{DATE} <= (SELECT max({DATE}) FROM claims)
       AND h.{DATE} >= (SELECT min({DATE}) FROM claims)
-          - INTERVAL {max(LOOKBACK_DAYS.values()) + 1} DAYS
+          - INTERVAL {max(lookback_days(windowed).values()) + 1} DAYS
 ),
 windowed AS (
     SELECT target_row,
@@ -226,13 +234,12 @@ windowed AS (
     WINDOW
     {window}
 )
-SELECT {", ".join(f.name for f in WINDOWED)}
+SELECT {", ".join(f.name for f in windowed)}
 FROM windowed WHERE target_row IS NOT NULL
 ORDER BY target_row
 """
 
 
-_SQL = _window_sql()
 _local = threading.local()
 
 
@@ -275,18 +282,23 @@ def claim_values(claims: pd.DataFrame, values: tuple[ClaimValue, ...]) -> pd.Dat
     return pd.DataFrame({v.name: compute(v) for v in values}, index=claims.index)
 
 
-def history_features(claims: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The :data:`WINDOWED` features of ``claims``, over earlier claims of the same key.
+def history_features(
+    claims: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    windowed: tuple[WindowFeature, ...] = WINDOWED,
+) -> pd.DataFrame:
+    """The window features of ``claims``, over the claims of the same key.
 
     Args:
         claims: the claims to compute features for (validated, schema dtypes).
         history: earlier claims (any superset is fine: rows outside the look-back window and
             rows with a claim id that is in ``claims`` are ignored).
+        windowed: the features (all of the model's unless given).
 
     Returns:
         One row per claim, in the order of ``claims``.
     """
-    cols = list(HISTORY_COLUMNS)
+    cols = list(history_columns(windowed))
     # Rows come back in the order of ``claims`` (by row number): no join on claim ids.
     target = claims[cols].assign(row_number=np.arange(len(claims)))
     past = history[cols] if history is not None and len(history) else target.iloc[:0]
@@ -294,10 +306,10 @@ def history_features(claims: pd.DataFrame, history: pd.DataFrame | None = None) 
     try:
         con.register("claims", target)
         con.register("history", past)
-        out = con.execute(_SQL).fetchdf()
+        out = con.execute(window_sql(windowed)).fetchdf()
     finally:
         con.close()
-    for f in WINDOWED:
+    for f in windowed:
         if f.log:
             out[f.name] = np.log1p(out[f.name].clip(lower=0.0))
     return out.set_index(claims.index).astype("float64")

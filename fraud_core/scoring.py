@@ -33,9 +33,7 @@ from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.model.bundle import ModelBundle, load_champion
 from fraud_core.model.fast import NumpyForward
-from fraud_core.online import kernels
 from fraud_core.online.history import HistoryIndex
-from fraud_core.online.plan import PLAN
 from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, Decision
 
 log = logging.getLogger(__name__)
@@ -237,9 +235,9 @@ class ClaimScorer:
     def score_one(self, record: Mapping[str, Any], top_k: int = 0) -> ScoredClaim:
         """:meth:`score_records` of one claim as Python values, with its ``top_k`` features:
         the API's per-request path. Every Python-level step costs here (inside the server a
-        request's Python runs with cold caches, ~2x slower than in a loop), so it is two
-        compiled calls: history windows + features, then the network, its attribution and
-        the ranking of the contributions."""
+        request's Python runs with cold caches), so it is two compiled calls: history windows
+        and features, then the network, its attribution and the ranking of the
+        contributions."""
         values, codes, categories = self._one_record_features(record)
         forward = self._forward
         top: list[FeatureContribution] = []
@@ -267,12 +265,7 @@ class ClaimScorer:
         """One claim scored alone: its numeric features (float64, ``NUMERIC_FEATURES`` order),
         category codes and values. Windows and features in one compiled call, unless the
         claim's id may be in the history (then the general path drops that row)."""
-        values = kernels.one_claim_features(
-            hash(str(record[ID_COLUMN])),
-            PLAN.record_inputs(record),
-            self._index.groups(record),
-            *self._index.arrays,
-        )
+        values = self._index.one_claim(record)
         if not len(values):
             numeric, code_rows, category_rows = self.featurize_records([record])
             return numeric[0], tuple(code_rows[0].tolist()), category_rows[0]
@@ -297,14 +290,8 @@ class ClaimScorer:
         whose claim id is one of ``records`` are ignored (the record replaces them), and the
         records see each other.
         """
-        n = len(records)
-        inputs = np.array([PLAN.record_inputs(r) for r in records], np.float64)
-        registers = kernels.claim_registers(
-            inputs.reshape(n, len(PLAN.inputs)), *self._index.arrays
-        )
-        totals = self._index.window_totals(records, registers)
-        numeric = kernels.claim_features(registers, totals.counts, totals.sums, *self._index.arrays)
-        codes = np.empty((n, len(CATEGORICAL_FEATURES)), dtype=np.int64)
+        numeric = self._index.features(records)
+        codes = np.empty((len(records), len(CATEGORICAL_FEATURES)), dtype=np.int64)
         categories: list[list[str]] = []
         for i, record in enumerate(records):
             values, codes[i] = self._categories(record)

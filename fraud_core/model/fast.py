@@ -1,9 +1,8 @@
 """FraudNet's eval-mode forward pass without torch, with a gradient x input attribution.
 
 The scoring API computes one claim at a time, where per-call overhead dominates, not
-arithmetic: on this machine a 1-row forward takes ~110 us in eager torch, ~40 us as frozen
-TorchScript, ~20 us as a dozen numpy calls (~35 us with the attribution), and ~5 us, the
-attribution included, as one numba-compiled kernel (``make bench-serve`` records them side by
+arithmetic: a 1-row forward pass is fastest as one numba-compiled kernel, then as a dozen numpy
+calls, then in TorchScript, then in eager torch (``make bench-serve`` records the four side by
 side: ``bench/serve.py``). So one claim goes through :func:`_one_claim` (compiled on first use
 and cached), and batches through vectorised numpy (:meth:`NumpyForward.logits`,
 :meth:`NumpyForward.explain`). Both compute the same network's numbers:
@@ -333,8 +332,8 @@ class NumpyForward:
         return logits, contributions
 
     # --- one claim at a time ---------------------------------------------------------------
-    # A single claim through numpy is a few dozen calls of ~0.5 us each (their dispatch, not
-    # the arithmetic, is the cost), so one claim goes through one compiled kernel instead.
+    # A single claim through numpy is a few dozen calls whose dispatch, not the arithmetic, is
+    # the cost, so one claim goes through one compiled kernel instead.
     # Codes go in as a tuple of ints (a list would be reflected by numba, slowly).
     def logit_one(self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int]) -> float:
         """The logit of one claim (same numbers as :meth:`logits`, to float32 rounding)."""

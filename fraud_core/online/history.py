@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from fraud_core.features import DATE, HISTORY_COLUMNS, claim_values
+from fraud_core.features import DATE, claim_values
 from fraud_core.online import kernels
-from fraud_core.online.plan import PLAN
+from fraud_core.online.plan import PLAN, Plan
 from fraud_core.schema import ID_COLUMN
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
@@ -27,8 +27,8 @@ _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 class WindowTotals(NamedTuple):
     """Claims' windows over the other claims: ``counts[i, w]`` claims in window ``w`` of
-    claim ``i`` (``PLAN.windows`` order), ``sums[i, s]`` the sum of total ``s``'s value over
-    them (``PLAN.totals`` order)."""
+    claim ``i`` (``Plan.windows`` order), ``sums[i, s]`` the sum of total ``s``'s value over
+    them (``Plan.totals`` order)."""
 
     counts: np.ndarray
     sums: np.ndarray
@@ -40,24 +40,68 @@ def _ordinals(dates: pd.Series) -> np.ndarray:
     return days + _EPOCH_ORDINAL
 
 
+def _summed_values(frame: pd.DataFrame, plan: Plan) -> dict[int, np.ndarray]:
+    """Per register of a value summed in windows (``plan.totals``), its value in every row."""
+    values = claim_values(frame, plan.summed())
+    out = {}
+    for value in plan.summed():
+        out[plan.register(value)] = values[value.name].to_numpy(np.float64)
+        gaps = int(np.isnan(out[plan.register(value)]).sum())
+        if gaps:
+            raise ValueError(
+                f"claims history has {gaps} row(s) without a {value.name}: raw claims must be "
+                "validated (required column)"
+            )
+    return out
+
+
+def _stack(rows: list[np.ndarray], n: int, dtype: type) -> np.ndarray:
+    """``rows`` of length ``n`` as one C-contiguous ``(len(rows), n)`` array."""
+    return np.array(rows, dtype).reshape(len(rows), n)
+
+
+class _Groups(NamedTuple):
+    """The history rows of one key column, grouped by key (see :class:`HistoryIndex`)."""
+
+    order: np.ndarray  # rows by group, then date; null keys first
+    offsets: np.ndarray  # group base + k holds order[offsets[k]:offsets[k + 1]]
+    row_groups: np.ndarray  # every row's group (-1: null key)
+    lookup: dict[str, int]  # key -> group
+
+    @classmethod
+    def of(cls, keys: pd.Series, base: int) -> _Groups:
+        """Group rows by ``keys`` (rows in date order); groups are numbered from ``base``."""
+        codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=True)
+        counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+        skip = int((codes < 0).sum())  # nulls sort first; they never match a request
+        return cls(
+            order=np.argsort(codes, kind="stable").astype(np.int64),
+            offsets=(np.r_[0, np.cumsum(counts)] + skip).astype(np.int64),
+            row_groups=np.where(codes >= 0, codes + base, -1).astype(np.int64),
+            lookup={str(k): base + i for i, k in enumerate(uniques)},
+        )
+
+
 @dataclass(frozen=True)
 class HistoryIndex:
-    """Earlier claims, indexed for the windows of :data:`~fraud_core.online.plan.PLAN`.
+    """Earlier claims, indexed for the windows of a plan, and the features of claim records.
 
     Attributes:
-        frame: the history's :data:`HISTORY_COLUMNS`, sorted by date.
-        lookup: per key column (``PLAN.entities`` order), its name and key -> group (the groups
+        plan: the features (:data:`~fraud_core.online.plan.PLAN`: the model's).
+        frame: the history's columns the window features read, sorted by date.
+        lookup: per key column (``plan.entities`` order), its name and key -> group (the groups
             of all key columns are numbered on, one column after the other).
         order: per key column, the history rows (``frame`` positions) by group, then date
             ``(E, n)``; rows with a null key first, in no group.
         row_groups: per key column, the group of every row of ``frame`` (-1: null key).
         row_days: the date of every row of ``frame`` (day ordinal).
-        row_totals: per total (``PLAN.totals``), its value for every row of ``frame``.
+        row_totals: per total (``plan.totals``), its value for every row of ``frame``.
         arrays: what the kernels read: the plan's arrays, the offsets, dates and running sums.
         id_hash_order: the ``frame`` row of each of ``arrays.id_hashes``.
         claim_ids: ``frame``'s claim ids.
     """
 
+    plan: Plan
     frame: pd.DataFrame
     lookup: tuple[tuple[str, dict[str, int]], ...]
     order: np.ndarray
@@ -69,68 +113,43 @@ class HistoryIndex:
     claim_ids: pd.Series
 
     @classmethod
-    def build(cls, history: pd.DataFrame) -> HistoryIndex:
-        """Index ``history`` (raw claims with at least :data:`HISTORY_COLUMNS`).
+    def build(cls, history: pd.DataFrame, plan: Plan = PLAN) -> HistoryIndex:
+        """Index ``history`` (raw claims with at least the columns of ``plan.history``).
 
         Raises:
             ValueError: a column is missing, or a value summed in a window is (the claims
                 were not validated).
         """
-        missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
+        missing = [c for c in plan.history if c not in history.columns]
         if missing:
             raise ValueError(f"claims history lacks column(s) {', '.join(missing)}")
-        frame = history[list(HISTORY_COLUMNS)]
+        frame = history[list(plan.history)]
         frame = frame.sort_values(DATE, kind="stable").reset_index(drop=True)
-        n = len(frame)
         days = _ordinals(frame[DATE])
-        summed = claim_values(frame, PLAN.summed())
-        row_totals = np.zeros((len(PLAN.totals), n), np.float64)
-        for s, value in enumerate(PLAN.summed()):
-            row_totals[s] = summed[value.name].to_numpy()
-            gaps = int(np.isnan(row_totals[s]).sum())
-            if gaps:
-                raise ValueError(
-                    f"claims history has {gaps} row(s) without a {value.name}: raw claims "
-                    "must be validated (required column)"
-                )
-        entities = len(PLAN.entities)
-        order = np.empty((entities, n), np.int64)
-        row_groups = np.empty((entities, n), np.int64)
-        sorted_days = np.empty((entities, n), np.int64)
-        offsets: list[np.ndarray] = []
-        lookup: list[tuple[str, dict[str, int]]] = []
-        cumulative = np.zeros((len(PLAN.cumulative), n), np.float64)
-        for e, entity in enumerate(PLAN.entities):
-            base = sum(len(o) for o in offsets)
-            codes, uniques = pd.factorize(frame[entity], sort=False, use_na_sentinel=True)
-            order[e] = np.argsort(codes, kind="stable")
-            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
-            skip = int((codes < 0).sum())  # nulls sort first; they never match a request
-            offsets.append((np.r_[0, np.cumsum(counts)] + skip).astype(np.int64))
-            lookup.append((entity, {str(k): base + i for i, k in enumerate(uniques)}))
-            row_groups[e] = np.where(codes >= 0, codes + base, -1)
-            sorted_days[e] = days[order[e]]
-            sorted_codes = codes[order[e]]
-            for c, (owner, register) in enumerate(PLAN.cumulative):
-                if owner == e:
-                    s = [r for _, r in PLAN.totals].index(register)
-                    values = pd.Series(row_totals[s][order[e]])
-                    cumulative[c] = values.groupby(sorted_codes).cumsum()
-        hashes = np.fromiter(
-            map(hash, frame[ID_COLUMN].astype(str).tolist()), dtype=np.int64, count=n
-        )
+        summed = _summed_values(frame, plan)
+        groups: list[_Groups] = []
+        for entity in plan.entities:
+            groups.append(_Groups.of(frame[entity], base=sum(len(g.offsets) for g in groups)))
+        cumulative = []  # running sums per group, in the key column's row order
+        for e, register in plan.cumulative:
+            order = groups[e].order
+            by_group = pd.Series(summed[register][order]).groupby(groups[e].row_groups[order])
+            cumulative.append(by_group.cumsum().to_numpy(np.float64))
+        hashes = np.fromiter(map(hash, frame[ID_COLUMN].astype(str).tolist()), np.int64, len(frame))
         id_hash_order = np.argsort(hashes, kind="stable")
+        n = len(frame)
         return cls(
+            plan=plan,
             frame=frame,
-            lookup=tuple(lookup),
-            order=order,
-            row_groups=row_groups,
+            lookup=tuple((e, g.lookup) for e, g in zip(plan.entities, groups, strict=True)),
+            order=_stack([g.order for g in groups], n, np.int64),
+            row_groups=_stack([g.row_groups for g in groups], n, np.int64),
             row_days=days,
-            row_totals=row_totals,
-            arrays=PLAN.arrays(
-                np.concatenate(offsets) if offsets else np.zeros(1, np.int64),
-                sorted_days,
-                cumulative,
+            row_totals=_stack([summed[r] for _, r in plan.totals], n, np.float64),
+            arrays=plan.arrays(
+                np.concatenate([np.zeros(0, np.int64), *(g.offsets for g in groups)]),
+                _stack([days[g.order] for g in groups], n, np.int64),
+                _stack(cumulative, n, np.float64),
                 hashes[id_hash_order],
             ),
             id_hash_order=id_hash_order,
@@ -143,8 +162,8 @@ class HistoryIndex:
         days = _ordinals(claims[DATE])
         offsets, sorted_days = self.arrays.offsets, self.arrays.days
         parts = []
-        for e, entity in enumerate(PLAN.entities):
-            lookback = max(d for owner, d in PLAN.windows if owner == e)
+        for e, entity in enumerate(self.plan.entities):
+            lookback = self.plan.lookback(e)
             _, lookup = self.lookup[e]
             for key, day in zip(claims[entity].tolist(), days, strict=True):
                 group = lookup.get(key, -1)
@@ -165,6 +184,33 @@ class HistoryIndex:
         """Whether a history row may carry this claim id (a hash match: confirm by text)."""
         return bool(kernels.sorted_contains(self.arrays.id_hashes, hash(claim_id)))
 
+    def one_claim(self, record: Mapping[str, Any]) -> np.ndarray:
+        """The numeric features of one claim scored alone (float64 ``(F,)``, in the plan's
+        order) in one compiled call; empty when a history row may carry its id (then
+        :meth:`features` leaves that row out)."""
+        return kernels.one_claim_features(
+            hash(str(record[ID_COLUMN])),
+            self.plan.record_inputs(record),
+            self.groups(record),
+            *self.arrays,
+        )
+
+    def features(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The numeric features ``(n, F)`` of claim records (float64, in the plan's order).
+
+        The windows are those of :func:`~fraud_core.features.build_features`: history rows
+        whose claim id is one of ``records`` are left out (the record replaces them), and the
+        records see each other, like the claims of one batch.
+
+        Raises:
+            ValueError: two records share a claim id.
+        """
+        inputs = np.array([self.plan.record_inputs(r) for r in records], np.float64)
+        inputs = inputs.reshape(len(records), len(self.plan.inputs))
+        registers = kernels.claim_registers(inputs, *self.arrays)
+        totals = self.window_totals(records, registers)
+        return kernels.claim_features(registers, *totals, *self.arrays)
+
     def window_totals(
         self, records: Sequence[Mapping[str, Any]], registers: np.ndarray
     ) -> WindowTotals:
@@ -178,7 +224,7 @@ class HistoryIndex:
             registers: their registers ``(n, R)`` (:func:`kernels.claim_registers`).
         """
         groups = np.array([self.groups(r) for r in records], np.int64)
-        groups = groups.reshape(len(records), len(PLAN.entities))
+        groups = groups.reshape(len(records), len(self.plan.entities))
         totals = WindowTotals(*kernels.window_totals(groups, registers, *self.arrays))
         replaced = self._replaced(records)
         if len(replaced):
@@ -193,7 +239,7 @@ class HistoryIndex:
                 *self.arrays,
             )
         if len(records) > 1:
-            _add_each_other(records, registers[:, 0].astype(np.int64), registers, totals)
+            _add_each_other(self.plan, records, registers, totals)
         return totals
 
     def _replaced(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -222,13 +268,11 @@ class HistoryIndex:
 
 
 def _add_each_other(
-    records: Sequence[Mapping[str, Any]],
-    days: np.ndarray,
-    registers: np.ndarray,
-    totals: WindowTotals,
+    plan: Plan, records: Sequence[Mapping[str, Any]], registers: np.ndarray, totals: WindowTotals
 ) -> None:
     """Count the records of the same key inside each record's windows (others only)."""
-    for e, entity in enumerate(PLAN.entities):
+    days = registers[:, 0].astype(np.int64)
+    for e, entity in enumerate(plan.entities):
         members: dict[str, list[int]] = {}
         for i, record in enumerate(records):
             members.setdefault(str(record[entity]), []).append(i)
@@ -236,11 +280,11 @@ def _add_each_other(
             if len(group) < 2:
                 continue
             rows = np.array(group)
-            for w, (owner, lookback) in enumerate(PLAN.windows):
+            for w, (owner, lookback) in enumerate(plan.windows):
                 if owner != e:
                     continue
-                summed = [s for s, (window, _) in enumerate(PLAN.totals) if window == w]
-                values = [registers[rows, PLAN.totals[s][1]] for s in summed]
+                summed = [s for s, (window, _) in enumerate(plan.totals) if window == w]
+                values = [registers[rows, plan.totals[s][1]] for s in summed]
                 count, sums = _neighbours(days[rows], lookback, values)
                 totals.counts[rows, w] += count
                 for s, added in zip(summed, sums, strict=True):

@@ -9,12 +9,20 @@ index. Everything here follows from the declaration: nothing to edit for a new f
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from fraud_core.features import DATE, NUMERIC, ClaimValue, Op, Stat, WindowFeature
+from fraud_core.features import (
+    DATE,
+    NUMERIC,
+    ClaimValue,
+    Op,
+    Stat,
+    WindowFeature,
+    history_columns,
+)
 from fraud_core.online import kernels
 from fraud_core.schema import COLUMNS_BY_NAME
 
@@ -36,7 +44,8 @@ def _dependencies_first(values: list[ClaimValue]) -> list[ClaimValue]:
         for arg in value.args:
             if isinstance(arg, ClaimValue):
                 add(arg)
-        out.setdefault(value.name, value)
+        if out.setdefault(value.name, value) != value:
+            raise ValueError(f"two different claim values are named {value.name!r}")
 
     for value in values:
         add(value)
@@ -58,6 +67,7 @@ class Plan:
         totals: ``(window, register)`` per distinct value summed over a window.
         cumulative: ``(entity position, register)`` per running sum the index keeps.
         features: the declaration, in column order.
+        history: the columns of earlier claims the window features read.
     """
 
     inputs: tuple[str, ...]
@@ -68,7 +78,8 @@ class Plan:
     totals: tuple[tuple[int, int], ...]
     cumulative: tuple[tuple[int, int], ...]
     features: tuple[ClaimValue | WindowFeature, ...]
-    _readers: tuple[tuple[str, bool], ...] = ()
+    history: tuple[str, ...]
+    _readers: tuple[tuple[str, bool], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_readers", tuple(zip(self.inputs, self.dates, strict=True)))
@@ -100,6 +111,7 @@ class Plan:
             tuple(totals),
             tuple(cumulative),
             features,
+            history_columns(tuple(windowed)),
         )
 
     def register(self, arg: str | ClaimValue) -> int:
@@ -117,6 +129,10 @@ class Plan:
         assert feature.of is not None
         window = self.window(feature)
         return self.totals.index((window, self.register(feature.of)))
+
+    def lookback(self, entity: int) -> int:
+        """How far back the windows of key column ``entity`` (a position) look at most."""
+        return max(days for e, days in self.windows if e == entity)
 
     def window(self, feature: WindowFeature) -> int:
         """The position in :attr:`windows` of a window feature."""

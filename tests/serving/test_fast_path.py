@@ -20,15 +20,27 @@ import pytest
 import torch
 from torch import nn
 
-from fraud_core.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES, build_features
+from fraud_core.features import (
+    CATEGORICAL_FEATURES,
+    FEATURES,
+    NUMERIC_FEATURES,
+    ClaimValue,
+    WindowFeature,
+    build_features,
+    claim_values,
+    history_features,
+)
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.model.bundle import BundleError
 from fraud_core.model.fast import NumpyForward
 from fraud_core.model.network import FraudNet, NetConfig
 from fraud_core.model.train import encode
+from fraud_core.online.history import HistoryIndex
+from fraud_core.online.plan import Plan
 from fraud_core.schema import INPUT_COLUMNS
 from fraud_core.scoring import ClaimScorer
+from tests.fraud_core.test_features import EXTENDED
 
 NUMERIC = list(NUMERIC_FEATURES)
 
@@ -333,3 +345,28 @@ def test_score_one_equals_score_records(
         assert one.investigate == bool(many.investigate[0])
         assert [t.feature for t in one.top_features] == [t.feature for t in many.top_features(0, 4)]
         assert scorer.score_one(record).top_features == []
+
+
+def test_declared_features_are_computed_alike_online(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    """Features the model does not use are computed by the online path from their declaration
+    alone, equal to the batch path's: one entry in a declaration is all a new feature needs."""
+    _, history = scorer_and_claims
+    plan = Plan.of(EXTENDED)
+    index = HistoryIndex.build(history, plan)
+    claims = history.sample(200, random_state=8).reset_index(drop=True)
+    claims["claim_date"] = claims["claim_date"] + pd.Timedelta(days=3)
+    claims.loc[::2, "claim_id"] = "EXT-" + claims.loc[::2, "claim_id"].astype(str)  # half new
+    local = claim_values(claims, tuple(f for f in EXTENDED if isinstance(f, ClaimValue)))
+    windowed = history_features(
+        claims, history, tuple(f for f in EXTENDED if isinstance(f, WindowFeature))
+    )
+    expected = pd.concat([local, windowed], axis=1)[[f.name for f in EXTENDED]]
+    records = records_of(claims)
+    np.testing.assert_allclose(index.features(records), expected, rtol=1e-9, atol=1e-9)
+    for i in range(0, 200, 25):  # alone (new claims in one compiled call, stored ones not)
+        new = i % 2 == 0
+        alone = index.one_claim(records[i]) if new else index.features(records[i : i + 1])[0]
+        want = build_features(claims.iloc[[i]], history)[NUMERIC].to_numpy(float)[0]
+        np.testing.assert_allclose(alone[: len(NUMERIC)], want, rtol=1e-9, atol=1e-9)

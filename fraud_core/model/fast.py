@@ -49,7 +49,8 @@ from fraud_core.model.network import FraudNet
 
 
 class ForwardArrays(NamedTuple):
-    """The arrays the one-claim kernels read (see :class:`NumpyForward`'s attributes).
+    """The arrays the one-claim kernels read: :class:`NumpyForward`'s of the same names, and
+    the later hidden layers packed.
 
     The kernels take them as trailing positional arguments (``*arrays``: numba unboxes
     positional arrays fastest) and name them again with ``ForwardArrays(*arrays)``.
@@ -134,23 +135,15 @@ class NumpyForward:
         flat = [np.concatenate([w.ravel(), b]) for w, b in self.hidden]
         packed = np.concatenate(flat) if flat else np.zeros(0, np.float32)
         widths = [self.numeric_weight.shape[1]] + [w.shape[1] for w, _ in self.hidden]
-        arrays = ForwardArrays(
-            log_mask=self.log_mask,
-            mean=self.mean,
-            std=self.std,
-            numeric_weight=self.numeric_weight,
-            first_bias=self.first_bias,
-            category_table=self.category_table,
-            category_offsets=self.category_offsets,
-            hidden_flat=np.ascontiguousarray(packed, dtype=np.float32),
-            widths=np.array(widths, dtype=np.int64),
-            output_weight=self.output_weight,
-            output_bias=self.output_bias,
-            piecewise_low=self.piecewise_low,
-            piecewise_width=self.piecewise_width,
-            piecewise_weight=self.piecewise_weight,
-        )
-        object.__setattr__(self, "_kernel_arrays", arrays)
+        packed_arrays: dict[str, Any] = {
+            "hidden_flat": np.ascontiguousarray(packed, dtype=np.float32),
+            "widths": np.array(widths, dtype=np.int64),
+        }
+        arrays: dict[str, Any] = {  # the rest are this network's arrays of the same names
+            name: packed_arrays[name] if name in packed_arrays else getattr(self, name)
+            for name in ForwardArrays._fields
+        }
+        object.__setattr__(self, "_kernel_arrays", ForwardArrays(**arrays))
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> NumpyForward:

@@ -219,17 +219,29 @@ def test_attribution_is_gradient_times_input(
     assert all(isinstance(t.value, str) == (t.feature in CATEGORICAL_FEATURES) for t in top)
 
 
+def random_inputs(
+    seed: int,
+    n: int,
+    scale: float,
+    nan: tuple[int, int],
+    inf: tuple[int, int],
+    neg_inf: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows of network inputs: numerics ``N(0, scale)`` (float32) with NaN, +inf and -inf
+    in every ``step``-th row of one column each (``(step, column)``), and category codes."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, scale, size=(n, len(NUMERIC))).astype(np.float32)
+    for (step, col), value in zip((nan, inf, neg_inf), (np.nan, np.inf, -np.inf), strict=True):
+        x[::step, col] = value
+    return x, rng.integers(0, 4, size=(n, len(CATEGORICAL_FEATURES)))
+
+
 def test_numpy_forward_matches_torch_with_nan_and_extremes(
     scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
 ) -> None:
     scorer, _ = scorer_and_claims
     fast = NumpyForward.from_bundle(scorer.bundle)
-    rng = np.random.default_rng(0)
-    x = rng.normal(0, 1e3, size=(500, len(NUMERIC))).astype(np.float32)
-    x[::7, 3] = np.nan
-    x[::11, 1] = np.inf
-    x[::13, 2] = -np.inf
-    codes = rng.integers(0, 4, size=(500, len(CATEGORICAL_FEATURES)))
+    x, codes = random_inputs(0, 500, 1e3, nan=(7, 3), inf=(11, 1), neg_inf=(13, 2))
     with torch.no_grad():
         expected = scorer.bundle.net(torch.from_numpy(x), torch.from_numpy(codes)).numpy()
     np.testing.assert_allclose(fast.logits(x, codes), expected, rtol=1e-5, atol=1e-5)
@@ -315,12 +327,7 @@ def test_one_claim_forward_matches_the_vectorised_one(
     """explain_one / logit_one (Python-float standardization, precomputed category rows)."""
     scorer, _ = scorer_and_claims
     fast = NumpyForward.from_bundle(scorer.bundle)
-    rng = np.random.default_rng(1)
-    x = rng.normal(0, 50, size=(200, len(NUMERIC))).astype(np.float32)
-    x[::9, 4] = np.nan
-    x[::10, 5] = np.inf
-    x[::12, 0] = -np.inf
-    codes = rng.integers(0, 4, size=(200, len(CATEGORICAL_FEATURES)))
+    x, codes = random_inputs(1, 200, 50, nan=(9, 4), inf=(10, 5), neg_inf=(12, 0))
     logits, contributions = fast.explain(x, codes)
     for i in range(len(x)):
         row, row_codes = x[i].astype(float).tolist(), codes[i].tolist()

@@ -179,16 +179,25 @@ def one_claim_features(  # pragma: no cover - compiled; tested against build_fea
     if sorted_contains(a.id_hashes, claim_hash):
         return np.empty(0, np.float64)
     n_features = a.features.shape[0]
-    n_registers = len(inputs) + a.values.shape[0]
+    n_inputs = len(inputs)
+    n_registers = n_inputs + a.values.shape[0]
     n_windows = a.windows.shape[0]
-    # One allocation: the features, then the registers, counts and totals behind them.
+    n_entities = len(groups)
+    # One allocation: the features, registers, counts, totals, then the groups, as the
+    # n-claim kernels' rows (the same compiled helpers serve both).
     buffer = np.empty(n_features + n_registers + n_windows + a.totals.shape[0], np.float64)
     out = buffer[:n_features]
     registers = buffer[n_features : n_features + n_registers]
     count = buffer[n_features + n_registers : n_features + n_registers + n_windows]
     total = buffer[n_features + n_registers + n_windows :]
-    _registers(a, inputs, registers)
-    _window_totals(a, groups, registers, count, total)
+    row = np.empty(n_inputs, np.float64)
+    for i in range(n_inputs):
+        row[i] = inputs[i]
+    keys = np.empty(n_entities, np.int64)
+    for e in range(n_entities):
+        keys[e] = groups[e]
+    _registers(a, row, registers)
+    _window_totals(a, keys, registers, count, total)
     _combine(a, registers, count, total, out)
     return out
 

@@ -26,9 +26,9 @@ _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
 class WindowTotals(NamedTuple):
-    """Claims' windows over the other claims: ``counts[i, w]`` claims in window ``w`` of
-    claim ``i`` (``Plan.windows`` order), ``sums[i, s]`` the sum of total ``s``'s value over
-    them (``Plan.totals`` order)."""
+    """Claims' windows over the other claims, per feature column: ``counts[i, j]`` claims in
+    the window of feature ``j`` of claim ``i``, ``sums[i, j]`` the value it sums over them
+    (both 0 for a claim value)."""
 
     counts: np.ndarray
     sums: np.ndarray
@@ -40,13 +40,13 @@ def _ordinals(dates: pd.Series) -> np.ndarray:
     return days + _EPOCH_ORDINAL
 
 
-def _summed_values(frame: pd.DataFrame, plan: Plan) -> dict[int, np.ndarray]:
-    """Per register of a value summed in windows (``plan.totals``), its value in every row."""
+def _summed_values(frame: pd.DataFrame, plan: Plan) -> np.ndarray:
+    """The value each running sum of ``plan.cumulative`` sums, in every row ``(C, n)``."""
     values = claim_values(frame, plan.summed())
-    out = {}
-    for value in plan.summed():
-        out[plan.register(value)] = values[value.name].to_numpy(np.float64)
-        gaps = int(np.isnan(out[plan.register(value)]).sum())
+    out = np.zeros((len(plan.cumulative), len(frame)), np.float64)
+    for c, value in enumerate(plan.summed()):
+        out[c] = values[value.name].to_numpy(np.float64)
+        gaps = int(np.isnan(out[c]).sum())
         if gaps:
             raise ValueError(
                 f"claims history has {gaps} row(s) without a {value.name}: raw claims must be "
@@ -95,7 +95,7 @@ class HistoryIndex:
             ``(E, n)``; rows with a null key first, in no group.
         row_groups: per key column, the group of every row of ``frame`` (-1: null key).
         row_days: the date of every row of ``frame`` (day ordinal).
-        row_totals: per total (``plan.totals``), its value for every row of ``frame``.
+        row_values: per running sum (``plan.cumulative``), its value in every row of ``frame``.
         arrays: what the kernels read: the plan's arrays, the offsets, dates and running sums.
         id_hash_order: the ``frame`` row of each of ``arrays.id_hashes``.
         claim_ids: ``frame``'s claim ids.
@@ -107,7 +107,7 @@ class HistoryIndex:
     order: np.ndarray
     row_groups: np.ndarray
     row_days: np.ndarray
-    row_totals: np.ndarray
+    row_values: np.ndarray
     arrays: kernels.FeatureArrays
     id_hash_order: np.ndarray
     claim_ids: pd.Series
@@ -131,9 +131,9 @@ class HistoryIndex:
         for entity in plan.entities:
             groups.append(_Groups.of(frame[entity], base=sum(len(g.offsets) for g in groups)))
         cumulative = []  # running sums per group, in the key column's row order
-        for e, register in plan.cumulative:
+        for c, (e, _) in enumerate(plan.cumulative):
             order = groups[e].order
-            by_group = pd.Series(summed[register][order]).groupby(groups[e].row_groups[order])
+            by_group = pd.Series(summed[c][order]).groupby(groups[e].row_groups[order])
             cumulative.append(by_group.cumsum().to_numpy(np.float64))
         hashes = np.fromiter(map(hash, frame[ID_COLUMN].astype(str).tolist()), np.int64, len(frame))
         id_hash_order = np.argsort(hashes, kind="stable")
@@ -145,7 +145,7 @@ class HistoryIndex:
             order=_stack([g.order for g in groups], n, np.int64),
             row_groups=_stack([g.row_groups for g in groups], n, np.int64),
             row_days=days,
-            row_totals=_stack([summed[r] for _, r in plan.totals], n, np.float64),
+            row_values=summed,
             arrays=plan.arrays(
                 np.concatenate([np.zeros(0, np.int64), *(g.offsets for g in groups)]),
                 _stack([days[g.order] for g in groups], n, np.int64),
@@ -225,7 +225,7 @@ class HistoryIndex:
         """
         groups = np.array([self.groups(r) for r in records], np.int64)
         groups = groups.reshape(len(records), len(self.plan.entities))
-        totals = WindowTotals(*kernels.window_totals(groups, registers, *self.arrays))
+        totals = WindowTotals(*kernels.windows(groups, registers, *self.arrays))
         replaced = self._replaced(records)
         if len(replaced):
             kernels.drop_rows(
@@ -235,7 +235,7 @@ class HistoryIndex:
                 *totals,
                 self.row_groups,
                 self.row_days,
-                self.row_totals,
+                self.row_values,
                 *self.arrays,
             )
         if len(records) > 1:
@@ -273,6 +273,7 @@ def _add_each_other(
     """Count the records of the same key inside each record's windows (others only)."""
     days = registers[:, 0].astype(np.int64)
     for e, entity in enumerate(plan.entities):
+        by_days = plan.windows_of(e)
         members: dict[str, list[int]] = {}
         for i, record in enumerate(records):
             members.setdefault(str(record[entity]), []).append(i)
@@ -280,15 +281,14 @@ def _add_each_other(
             if len(group) < 2:
                 continue
             rows = np.array(group)
-            for w, (owner, lookback) in enumerate(plan.windows):
-                if owner != e:
-                    continue
-                summed = [s for s, (window, _) in enumerate(plan.totals) if window == w]
-                values = [registers[rows, plan.totals[s][1]] for s in summed]
-                count, sums = _neighbours(days[rows], lookback, values)
-                totals.counts[rows, w] += count
-                for s, added in zip(summed, sums, strict=True):
-                    totals.sums[rows, s] += added
+            for days_back, windows in by_days.items():
+                summing = [w for w in windows if w.register >= 0]
+                values = [registers[rows, w.register] for w in summing]
+                count, sums = _neighbours(days[rows], days_back, values)
+                for w in windows:
+                    totals.counts[rows, w.feature] += count
+                for w, added in zip(summing, sums, strict=True):
+                    totals.sums[rows, w.feature] += added
 
 
 def _neighbours(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -52,32 +52,40 @@ def _dependencies_first(values: list[ClaimValue]) -> list[ClaimValue]:
     return list(out.values())
 
 
+class Window(NamedTuple):
+    """A window feature as the index reads it."""
+
+    feature: int  # its column
+    entity: int  # the position of its key column in Plan.entities
+    days: int  # how far back it looks
+    register: int  # the register it sums (-1: a count)
+    cumulative: int  # the row of the index's running sums of that register (-1: a count)
+
+
 @dataclass(frozen=True)
 class Plan:
     """The online path's reading of the feature declaration.
 
     Attributes:
+        features: the declaration, in column order.
         inputs: the claim columns the features read, first in the registers (dates as day
             ordinals), the claim date first.
         dates: whether each input is a date.
         values: every claim value (the features' and those summed in windows), dependencies
             first; value ``k`` is register ``len(inputs) + k``.
         entities: the key columns windows group by; position ``e`` is row ``e`` of the index.
-        windows: ``(entity position, days)`` per distinct window.
-        totals: ``(window, register)`` per distinct value summed over a window.
         cumulative: ``(entity position, register)`` per running sum the index keeps.
-        features: the declaration, in column order.
+        windows: the window features.
         history: the columns of earlier claims the window features read.
     """
 
+    features: tuple[ClaimValue | WindowFeature, ...]
     inputs: tuple[str, ...]
     dates: tuple[bool, ...]
     values: tuple[ClaimValue, ...]
     entities: tuple[str, ...]
-    windows: tuple[tuple[int, int], ...]
-    totals: tuple[tuple[int, int], ...]
     cumulative: tuple[tuple[int, int], ...]
-    features: tuple[ClaimValue | WindowFeature, ...]
+    windows: tuple[Window, ...]
     history: tuple[str, ...]
     _readers: tuple[tuple[str, bool], ...] = field(init=False, repr=False)
 
@@ -87,31 +95,31 @@ class Plan:
     @classmethod
     def of(cls, features: tuple[ClaimValue | WindowFeature, ...]) -> Plan:
         """Read a feature declaration."""
-        windowed = [f for f in features if isinstance(f, WindowFeature)]
-        summed = [f.of for f in windowed if f.of is not None]
+        windowed = [(j, f) for j, f in enumerate(features) if isinstance(f, WindowFeature)]
+        summed = [f.of for _, f in windowed if f.of is not None]
         values = _dependencies_first([f for f in features if isinstance(f, ClaimValue)] + summed)
         # The claim date first: the kernels' windows look back from register 0.
         inputs = tuple(dict.fromkeys([DATE, *(c for v in values for c in v.columns())]))
-        register = {v.name: len(inputs) + k for k, v in enumerate(values)}
-        entities = tuple(dict.fromkeys(f.entity for f in windowed))
-        windows = tuple(dict.fromkeys((entities.index(f.entity), f.days) for f in windowed))
-        totals: dict[tuple[int, int], None] = {}
-        cumulative: dict[tuple[int, int], None] = {}
-        for f in windowed:
+        names = [v.name for v in values]
+        entities = tuple(dict.fromkeys(f.entity for _, f in windowed))
+        cumulative: dict[tuple[int, int], int] = {}  # (entity, register) -> its row
+        windows = []
+        for j, f in windowed:
+            entity = entities.index(f.entity)
+            register = row = -1
             if f.of is not None:
-                window = windows.index((entities.index(f.entity), f.days))
-                totals[window, register[f.of.name]] = None
-                cumulative[entities.index(f.entity), register[f.of.name]] = None
+                register = len(inputs) + names.index(f.of.name)
+                row = cumulative.setdefault((entity, register), len(cumulative))
+            windows.append(Window(j, entity, f.days, register, row))
         return cls(
-            inputs,
-            tuple(COLUMNS_BY_NAME[c].kind == "date" for c in inputs),
-            tuple(values),
-            entities,
-            windows,
-            tuple(totals),
-            tuple(cumulative),
-            features,
-            history_columns(tuple(windowed)),
+            features=features,
+            inputs=inputs,
+            dates=tuple(COLUMNS_BY_NAME[c].kind == "date" for c in inputs),
+            values=tuple(values),
+            entities=entities,
+            cumulative=tuple(cumulative),
+            windows=tuple(windows),
+            history=history_columns(tuple(f for _, f in windowed)),
         )
 
     def register(self, arg: str | ClaimValue) -> int:
@@ -121,22 +129,21 @@ class Plan:
         return len(self.inputs) + [v.name for v in self.values].index(arg.name)
 
     def summed(self) -> tuple[ClaimValue, ...]:
-        """The value each of :attr:`totals` sums."""
-        return tuple(self.values[r - len(self.inputs)] for _, r in self.totals)
+        """The value each running sum of :attr:`cumulative` sums."""
+        return tuple(self.values[r - len(self.inputs)] for _, r in self.cumulative)
 
-    def total(self, feature: WindowFeature) -> int:
-        """The position in :attr:`totals` of a sum or mean feature."""
-        assert feature.of is not None
-        window = self.window(feature)
-        return self.totals.index((window, self.register(feature.of)))
+    def windows_of(self, entity: int) -> dict[int, list[Window]]:
+        """The window features of key column ``entity`` (a position), by how far back they
+        look."""
+        out: dict[int, list[Window]] = {}
+        for w in self.windows:
+            if w.entity == entity:
+                out.setdefault(w.days, []).append(w)
+        return out
 
     def lookback(self, entity: int) -> int:
         """How far back the windows of key column ``entity`` (a position) look at most."""
-        return max(days for e, days in self.windows if e == entity)
-
-    def window(self, feature: WindowFeature) -> int:
-        """The position in :attr:`windows` of a window feature."""
-        return self.windows.index((self.entities.index(feature.entity), feature.days))
+        return max(w.days for w in self.windows if w.entity == entity)
 
     def arrays(
         self, offsets: np.ndarray, days: np.ndarray, cumulative: np.ndarray, id_hashes: np.ndarray
@@ -146,20 +153,25 @@ class Plan:
             (_OP_CODES[v.op], self.register(v.args[0]), self.register(v.args[-1]), v.threshold)
             for v in self.values
         ]
-        features = []
-        for f in self.features:
-            if isinstance(f, ClaimValue):
-                features.append((kernels.VALUE, self.register(f), -1, False))
-            else:
-                source = self.window(f) if f.stat == Stat.COUNT else self.total(f)
-                mean_of = self.window(f) if f.stat == Stat.MEAN else -1
-                features.append((_STAT_KINDS[f.stat], source, mean_of, f.log))
-        totals = [(w, self.cumulative.index((self.windows[w][0], r)), r) for w, r in self.totals]
+        features = {
+            j: (kernels.VALUE, self.register(f), -1, 0, -1, False)
+            for j, f in enumerate(self.features)
+            if isinstance(f, ClaimValue)
+        }
+        for w in self.windows:
+            f = self.features[w.feature]
+            assert isinstance(f, WindowFeature)
+            features[w.feature] = (
+                _STAT_KINDS[f.stat],
+                w.register,
+                w.entity,
+                w.days,
+                w.cumulative,
+                f.log,
+            )
         return kernels.FeatureArrays(
             values=np.array(values, kernels.VALUES),
-            windows=np.array(list(self.windows), kernels.WINDOWS),
-            totals=np.array(totals, kernels.TOTALS),
-            features=np.array(features, kernels.FEATURES),
+            features=np.array([features[j] for j in range(len(features))], kernels.FEATURES),
             offsets=offsets,
             days=days,
             cumulative=cumulative,

@@ -81,7 +81,7 @@ def _jit(fn: Callable[..., Any]) -> Any:
 def _registers(a: FeatureArrays, inputs: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """Fill one claim's registers ``out`` from its ``inputs``."""
     n_inputs = inputs.shape[0]
-    for i in range(n_inputs):  # a loop: a slice assignment takes seconds longer to compile
+    for i in range(n_inputs):  # a loop: numba compiles a slice assignment far more slowly
         out[i] = inputs[i]
     for k in range(a.values.shape[0]):
         value = a.values[k]

@@ -1,9 +1,8 @@
 """FraudNet's eval-mode forward pass without torch, with a gradient x input attribution.
 
 The scoring API computes one claim at a time, where per-call overhead dominates, not
-arithmetic: on this machine a 1-row forward takes ~110 us in eager torch, ~40 us as frozen
-TorchScript, ~20 us as a dozen numpy calls (~35 us with the attribution), and ~5 us, the
-attribution included, as one numba-compiled kernel (``make bench-serve`` records them side by
+arithmetic: a 1-row forward pass is fastest as one numba-compiled kernel, then as a dozen numpy
+calls, then in TorchScript, then in eager torch (``make bench-serve`` records the four side by
 side: ``bench/serve.py``). So one claim goes through :func:`_one_claim` (compiled on first use
 and cached), and batches through vectorised numpy (:meth:`NumpyForward.logits`,
 :meth:`NumpyForward.explain`). Both compute the same network's numbers:
@@ -37,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numba
 import numpy as np
@@ -47,6 +46,35 @@ from torch import nn
 from fraud_core.model.bundle import BundleError, ModelBundle
 from fraud_core.model.calibration import sigmoid
 from fraud_core.model.network import FraudNet
+
+
+class ForwardArrays(NamedTuple):
+    """The arrays the one-claim kernels read: :class:`NumpyForward`'s of the same names, and
+    the later hidden layers packed.
+
+    The kernels take them as trailing positional arguments (``*arrays``: numba unboxes
+    positional arrays fastest) and name them again with ``ForwardArrays(*arrays)``.
+
+    Attributes:
+        hidden_flat: each later hidden layer's ``(in, out)`` weights then its bias, one layer
+            after another.
+        widths: the width of every hidden layer, the first included.
+    """
+
+    log_mask: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    numeric_weight: np.ndarray
+    first_bias: np.ndarray
+    category_table: np.ndarray
+    category_offsets: np.ndarray
+    hidden_flat: np.ndarray
+    widths: np.ndarray
+    output_weight: np.ndarray
+    output_bias: np.float32
+    piecewise_low: np.ndarray
+    piecewise_width: np.ndarray
+    piecewise_weight: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -89,13 +117,10 @@ class NumpyForward:
     _zero: np.float32 = np.float32(0.0)
     _low: np.float32 = np.float32(-8.0)
     _high: np.float32 = np.float32(8.0)
-    # For one claim at a time (see explain_one): the later layers packed for the kernel.
-    _hidden_flat: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
     # With the encoding, numerics are held to the training range before standardizing.
     _range: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
-    _widths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
-    _offsets: list[int] = field(default_factory=list, repr=False)
-    _kernel_constants: tuple[tuple[Any, ...], tuple[Any, ...]] = field(default=((), ()), repr=False)
+    # For one claim at a time (see explain_one): the arrays of the kernels, gathered once.
+    _kernel_arrays: ForwardArrays = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.piecewise_low.size == 0:  # no encoding: (f, 0) edges, (0, h1) weights
@@ -109,29 +134,16 @@ class NumpyForward:
             object.__setattr__(self, "_range", (low[:, 0].copy(), tops.astype(np.float32)))
         flat = [np.concatenate([w.ravel(), b]) for w, b in self.hidden]
         packed = np.concatenate(flat) if flat else np.zeros(0, np.float32)
-        object.__setattr__(self, "_hidden_flat", np.ascontiguousarray(packed, dtype=np.float32))
         widths = [self.numeric_weight.shape[1]] + [w.shape[1] for w, _ in self.hidden]
-        object.__setattr__(self, "_widths", np.array(widths, dtype=np.int64))
-        # The one-claim kernels' constant arguments, gathered once (the dataclass is frozen).
-        object.__setattr__(self, "_offsets", self.category_offsets.tolist())
-        head = (
-            self.log_mask,
-            self.mean,
-            self.std,
-            self.numeric_weight,
-            self.first_bias,
-            self.category_table,
-        )
-        tail = (
-            self._hidden_flat,
-            self._widths,
-            self.output_weight,
-            self.output_bias,
-            self.piecewise_low,
-            self.piecewise_width,
-            self.piecewise_weight,
-        )
-        object.__setattr__(self, "_kernel_constants", (head, tail))
+        packed_arrays: dict[str, Any] = {
+            "hidden_flat": np.ascontiguousarray(packed, dtype=np.float32),
+            "widths": np.array(widths, dtype=np.int64),
+        }
+        arrays: dict[str, Any] = {  # the rest are this network's arrays of the same names
+            name: packed_arrays[name] if name in packed_arrays else getattr(self, name)
+            for name in ForwardArrays._fields
+        }
+        object.__setattr__(self, "_kernel_arrays", ForwardArrays(**arrays))
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> NumpyForward:
@@ -313,25 +325,21 @@ class NumpyForward:
         return logits, contributions
 
     # --- one claim at a time ---------------------------------------------------------------
-    # A single claim through numpy is a few dozen calls of ~0.5 us each (their dispatch, not
-    # the arithmetic, is the cost), so one claim goes through one compiled kernel instead.
-    def _kernel_args(
-        self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int]
-    ) -> tuple[Any, ...]:
-        rows = np.array([c + o for c, o in zip(codes, self._offsets, strict=False)], dtype=np.int64)
-        head, tail = self._kernel_constants
-        return (np.asarray(numeric, dtype=np.float64), *head, rows, *tail)
-
+    # A single claim through numpy is a few dozen calls whose dispatch, not the arithmetic, is
+    # the cost, so one claim goes through one compiled kernel instead.
+    # Codes go in as a tuple of ints (a list would be reflected by numba, slowly).
     def logit_one(self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int]) -> float:
         """The logit of one claim (same numbers as :meth:`logits`, to float32 rounding)."""
-        logit, _ = _one_claim(*self._kernel_args(numeric, codes), False)
+        x = np.asarray(numeric, dtype=np.float64)
+        logit, _ = _one_claim(x, tuple(codes), False, *self._kernel_arrays)
         return float(logit)
 
     def explain_one(
         self, numeric: Sequence[float] | np.ndarray, codes: Sequence[int]
     ) -> tuple[float, np.ndarray]:
         """:meth:`explain` of one claim: ``(logit, contributions (f + c,))``."""
-        logit, contributions = _one_claim(*self._kernel_args(numeric, codes), True)
+        x = np.asarray(numeric, dtype=np.float64)
+        logit, contributions = _one_claim(x, tuple(codes), True, *self._kernel_arrays)
         return float(logit), contributions
 
     def explain_top(
@@ -339,7 +347,8 @@ class NumpyForward:
     ) -> tuple[float, np.ndarray, np.ndarray]:
         """:meth:`explain_one` plus the positions of the ``k`` largest contributions by
         magnitude (ties: the earlier input first, as a stable sort), in one compiled call."""
-        logit, contributions, ranked = _one_claim_ranked(*self._kernel_args(numeric, codes), k)
+        x = np.asarray(numeric, dtype=np.float64)
+        logit, contributions, ranked = _one_claim_ranked(x, tuple(codes), k, *self._kernel_arrays)
         return float(logit), contributions, ranked
 
     def probability(self, logit: float) -> float:
@@ -349,28 +358,24 @@ class NumpyForward:
 
 
 def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy and torch paths
-    x: np.ndarray,
-    log_mask: np.ndarray,
-    mean: np.ndarray,
-    std: np.ndarray,
-    numeric_weight: np.ndarray,
-    first_bias: np.ndarray,
-    category_table: np.ndarray,
-    rows: np.ndarray,
-    hidden_flat: np.ndarray,
-    widths: np.ndarray,
-    output_weight: np.ndarray,
-    output_bias: np.float32,
-    piecewise_low: np.ndarray,
-    piecewise_width: np.ndarray,
-    piecewise_weight: np.ndarray,
-    explain: bool,
+    x: np.ndarray, codes: Any, explain: bool, *arrays: Any
 ) -> tuple[float, np.ndarray]:
-    """Forward pass (and gradient x input) of one claim, float32 like torch.
-
-    ``hidden_flat`` holds each later hidden layer's ``(in, out)`` weights then its bias, one
-    layer after another; ``widths`` the width of every hidden layer (the first included).
-    """
+    """Forward pass (and gradient x input) of one claim, float32 like torch: ``x`` its numeric
+    inputs, ``codes`` its category codes (a tuple), ``arrays`` the :class:`ForwardArrays`."""
+    a = ForwardArrays(*arrays)
+    log_mask, mean, std = a.log_mask, a.mean, a.std
+    numeric_weight, first_bias, category_table = a.numeric_weight, a.first_bias, a.category_table
+    hidden_flat, widths = a.hidden_flat, a.widths
+    output_weight, output_bias = a.output_weight, a.output_bias
+    piecewise_low, piecewise_width, piecewise_weight = (
+        a.piecewise_low,
+        a.piecewise_width,
+        a.piecewise_weight,
+    )
+    n_rows = min(len(codes), a.category_offsets.shape[0])
+    rows = np.empty(n_rows, np.int64)
+    for c in range(n_rows):
+        rows[c] = codes[c] + a.category_offsets[c]
     f = x.shape[0]
     h1 = numeric_weight.shape[1]
     bins = piecewise_low.shape[1]
@@ -501,43 +506,11 @@ _one_claim: Callable[..., tuple[float, np.ndarray]] = numba.njit(cache=True, nog
 
 
 def _one_claim_ranked_python(  # pragma: no cover - compiled; tested against argsort
-    x: np.ndarray,
-    log_mask: np.ndarray,
-    mean: np.ndarray,
-    std: np.ndarray,
-    numeric_weight: np.ndarray,
-    first_bias: np.ndarray,
-    category_table: np.ndarray,
-    rows: np.ndarray,
-    hidden_flat: np.ndarray,
-    widths: np.ndarray,
-    output_weight: np.ndarray,
-    output_bias: np.float32,
-    piecewise_low: np.ndarray,
-    piecewise_width: np.ndarray,
-    piecewise_weight: np.ndarray,
-    k: int,
+    x: np.ndarray, codes: Any, k: int, *arrays: Any
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """:func:`_one_claim` with attribution, and the ``k`` inputs of largest ``|contribution|``
     (a stable insertion sort: ties keep input order, like ``argsort(-abs, stable)``)."""
-    logit, contributions = _one_claim(
-        x,
-        log_mask,
-        mean,
-        std,
-        numeric_weight,
-        first_bias,
-        category_table,
-        rows,
-        hidden_flat,
-        widths,
-        output_weight,
-        output_bias,
-        piecewise_low,
-        piecewise_width,
-        piecewise_weight,
-        True,
-    )
+    logit, contributions = _one_claim(x, codes, True, *arrays)
     n = contributions.shape[0]
     order = np.arange(n)
     size = np.abs(contributions)

@@ -20,15 +20,27 @@ import pytest
 import torch
 from torch import nn
 
-from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, build_features
+from fraud_core.features import (
+    CATEGORICAL_FEATURES,
+    FEATURES,
+    NUMERIC_FEATURES,
+    ClaimValue,
+    WindowFeature,
+    build_features,
+    claim_values,
+    history_features,
+)
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.model.bundle import BundleError
 from fraud_core.model.fast import NumpyForward
 from fraud_core.model.network import FraudNet, NetConfig
 from fraud_core.model.train import encode
+from fraud_core.online.history import HistoryIndex
+from fraud_core.online.plan import Plan
 from fraud_core.schema import INPUT_COLUMNS
-from fraud_core.scoring import FEATURE_NAMES, ClaimScorer
+from fraud_core.scoring import ClaimScorer
+from tests.fraud_core.test_features import EXTENDED
 
 NUMERIC = list(NUMERIC_FEATURES)
 
@@ -202,9 +214,26 @@ def test_attribution_is_gradient_times_input(
     np.testing.assert_allclose(scores.contributions, expected, rtol=1e-4, atol=1e-5)
     top = scores.top_features(0, 3)
     assert [t.feature for t in top] == [
-        FEATURE_NAMES[j] for j in np.argsort(-np.abs(expected[0]), kind="stable")[:3]
+        FEATURES[j] for j in np.argsort(-np.abs(expected[0]), kind="stable")[:3]
     ]
     assert all(isinstance(t.value, str) == (t.feature in CATEGORICAL_FEATURES) for t in top)
+
+
+def random_inputs(
+    seed: int,
+    n: int,
+    scale: float,
+    nan: tuple[int, int],
+    inf: tuple[int, int],
+    neg_inf: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows of network inputs: numerics ``N(0, scale)`` (float32) with NaN, +inf and -inf
+    in every ``step``-th row of one column each (``(step, column)``), and category codes."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, scale, size=(n, len(NUMERIC))).astype(np.float32)
+    for (step, col), value in zip((nan, inf, neg_inf), (np.nan, np.inf, -np.inf), strict=True):
+        x[::step, col] = value
+    return x, rng.integers(0, 4, size=(n, len(CATEGORICAL_FEATURES)))
 
 
 def test_numpy_forward_matches_torch_with_nan_and_extremes(
@@ -212,12 +241,7 @@ def test_numpy_forward_matches_torch_with_nan_and_extremes(
 ) -> None:
     scorer, _ = scorer_and_claims
     fast = NumpyForward.from_bundle(scorer.bundle)
-    rng = np.random.default_rng(0)
-    x = rng.normal(0, 1e3, size=(500, len(NUMERIC))).astype(np.float32)
-    x[::7, 3] = np.nan
-    x[::11, 1] = np.inf
-    x[::13, 2] = -np.inf
-    codes = rng.integers(0, 4, size=(500, len(CATEGORICAL_FEATURES)))
+    x, codes = random_inputs(0, 500, 1e3, nan=(7, 3), inf=(11, 1), neg_inf=(13, 2))
     with torch.no_grad():
         expected = scorer.bundle.net(torch.from_numpy(x), torch.from_numpy(codes)).numpy()
     np.testing.assert_allclose(fast.logits(x, codes), expected, rtol=1e-5, atol=1e-5)
@@ -303,12 +327,7 @@ def test_one_claim_forward_matches_the_vectorised_one(
     """explain_one / logit_one (Python-float standardization, precomputed category rows)."""
     scorer, _ = scorer_and_claims
     fast = NumpyForward.from_bundle(scorer.bundle)
-    rng = np.random.default_rng(1)
-    x = rng.normal(0, 50, size=(200, len(NUMERIC))).astype(np.float32)
-    x[::9, 4] = np.nan
-    x[::10, 5] = np.inf
-    x[::12, 0] = -np.inf
-    codes = rng.integers(0, 4, size=(200, len(CATEGORICAL_FEATURES)))
+    x, codes = random_inputs(1, 200, 50, nan=(9, 4), inf=(10, 5), neg_inf=(12, 0))
     logits, contributions = fast.explain(x, codes)
     for i in range(len(x)):
         row, row_codes = x[i].astype(float).tolist(), codes[i].tolist()
@@ -333,3 +352,28 @@ def test_score_one_equals_score_records(
         assert one.investigate == bool(many.investigate[0])
         assert [t.feature for t in one.top_features] == [t.feature for t in many.top_features(0, 4)]
         assert scorer.score_one(record).top_features == []
+
+
+def test_declared_features_are_computed_alike_online(
+    scorer_and_claims: tuple[ClaimScorer, pd.DataFrame],
+) -> None:
+    """Features the model does not use are computed by the online path from their declaration
+    alone, equal to the batch path's: one entry in a declaration is all a new feature needs."""
+    _, history = scorer_and_claims
+    plan = Plan.of(EXTENDED)
+    index = HistoryIndex.build(history, plan)
+    claims = history.sample(200, random_state=8).reset_index(drop=True)
+    claims["claim_date"] = claims["claim_date"] + pd.Timedelta(days=3)
+    claims.loc[::2, "claim_id"] = "EXT-" + claims.loc[::2, "claim_id"].astype(str)  # half new
+    local = claim_values(claims, tuple(f for f in EXTENDED if isinstance(f, ClaimValue)))
+    windowed = history_features(
+        claims, history, tuple(f for f in EXTENDED if isinstance(f, WindowFeature))
+    )
+    expected = pd.concat([local, windowed], axis=1)[[f.name for f in EXTENDED]]
+    records = records_of(claims)
+    np.testing.assert_allclose(index.features(records), expected, rtol=1e-9, atol=1e-9)
+    for i in range(0, 200, 25):  # alone (new claims in one compiled call, stored ones not)
+        new = i % 2 == 0
+        alone = index.one_claim(records[i]) if new else index.features(records[i : i + 1])[0]
+        want = build_features(claims.iloc[[i]], history)[NUMERIC].to_numpy(float)[0]
+        np.testing.assert_allclose(alone[: len(NUMERIC)], want, rtol=1e-9, atol=1e-9)

@@ -294,8 +294,8 @@ KIND_DTYPES: dict[Kind, str] = {
 def claims_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Already validated claim records (python values) as the frame ``coerce_claims`` gives.
 
-    For records checked by the API's request model: no re-parsing, ~1.5 ms for one claim
-    where ``coerce_claims`` takes ~11 ms. Absent optional columns become nulls.
+    For records checked by the API's request model: nothing is parsed again, so it is much
+    cheaper than ``coerce_claims`` for one claim. Absent optional columns become nulls.
     """
     return pd.DataFrame(
         {

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from fraud_core.polling import poll_until
+
 RUNNING = "RUNNING"
 
 
@@ -103,18 +105,21 @@ class StepFunctionsExecution:
             TimeoutError: still running after ``timeout`` seconds (it is left running: the
                 caller decides whether to stop it).
         """
-        deadline = clock() + timeout
-        while True:
+
+        def ended() -> dict[str, Any] | None:
             described = self.describe()
             for name in self.new_states():
                 on_state(name)
-            if described["status"] != RUNNING:
-                return described
-            if clock() >= deadline:
-                raise TimeoutError(
-                    f"Step Functions execution {self.arn} still running after {timeout:.0f} s"
-                )
-            sleep(poll)
+            return described if described["status"] != RUNNING else None
+
+        try:
+            return poll_until(
+                ended, what=self.arn, timeout=timeout, interval=poll, sleep=sleep, clock=clock
+            )
+        except TimeoutError:
+            raise TimeoutError(
+                f"Step Functions execution {self.arn} still running after {timeout:.0f} s"
+            ) from None
 
     def stop(self, cause: str) -> None:
         """Stop the execution (Step Functions then terminates its running Batch jobs)."""

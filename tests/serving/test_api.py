@@ -4,7 +4,6 @@ limits, metrics, hot swap. tests/serving/test_uvicorn.py repeats the essentials 
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from serving.api.models import BatchResponse, Claim, ScoreResponse, load_example
 from serving.core.config import Settings
 from serving.core.security import ApiKeys
 from serving.main import create_app
+from tests.support.http import wait_for_json
 
 KEY = "test-key-0123456789abcdef"
 OLD_KEY = "old-key-0123456789abcdef"
@@ -208,15 +208,6 @@ def test_no_champion_is_503_but_alive(tmp_path: Path, example: dict[str, Any]) -
         assert c.get("/v1/model").status_code == 503
 
 
-def _wait_for(c: TestClient, path: str, predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = c.get(path).json()
-        if predicate(body) or time.monotonic() > deadline:
-            return body
-        time.sleep(0.1)
-
-
 def test_hot_swap_and_bad_bundle_refused(
     champion_lakehouse: Path, tmp_path: Path, example: dict[str, Any]
 ) -> None:
@@ -229,7 +220,7 @@ def test_hot_swap_and_bad_bundle_refused(
 
         # A champion whose bundle is missing: refused, the old model keeps serving.
         lh.set_champion({"version": "fm-missing"})
-        ready = _wait_for(c, "/readyz", lambda b: b.get("reload_error"))
+        ready = wait_for_json(c, "/readyz", lambda b: b.get("reload_error"))
         assert "fm-missing" in ready["reload_error"]
         assert ready["model_version"] == "fm-test-1"
         assert c.post("/v1/score", json=example).json()["model_version"] == "fm-test-1"
@@ -238,7 +229,7 @@ def test_hot_swap_and_bad_bundle_refused(
         bundle.version = "fm-test-2"
         bundle.save(lh)
         lh.set_champion({"version": "fm-test-2"})
-        info = _wait_for(c, "/v1/model", lambda b: b["version"] == "fm-test-2")
+        info = wait_for_json(c, "/v1/model", lambda b: b["version"] == "fm-test-2")
         assert info["version"] == "fm-test-2"
         assert c.post("/v1/score", json=example).json()["model_version"] == "fm-test-2"
         assert c.get("/readyz").json()["reload_error"] is None
@@ -251,19 +242,19 @@ def test_hot_swap_and_bad_bundle_refused(
         manifest["features"]["numeric"] = [*manifest["features"]["numeric"], "new_feature"]
         lh.write_json(manifest_path, manifest)
         lh.set_champion({"version": "fm-other-features"})
-        ready = _wait_for(c, "/readyz", lambda b: b.get("reload_error"))
+        ready = wait_for_json(c, "/readyz", lambda b: b.get("reload_error"))
         assert "trained on other features" in ready["reload_error"]
         assert ready["model_version"] == "fm-test-2"
         assert c.post("/v1/score", json=example).json()["model_version"] == "fm-test-2"
 
         # New raw claims land for the same champion: the history is reloaded, same model.
         lh.set_champion({"version": "fm-test-2"})
-        _wait_for(c, "/readyz", lambda b: b.get("reload_error") is None)
+        wait_for_json(c, "/readyz", lambda b: b.get("reload_error") is None)
         before = c.get("/v1/model").json()["history_claims"]
         extra = lh.read_batch(RAW, "b0").head(100).copy()
         extra["claim_id"] = "EXTRA-" + extra["claim_id"].astype(str)
         lh.write_batch(RAW, "b3", extra)
-        info = _wait_for(c, "/v1/model", lambda b: b["history_claims"] == before + 100)
+        info = wait_for_json(c, "/v1/model", lambda b: b["history_claims"] == before + 100)
         assert info["history_batches"] == ["b0", "b1", "b2", "b3"]
         assert info["version"] == "fm-test-2"
 

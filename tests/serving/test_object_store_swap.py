@@ -3,11 +3,8 @@ and raw batches through fsspec, so the same polling, refusal and history reload 
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,18 +15,10 @@ from fraud_core.model.bundle import WEIGHTS_FILE, ModelBundle
 from serving.api.models import load_example
 from serving.core.config import Settings
 from serving.main import create_app
+from tests.support.http import wait_for_json
 
 pytestmark = pytest.mark.integration
 KEY = "s3-test-key-0123456789abcdef"
-
-
-def _wait(c: TestClient, path: str, ok: Callable[[Any], bool], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = c.get(path).json()
-        if ok(body) or time.monotonic() > deadline:
-            return body
-        time.sleep(0.1)
 
 
 def test_hot_swap_on_s3(
@@ -59,14 +48,14 @@ def test_hot_swap_on_s3(
         bundle.save(lh)
         lh.write_bytes(lh.model_path("fm-s3-bad", WEIGHTS_FILE), b"truncated")
         lh.set_champion({"version": "fm-s3-bad"})
-        ready = _wait(c, "/readyz", lambda b: b.get("reload_error"))
+        ready = wait_for_json(c, "/readyz", lambda b: b.get("reload_error"), timeout=30.0)
         assert "checksum mismatch" in ready["reload_error"]
         assert c.post("/v1/score", json=example).json()["model_version"] == "fm-test-1"
 
         bundle.version = "fm-s3-2"
         bundle.save(lh)
         lh.set_champion({"version": "fm-s3-2"})
-        info = _wait(c, "/v1/model", lambda b: b["version"] == "fm-s3-2")
+        info = wait_for_json(c, "/v1/model", lambda b: b["version"] == "fm-s3-2", timeout=30.0)
         assert info["version"] == "fm-s3-2"
         assert info["bundle_uri"].startswith(f"s3://{bucket}/lake/models/fm-s3-2")
         assert c.post("/v1/score", json=example).json()["model_version"] == "fm-s3-2"
@@ -74,5 +63,5 @@ def test_hot_swap_on_s3(
         extra = lh.read_batch(RAW, "b1").head(50).copy()
         extra["claim_id"] = "S3-" + extra["claim_id"].astype(str)
         lh.write_batch(RAW, "b9", extra)
-        info = _wait(c, "/v1/model", lambda b: "b9" in b["history_batches"])
+        info = wait_for_json(c, "/v1/model", lambda b: "b9" in b["history_batches"], timeout=30.0)
         assert info["history_batches"] == ["b0", "b1", "b2", "b9"]

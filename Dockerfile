@@ -7,7 +7,7 @@
 #   Kubernetes         deploy/k8s/deployment.yaml runs uvicorn in it
 #   Dagster            the code location: `dagster api grpc -m fraud_assets.definitions ...`
 #
-# Build (README, "The image"):
+# Build (docs/aws.md, "The image"):
 #   docker build -t fraud-mlops:$(git rev-parse --short HEAD) .
 # Build arguments:
 #   BASE_IMAGE        a Debian-like image with Python 3.11 and its venv module

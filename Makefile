@@ -26,7 +26,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch is pinned (2.13.0, CPU): see STACK_NOTES; constraints.txt pins the rest.
+	# torch is pinned (2.13.0, CPU: other pins pull a multi-GB CUDA build); constraints.txt pins the rest.
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 

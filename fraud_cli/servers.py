@@ -1,5 +1,5 @@
 """Local servers on loopback, for the tests and the benchmarks: free ports, readiness, stopping
-by PID, and ``dagster dev`` started the way STACK_NOTES says it must be.
+by PID, and ``dagster dev`` started so that it can be stopped.
 
 ``dagster dev`` started from a script ignores SIGINT and SIGTERM (the parent masks SIGINT for
 background jobs and dagster copies that handler onto SIGTERM), so it is started as

@@ -212,7 +212,7 @@ def deployment(
             env=env,
             capture_output=True,
             text=True,
-        )  # the deployment's step (README): a pool given only default_limit is made lazily
+        )  # the deployment's step (docs): a pool given only default_limit is made lazily
         assert pool.returncode == 0, pool.stdout + pool.stderr
         timings["dagster instance migrate + pool"] = time.monotonic() - started
 

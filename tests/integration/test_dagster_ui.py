@@ -27,7 +27,7 @@ from fraud_cli.servers import DagsterDev, start_dagster_dev
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-# Flags from STACK_NOTES (headless, no sandbox as root, no background traffic).
+# Headless, no sandbox as root, no background traffic (this machine has no internet access).
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

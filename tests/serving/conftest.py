@@ -1,7 +1,7 @@
 """Fixtures for the serving tests: real uvicorn processes on loopback and a raw HTTP client.
 
 The raw client speaks HTTP/1.1 over asyncio streams with keep-alive: httpx's client costs more
-per request than the server does here (see STACK_NOTES), so load is generated with this.
+per request than the server does, so load is generated with this.
 """
 
 from __future__ import annotations

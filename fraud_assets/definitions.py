@@ -88,6 +88,8 @@ def resources_for(settings: LocationSettings, environ: Mapping[str, str]) -> dic
             settings.landing_uri,
             endpoint_url=settings.s3_endpoint_url,
             max_file_bytes=settings.landing_max_file_bytes,
+            feeds_file=settings.feeds_file,
+            claim_date_max_skew_days=settings.claim_date_max_skew_days,
         ),
         "training": training_for(settings),
         "warehouse": warehouse_for(settings, environ),

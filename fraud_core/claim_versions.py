@@ -49,17 +49,21 @@ def id_hashes(ids: pd.Series) -> np.ndarray:
     return np.asarray(pd.util.hash_array(ids.astype("string").astype(object).to_numpy()))
 
 
+# Numbers are compared to this many decimals: a claim exported as text by one system and as
+# binary by another is the same claim (money has 2, probabilities are shown with 6).
+HASH_DECIMALS = 6
+
+
 def content_hashes(claims: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash per claim over every claim column (absent optional ones count as null),
-    the same for the same values whatever file or process they came through."""
-    typed = pd.DataFrame(
-        {
-            c.name: claims[c.name].astype(KIND_DTYPES[c.kind])
-            if c.name in claims
-            else pd.Series(pd.NA, index=claims.index, dtype=KIND_DTYPES[c.kind])
-            for c in CLAIM_COLUMNS
-        }
-    )
+    the same for the same values whatever file, format or process they came through."""
+    columns = {}
+    for c in CLAIM_COLUMNS:
+        dtype = KIND_DTYPES[c.kind]
+        values = claims[c.name] if c.name in claims else pd.Series(pd.NA, index=claims.index)
+        values = values.astype(dtype)
+        columns[c.name] = values.round(HASH_DECIMALS) if c.kind == "float" else values
+    typed = pd.DataFrame(columns)
     return np.asarray(pd.util.hash_pandas_object(typed, index=False).to_numpy(), dtype=np.uint64)
 
 

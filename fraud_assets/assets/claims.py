@@ -103,7 +103,9 @@ def claims_batch(
     )
     opener = landing.opener(landed.name)
     try:
-        ingested = ingest_file(lh, batch_id, landed, opener, feed, validator)
+        ingested = ingest_file(
+            lh, batch_id, landed, opener, feed, validator, chunk_rows=landing.chunk_rows
+        )
     except FileNotFoundError as exc:  # removed while it was read: its next version will run
         raise dg.Failure(f"{about['file']} disappeared while it was read: {exc}") from exc
     except SchemaError as exc:

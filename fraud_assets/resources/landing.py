@@ -40,7 +40,7 @@ from fraud_core.landing import (
     LandedFile,
     is_landed_file,
 )
-from fraud_core.readers import Opener
+from fraud_core.readers import DEFAULT_CHUNK_ROWS, Opener
 from fraud_core.schema import DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS
 
 # fsspec's read-ahead per request when a file is streamed from S3 or ADLS.
@@ -61,6 +61,8 @@ class LandingZone(dg.ConfigurableResource):
     """The feed contracts (YAML, fraud_core.feeds); '' reads every file with the default."""
     claim_date_max_skew_days: int = DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS
     """Days past today a claim may be dated (clock skew between systems)."""
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    """Rows read, validated and written at a time: what bounds an ingest's memory."""
 
     @property
     def location(self) -> str:

@@ -24,31 +24,20 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, cast
 
 import dagster as dg
 
-from bench.common import ROOT, figure, peak_rss_mb, run_child, timed
+from bench.common import figure, peak_rss_mb, run_child, timed
 from fraud_assets.resources import LandingZone
-from fraud_cli.servers import free_port, stop_process, wait_for_port
+from fraud_cli.servers import FAKE_AWS, azurite, moto_server
 
 SEED = 20_262  # never used by tests
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-AZURITE_CONNECTION = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw"
-    "==;BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-)
 
 
 # --- the sensor tick -----------------------------------------------------------------------------
@@ -201,32 +190,23 @@ def _s3_ticks(files: int, runs: int) -> list[dict[str, Any]]:
 
     from fraud_assets.resources import S3Landing
 
-    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable))
-    if not exe:
-        return []
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     saved = {k: os.environ.get(k) for k in FAKE_AWS}
     os.environ.update(FAKE_AWS)
     try:
-        wait_for_port(port, proc)
-        endpoint = f"http://127.0.0.1:{port}"
-        client = boto3.client("s3", endpoint_url=endpoint)
-        client.create_bucket(Bucket="landing")
-        body = _small_file()
+        with tempfile.TemporaryDirectory() as logs, moto_server(Path(logs, "moto.log")) as endpoint:
+            client = boto3.client("s3", endpoint_url=endpoint)
+            client.create_bucket(Bucket="landing")
+            body = _small_file()
 
-        def drop(name: str) -> None:
-            client.put_object(Bucket="landing", Key=f"in/{name}", Body=body)
+            def drop(name: str) -> None:
+                client.put_object(Bucket="landing", Key=f"in/{name}", Body=body)
 
-        _upload(drop, files)
-        landing = S3Landing(uri="s3://landing/in", endpoint_url=endpoint, lookback_seconds=LOOKBACK)
-        m = _measure_ticks(landing, files, drop, runs)
+            _upload(drop, files)
+            landing = S3Landing(
+                uri="s3://landing/in", endpoint_url=endpoint, lookback_seconds=LOOKBACK
+            )
+            m = _measure_ticks(landing, files, drop, runs)
     finally:
-        stop_process(proc)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -247,37 +227,29 @@ def _s3_ticks(files: int, runs: int) -> list[dict[str, Any]]:
 
 
 def _adls_ticks(files: int, runs: int) -> list[dict[str, Any]]:
-    exe = os.path.join(ROOT, "node_modules", ".bin", "azurite-blob")
-    if not os.path.exists(exe):
-        return []
     from azure.storage.blob import BlobServiceClient
 
     from fraud_assets.resources import ADLSLanding
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence"]
-        + ["--loose", "--skipApiVersionCheck", "--disableTelemetry"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    connection = AZURITE_CONNECTION.format(port=port)
     saved = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
-    os.environ["AZURE_STORAGE_CONNECTION_STRING"] = connection
     try:
-        wait_for_port(port, proc)
-        container = BlobServiceClient.from_connection_string(connection).create_container("landing")
-        body = _small_file()
+        with (
+            tempfile.TemporaryDirectory() as workdir,
+            azurite(Path(workdir), Path(workdir, "azurite.log")) as connection,
+        ):
+            os.environ["AZURE_STORAGE_CONNECTION_STRING"] = connection
+            service = BlobServiceClient.from_connection_string(connection)
+            container = service.create_container("landing")
+            body = _small_file()
 
-        def drop(name: str) -> None:
-            container.upload_blob(f"in/{name}", body)
+            def drop(name: str) -> None:
+                container.upload_blob(f"in/{name}", body)
 
-        _upload(drop, files)
-        m = _measure_ticks(
-            ADLSLanding(uri="az://landing/in", lookback_seconds=LOOKBACK), files, drop, runs
-        )
+            _upload(drop, files)
+            m = _measure_ticks(
+                ADLSLanding(uri="az://landing/in", lookback_seconds=LOOKBACK), files, drop, runs
+            )
     finally:
-        stop_process(proc)
         if saved is None:
             os.environ.pop("AZURE_STORAGE_CONNECTION_STRING", None)
         else:

@@ -16,6 +16,7 @@ import dagster as dg
 
 from fraud_assets.definitions import build_definitions
 from fraud_assets.sensors import FILE_TAG, PARTITIONS
+from fraud_core.layout import SCORES
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 CURSOR_FILE = "landing_cursor.json"
@@ -197,6 +198,10 @@ class Orchestrator:
         self.defs.resolve_job_def("report_metrics").execute_in_process(
             instance=self.instance, run_config=QUIET
         )
+
+    def scored_batches(self) -> list[str]:
+        """The batches with scores in the lakehouse (none before a champion scored one)."""
+        return list(self._resource("lakehouse").get().batches(SCORES))
 
     def batches(self) -> list[str]:
         return list(self.instance.get_dynamic_partitions(PARTITIONS))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -203,20 +204,106 @@ def background_server(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 30.0,
+    log_path: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process (output discarded) listening on ``port``; stopped by PID on exit."""
+    """A server process listening on ``port``; stopped by PID on exit.
+
+    Its output goes to ``log_path`` (discarded without one). When the block fails while the
+    server is gone, the error says so, with the server's exit code and the tail of its log:
+    a dead server otherwise shows only as a refused connection.
+    """
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         command,
         cwd=cwd,
         env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
     )
     try:
         wait_for_port(port, proc, timeout)
         yield proc
+    except Exception as exc:
+        if proc.poll() is None:
+            raise
+        tail = log_path.read_text(errors="replace")[-2000:] if log_path else "(no log kept)"
+        raise RuntimeError(
+            f"{os.path.basename(command[0])} on port {port} exited with code {proc.returncode} "
+            f"during the block ({exc.__class__.__name__}: {exc}); its log ends:\n{tail}"
+        ) from exc
     finally:
         stop_process(proc)
+        if log:
+            log.close()
+
+
+# Credentials for moto: fake, and set for whatever talks to it, so no client reaches AWS.
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+# Azurite's published development account (the same for every Azurite; not a secret).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+AZURITE_VERSION = "3.35.0"
+
+
+@contextlib.contextmanager
+def moto_server(log_path: Path | None = None) -> Iterator[str]:
+    """moto's server (S3, Step Functions, Batch, ...) on a free loopback port; yields its URL.
+
+    moto comes with the dev extra (``moto[server]``). Clients still need ``FAKE_AWS``.
+    """
+    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+    if not exe:
+        raise RuntimeError("moto_server is not installed: it comes with the dev extra")
+    port = free_port()
+    with background_server([exe, "-H", "127.0.0.1", "-p", str(port)], port, log_path=log_path):
+        yield f"http://127.0.0.1:{port}"
+
+
+def azurite_executable() -> str:
+    """The repository's azurite-blob, installed with npm into node_modules when missing."""
+    exe = ROOT / "node_modules" / ".bin" / "azurite-blob"
+    if not exe.exists():
+        npm = shutil.which("npm")
+        if not npm:
+            raise RuntimeError("npm is needed to install Azurite (the ADLS emulator): Node 20")
+        # With a package.json, record it as a dev dependency (others share that file),
+        # exactly as pinned, so the file stays as it is.
+        save = ["--save-dev", "--save-exact"] if (ROOT / "package.json").exists() else []
+        command = [npm, "install", *(save or ["--no-save"]), "--no-audit", "--no-fund"]
+        subprocess.run(
+            [*command, f"azurite@{AZURITE_VERSION}"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    if not exe.exists():
+        raise RuntimeError(f"npm did not install {exe}")
+    return str(exe)
+
+
+@contextlib.contextmanager
+def azurite(workdir: Path, log_path: Path | None = None) -> Iterator[str]:
+    """Azurite's Blob service (the ADLS / Blob emulator) on a free loopback port, in memory and
+    without telemetry; yields its connection string (what adlfs reads from
+    ``AZURE_STORAGE_CONNECTION_STRING``)."""
+    port = free_port()
+    command = [azurite_executable(), "--blobHost", "127.0.0.1", "--blobPort", str(port)]
+    command += ["--inMemoryPersistence", "--loose", "--skipApiVersionCheck", "--disableTelemetry"]
+    with background_server(command, port, cwd=workdir, log_path=log_path):
+        yield (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+        )
 
 
 @contextlib.contextmanager

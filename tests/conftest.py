@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from fraud_cli.servers import background_server, free_port
+from fraud_cli.servers import FAKE_AWS, moto_server
+from fraud_cli.servers import azurite as azurite_server
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.pipeline import featurize_batch
@@ -80,22 +80,16 @@ def champion_lakehouse(
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real moto server (S3, Step Functions, Batch, SageMaker, ...) on a free loopback port.
 
     Fake credentials and region are set for the whole session so no client reaches AWS.
     """
-    import shutil
-    import sys
-
-    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable))
-    assert exe, "moto_server is not installed (it comes with the dev extra: moto[server])"
-    port = free_port()
-    saved = {k: os.environ.get(k) for k in _FAKE_AWS}
-    os.environ.update(_FAKE_AWS)
+    saved = {k: os.environ.get(k) for k in FAKE_AWS}
+    os.environ.update(FAKE_AWS)
     try:
-        with background_server([exe, "-H", "127.0.0.1", "-p", str(port)], port):
-            yield f"http://127.0.0.1:{port}"
+        with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+            yield endpoint
     finally:
         for key, value in saved.items():
             if value is None:
@@ -104,65 +98,13 @@ def moto_endpoint() -> Iterator[str]:
                 os.environ[key] = value
 
 
-_FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
-
-
-# Azurite's published development account (the same for every Azurite; not a secret).
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
-AZURITE_VERSION = "3.35.0"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _azurite_blob() -> str:
-    """The repo's azurite-blob, installed with npm into node_modules when missing (~20 s)."""
-    import shutil
-
-    exe = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
-    if not exe.exists():
-        npm = shutil.which("npm")
-        assert npm, "npm is needed to install Azurite for the ADLS tests (Node 20 + npm)"
-        # With a package.json, record it as a dev dependency (others share that file),
-        # exactly as pinned, so the file stays as it is.
-        save = ["--save-dev", "--save-exact"] if (REPO_ROOT / "package.json").exists() else []
-        command = [npm, "install", *(save or ["--no-save"]), "--no-audit", "--no-fund"]
-        subprocess.run(
-            [*command, f"azurite@{AZURITE_VERSION}"],
-            cwd=REPO_ROOT,
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-    assert exe.exists(), f"npm did not install {exe}"
-    return str(exe)
-
-
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Azurite's Blob service (the ADLS / Blob emulator) on a free loopback port.
-
-    Yields the connection string (what adlfs reads from AZURE_STORAGE_CONNECTION_STRING);
-    in memory, no telemetry; stopped by PID at the end of the session.
-    """
-    exe = _azurite_blob()
+    """Azurite's Blob service (the ADLS / Blob emulator), installed with npm on first use;
+    yields its connection string. Stopped by PID at the end of the session."""
     workdir = tmp_path_factory.mktemp("azurite")
-    port = free_port()
-    command = [exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence"]
-    command += ["--loose", "--skipApiVersionCheck", "--disableTelemetry"]
-    with background_server(command, port, cwd=workdir):
-        yield (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
-            f"AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
-        )
+    with azurite_server(workdir, workdir / "azurite.log") as connection:
+        yield connection
 
 
 # The project's image: built in the background from the start of the session (see

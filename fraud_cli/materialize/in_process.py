@@ -60,8 +60,15 @@ def run_cycle(train: bool = True, seed: int = 0) -> int:
             f"{outcome['gate_description']}"
         )
         orchestrator.score(orchestrator.batches())
-    orchestrator.report()
-    print("materialized; `make ui` shows the runs")
+    if orchestrator.scored_batches():
+        orchestrator.report()
+        print("materialized; `make ui` shows the runs")
+    else:
+        print(
+            "nothing scored yet: there is no champion model, so model_metrics and the "
+            "warehouse are not refreshed; train one with `fraud materialize` (without "
+            "--no-train); `make ui` shows the runs"
+        )
     return ingestion_exit_code(ingestion)
 
 

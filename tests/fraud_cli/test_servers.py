@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,22 @@ def test_background_server_waits_for_its_port() -> None:
     with background_server(command, port) as proc:
         assert proc.poll() is None
     assert proc.poll() is not None  # stopped by PID
+
+
+def test_a_server_that_dies_during_the_block_is_named_with_its_log(tmp_path: Path) -> None:
+    """A refused connection is all a client sees of a dead server: the block's error says the
+    server exited, with its exit code and the end of its log."""
+    port = free_port()
+    script = (
+        "import socket, sys, time\n"
+        f"s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen()\n"
+        "time.sleep(0.5); print('out of memory', flush=True); sys.exit(3)\n"
+    )
+    with (
+        pytest.raises(
+            RuntimeError, match=r"exited with code 3 .*ConnectionError.*\n.*out of memory"
+        ),
+        background_server([sys.executable, "-c", script], port, log_path=tmp_path / "log") as proc,
+    ):
+        proc.wait(timeout=10)
+        raise ConnectionError("Could not connect to the endpoint URL")

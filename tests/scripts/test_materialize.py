@@ -385,6 +385,30 @@ def test_in_process_ingests_through_the_landing_sensor(
 
 
 @pytest.mark.integration
+def test_no_train_on_a_fresh_lakehouse_ingests_and_says_nothing_is_scored_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fraud materialize --no-train` before any champion: the files are ingested, nothing is
+    scored, and the command says so and exits 0 (no traceback, no failed report)."""
+    from fraud_cli.main import main as fraud_main
+    from fraud_core.layout import RAW
+    from fraud_core.simulate import SimulationConfig, simulate_claims, write_landing_files
+
+    lakehouse = tmp_path / "lakehouse"
+    claims = simulate_claims(SimulationConfig(n_claims=300, seed=8))
+    (landed,) = write_landing_files([claims.drop(columns="scenario")], str(lakehouse / "landing"))
+    in_process(monkeypatch, tmp_path, lakehouse)
+    assert fraud_main(["materialize", "--no-train"]) == 0
+    out, err = capsys.readouterr()
+    assert "ingested 1 new landing file(s)" in out
+    assert "nothing scored yet: there is no champion model" in out
+    assert "Traceback" not in out + err
+    lake = Lakehouse(str(lakehouse))
+    assert len(lake.read_batch(RAW, Path(landed).stem)) == 300
+    assert lake.batches(SCORES) == []
+
+
+@pytest.mark.integration
 def test_a_rejected_file_never_holds_back_the_others(
     tmp_path: Path,
     champion_lakehouse: Path,

@@ -90,6 +90,7 @@ def resources_for(settings: LocationSettings, environ: Mapping[str, str]) -> dic
             max_file_bytes=settings.landing_max_file_bytes,
             feeds_file=settings.feeds_file,
             claim_date_max_skew_days=settings.claim_date_max_skew_days,
+            chunk_rows=settings.landing_chunk_rows,
         ),
         "training": training_for(settings),
         "warehouse": warehouse_for(settings, environ),

@@ -60,6 +60,7 @@ from fraud_core.feeds import FeedsError, load_feeds
 from fraud_core.lakehouse import REMOTE_SCHEMES, uri_scheme
 from fraud_core.landing import DEFAULT_MAX_BYTES
 from fraud_core.layout import DEFAULT_LAKEHOUSE_DIR, LANDING
+from fraud_core.readers import DEFAULT_CHUNK_ROWS
 from fraud_core.schema import DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS
 
 ENVIRONMENTS = ("local", "prod")
@@ -145,6 +146,13 @@ class LocationSettings(BaseSettings):
         validation_alias="LANDING_MAX_FILE_BYTES",
         description="what one landed file (one batch) may hold, as landed; larger files are "
         "rejected unread (files are read in chunks: this is not a memory guard)",
+    )
+    landing_chunk_rows: int = Field(
+        DEFAULT_CHUNK_ROWS,
+        ge=1_000,
+        validation_alias="LANDING_CHUNK_ROWS",
+        description="rows of a landed file read, validated and written at a time: what bounds "
+        "an ingest's memory, whatever the file's size",
     )
     feeds_file: str = Field(
         "",

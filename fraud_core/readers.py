@@ -347,9 +347,7 @@ def _parquet_chunks(source: _Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 
 # --- JSON ----------------------------------------------------------------------------------------
-def _json_chunks(
-    source: _Source, fmt: str, chunk_rows: int, block: int
-) -> Iterator[pd.DataFrame]:
+def _json_chunks(source: _Source, fmt: str, chunk_rows: int, block: int) -> Iterator[pd.DataFrame]:
     head = source.head(SNIFF_BYTES).lstrip(b"\xef\xbb\xbf").lstrip()
     if not head:
         raise SchemaError(f"{source.base}: the file is empty")

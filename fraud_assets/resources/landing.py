@@ -301,7 +301,7 @@ def landing_for(
             ``az://container/prefix``.
         endpoint_url: S3 endpoint for S3-compatible stores (not a secret).
         intake: how files are taken in, the fields every zone shares (``max_file_bytes``,
-            ``feeds_file``, ``claim_date_max_skew_days``).
+            ``feeds_file``, ``claim_date_max_skew_days``, ``chunk_rows``).
     """
     scheme, sep, _ = uri.partition("://")
     scheme = scheme.lower() if sep else "file"

@@ -509,11 +509,13 @@ def test_landing_uri_picks_the_landing_zone(tmp_path, monkeypatch, uri, kind, lo
         {
             "LANDING_URI": uri,
             "LANDING_MAX_FILE_BYTES": "1000",
+            "LANDING_CHUNK_ROWS": "5000",
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
         }
     )
     zone = defs.resources["landing"]
     assert isinstance(zone, kind) and zone.location == location and zone.max_file_bytes == 1000
+    assert zone.chunk_rows == 5000
     if isinstance(zone, S3Landing):
         assert zone.endpoint_url == "http://127.0.0.1:9"
 

@@ -414,7 +414,7 @@ def _ingest(claims: int, runs: int) -> list[dict[str, Any]]:
     ]
 
 
-# --- one large file, bounded memory ----------------------------------------------------------------
+# --- one large file, bounded memory -----------------------------------------------------------
 LARGE_PART_CLAIMS = 500_000
 
 

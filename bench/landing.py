@@ -13,6 +13,11 @@ Figures:
                                 a 1,000,000-claim Parquet file with 0.2% bad rows on local disk
                                 (quick: 100,000); anchor: the same calls without Dagster
   landing_ingest_peak_memory    the peak resident memory of that run
+  landing_large_file_throughput claims/s of raw_claims alone (the streaming ingest: read, validate,
+                                write a chunk at a time) for one 10,000,000-claim CSV file
+                                (quick: 2,000,000); anchor: the same for 1,000,000 (quick: 500,000)
+  landing_large_file_memory     peak resident memory of that ingest over the smaller file's: the
+                                peak is independent of the file's size when the ratio stays near 1
 
 The ingest is measured in a fresh child process (``python -m bench.landing child ...``) so its
 peak memory is its own; the file is written beforehand by the parent.
@@ -298,33 +303,56 @@ def _child_dagster(landing_dir: str, lake: str) -> dict[str, Any]:
 def _child_direct(landing_dir: str, lake: str) -> dict[str, Any]:
     """The same work as plain function calls (both GX contracts included; the drift check,
     which has no champion to compare with here, is not): the anchor for what Dagster adds."""
-    from expectations.claims import validate_claims
+    from expectations.claims import ClaimsValidator
     from expectations.features import validate_features
     from fraud_assets.resources import LocalLanding
+    from fraud_core.ingest import ingest_file
     from fraud_core.lakehouse import Lakehouse
-    from fraud_core.landing import read_claims_file
-    from fraud_core.layout import QUARANTINE, RAW
     from fraud_core.pipeline import featurize_batch
+    from fraud_core.schema import DateWindow
 
     landing = LocalLanding(path=landing_dir)
     started = time.perf_counter()
     (landed,) = landing.list_files()
-    result = validate_claims(read_claims_file(landed.name, landing.read(landed.name)))
+    feed = landing.feeds().for_file(landed.name)
+    window = DateWindow.until_today(landing.claim_date_max_skew_days)
+    validator = ClaimsValidator(feed.value_formats(), window)
     lh = Lakehouse(lake)
-    lh.write_batch(RAW, landed.batch_id, result.valid)
-    lh.write_batch(QUARANTINE, landed.batch_id, result.quarantined)
+    ingest_file(lh, landed.batch_id, landed, landing.opener(landed.name), feed, validator)
     validate_features(featurize_batch(lh, landed.batch_id))
     return {"seconds": time.perf_counter() - started, "batch": landed.batch_id, "steps": {}}
 
 
+def _child_large(landing_dir: str, lake: str) -> dict[str, Any]:
+    """raw_claims alone through Dagster (in process): the sensor's run's first step."""
+    from fraud_assets.assets import claims_batch
+    from fraud_assets.resources import LakehouseResource, LocalLanding
+
+    landing = LocalLanding(path=landing_dir)
+    batch = landing.list_files()[0].batch_id
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("landing_batches", [batch])
+    started = time.perf_counter()
+    dg.materialize(
+        [claims_batch],
+        partition_key=batch,
+        instance=instance,
+        resources={"lakehouse": LakehouseResource(uri=lake), "landing": landing},
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
+    return {"seconds": time.perf_counter() - started, "batch": batch, "steps": {}}
+
+
 def child(mode: str, landing_dir: str) -> dict[str, Any]:
-    """Ingest the one file in ``landing_dir`` (``dagster`` or ``direct``); rows, time, memory."""
+    """Ingest the one file in ``landing_dir`` (``dagster``, ``direct`` or ``large``); rows,
+    time, memory."""
     from fraud_core.lakehouse import Lakehouse
     from fraud_core.layout import QUARANTINE, RAW
 
     lake = os.path.join(os.path.dirname(landing_dir), f"lake-{mode}")
     shutil.rmtree(lake, ignore_errors=True)
-    out = (_child_dagster if mode == "dagster" else _child_direct)(landing_dir, lake)
+    children = {"dagster": _child_dagster, "direct": _child_direct, "large": _child_large}
+    out = children[mode](landing_dir, lake)
     lh = Lakehouse(lake)
     valid = len(lh.read_batch(RAW, out["batch"]))
     quarantined = len(lh.read_batch(QUARANTINE, out["batch"]))
@@ -386,6 +414,68 @@ def _ingest(claims: int, runs: int) -> list[dict[str, Any]]:
     ]
 
 
+# --- one large file, bounded memory -----------------------------------------------------------
+LARGE_PART_CLAIMS = 500_000
+
+
+def _write_large_csv(path: str, claims: int) -> None:
+    """``claims`` simulated claims in one CSV file, generated and appended a part at a time."""
+    from fraud_core.simulate import SimulationConfig, simulate_claims
+
+    with open(path, "wb") as out:
+        for part, start in enumerate(range(0, claims, LARGE_PART_CLAIMS)):
+            config = SimulationConfig(
+                n_claims=min(LARGE_PART_CLAIMS, claims - start),
+                seed=SEED + part,
+                id_prefix=f"L{part:03d}-",
+            )
+            frame = simulate_claims(config).drop(columns="scenario")
+            text = frame.to_csv(index=False, header=part == 0, date_format="%Y-%m-%d")
+            out.write(text.encode())
+
+
+def _large_file(claims: int) -> dict[str, Any]:
+    workdir = tempfile.mkdtemp(prefix="bench-large-")
+    try:
+        landing = os.path.join(workdir, "landing")
+        os.makedirs(landing)
+        _write_large_csv(os.path.join(landing, "extract.csv"), claims)
+        result = run_child("bench.landing", ["child", "large", landing])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if result["rows"] != claims:
+        raise AssertionError(f"rows in {result['rows']} != {claims} claims landed")
+    return result
+
+
+def _large_files(small: int, large: int) -> list[dict[str, Any]]:
+    from fraud_core.readers import DEFAULT_CHUNK_ROWS
+
+    few, many = _large_file(small), _large_file(large)
+    rate = {n: r["rows"] / r["seconds"] for n, r in ((small, few), (large, many))}
+    return [
+        figure(
+            "landing_large_file_throughput",
+            [rate[large]],
+            "claims/s",
+            anchor=f"{small:,} claims ({few['file_mb']:,.0f} MB): {rate[small]:,.0f} claims/s",
+            notes=f"raw_claims (dg.materialize in process) for {large:,} claims in one "
+            f"{many['file_mb']:,.0f} MB CSV file on local disk, read, validated and written "
+            f"{DEFAULT_CHUNK_ROWS:,} rows at a time",
+        ),
+        figure(
+            "landing_large_file_memory",
+            [many["peak_rss_mb"] / few["peak_rss_mb"]],
+            "x",
+            goal="<= 1.5",
+            anchor=f"{small:,} claims: {few['peak_rss_mb']:,.0f} MB",
+            notes=f"peak resident memory ingesting {large:,} claims "
+            f"({many['peak_rss_mb']:,.0f} MB) over that of {small:,} claims: "
+            f"{large // small}x the file, the same chunk",
+        ),
+    ]
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     files = 2_000 if quick else 10_000
     runs = 5 if quick else 10
@@ -393,6 +483,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     figures += _s3_ticks(files, runs)
     figures += _adls_ticks(files, runs)
     figures += _ingest(100_000 if quick else 1_000_000, 1 if quick else 2)
+    figures += _large_files(*((500_000, 2_000_000) if quick else (1_000_000, 10_000_000)))
     return figures
 
 
@@ -401,7 +492,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     sub = parser.add_subparsers(dest="cmd")
     c = sub.add_parser("child")
-    c.add_argument("mode", choices=["dagster", "direct"])
+    c.add_argument("mode", choices=["dagster", "direct", "large"])
     c.add_argument("landing_dir")
     args = parser.parse_args()
     if args.cmd == "child":

@@ -1,28 +1,31 @@
 """Great Expectations suite for claims, derived from :mod:`fraud_core.schema`, and row quarantine.
 
-Every expectation is generated from ``CLAIM_COLUMNS`` / ``PAIR_RULES``: no column name, range or
-category list is typed here. :func:`validate_claims` types a raw batch, evaluates the suite and
-splits the batch into valid rows and quarantined rows, each quarantined row carrying every
-reason it failed.
+Every expectation is generated from ``CLAIM_COLUMNS`` / ``PAIR_RULES`` (and the schema's
+:class:`~fraud_core.schema.DateWindow`): no column name, range or category list is typed here.
+:class:`ClaimsValidator` types a file's claims chunk by chunk, evaluates the suite and splits
+each chunk into valid rows and quarantined rows, each quarantined row carrying every reason it
+failed; :func:`validate_claims` does the same for one frame.
 
-Who evaluates what (each expectation's meta says it too, under ``evaluated_by``):
+The suite is evaluated with vectorised numpy/pandas (each expectation's meta says so, under
+``evaluated_by``), a chunk at a time, so a file of any size is validated in bounded memory:
 
-* Row-level expectations (required fields, ranges, allowed values, unique claim ids, column
-  pairs) are GX expectation objects evaluated with vectorised numpy/pandas, which gives every
-  failing row at a fraction of GX's cost per expectation (bench/gx.py measures the suite). A
-  test runs GX itself on a crafted batch and requires the same failing rows.
-* Batch-level expectations (each column's plausible share of nulls) are run by GX on the whole
-  typed batch.
+* Row-level expectations (required fields, ranges, dates a claim can carry, allowed values,
+  unique claim ids, column pairs) give every failing row at a fraction of GX's cost per
+  expectation (bench/gx.py measures the suite). Claim ids seen in earlier chunks are kept as
+  64-bit hashes, so a repeat anywhere in the file is caught.
+* Batch-level expectations (each column's plausible share of nulls) are decided on running
+  null counts over the whole file, as GX's ``mostly`` decides them on a whole frame.
 
-Both kinds are reported in one GX validation result (``ClaimsValidation.report``), from which
-the Data Docs page of the batch is built (:mod:`expectations.data_docs`).
+Tests run GX itself on crafted batches and require the same failing rows and verdicts. The
+outcome is reported in GX's validation result form (``ClaimsValidation.report``), from which the
+Data Docs page of the batch is built (:mod:`expectations.data_docs`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import datetime as dt
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,25 +37,28 @@ from great_expectations.core.expectation_validation_result import (
     ExpectationSuiteValidationResult,
     ExpectationValidationResult,
 )
-from great_expectations.execution_engine import pandas_execution_engine
-from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-from expectations.runner import FrameValidation
+from fraud_core.landing import ReasonTally
 from fraud_core.schema import (
     CLAIM_COLUMNS,
     COLUMNS_BY_NAME,
     ID_COLUMN,
+    ISO_VALUES,
     PAIR_RULES,
+    QUARANTINE_REASON_COLUMN,
+    ROW_NUMBER_COLUMN,
     Column,
+    DateWindow,
     PairRule,
+    ValueFormats,
     coerce_claims,
     split_valid,
 )
 
 SUITE_NAME = "claims"
 COERCION_KEY = "coercion"
-EVALUATED_BY_GX = "great_expectations"
 EVALUATED_BY_NUMPY = "numpy (expectations/claims.py, same semantics as the GX expectation)"
+DUPLICATE_REASON = f"{ID_COLUMN}: duplicate of an earlier row"
 _EXAMPLES = 20  # unexpected values shown per expectation in Data Docs, as GX's SUMMARY does
 
 # (typed frame, raw frame, failing row positions) -> (rows kept, one reason per kept row)
@@ -63,26 +69,36 @@ Failing = Callable[[pd.DataFrame], np.ndarray]
 
 @dataclass
 class ClaimsValidation:
-    """Outcome of validating one batch of claims.
+    """Outcome of validating a file's claims (or one frame).
 
     ``failures_by_expectation`` counts quarantined rows per row-level expectation (and
     coercion); ``batch_failures`` names the batch-level expectations that failed (a column's
-    share of nulls), with what was observed. ``report`` is the whole suite's validation result
-    in GX's form, for Data Docs (None for an empty batch).
+    share of nulls), with what was observed; ``problems`` says what was wrong most often, with
+    an example (:class:`~fraud_core.landing.ReasonTally`). ``report`` is the whole suite's
+    validation result in GX's form, for Data Docs (None when no row was read).
     """
 
-    valid: pd.DataFrame
-    quarantined: pd.DataFrame
-    failures_by_expectation: dict[str, int]
     rows_in: int
+    rows_quarantined: int
+    failures_by_expectation: dict[str, int]
     ignored_columns: list[str]
     batch_failures: dict[str, str] = field(default_factory=dict)
     report: ExpectationSuiteValidationResult | None = None
+    problems: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def failure_rate(self) -> float:
         """Fraction of incoming rows that were quarantined (0.0 for an empty batch)."""
-        return len(self.quarantined) / self.rows_in if self.rows_in else 0.0
+        return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
+
+
+@dataclass
+class ValidatedClaims(ClaimsValidation):
+    """A frame's validation, with its rows: valid (typed) and quarantined (as received)."""
+
+    valid: pd.DataFrame = field(default_factory=pd.DataFrame)
+    quarantined: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -239,7 +255,7 @@ def _unique(col: Column) -> _Check:
         # The first occurrence stays valid.
         later = typed[col.name].duplicated(keep="first").to_numpy()
         kept = rows[later[rows]]
-        return kept, [f"{col.name}: duplicate of an earlier row"] * len(kept)
+        return kept, [DUPLICATE_REASON] * len(kept)
 
     key = f"{col.name}: unique"
     intent = f"{col.description} A resent claim would be scored, paid and counted twice."
@@ -247,6 +263,35 @@ def _unique(col: Column) -> _Check:
         key,
         gxe.ExpectColumnValuesToBeUnique(
             column=col.name, **_about(key, intent, EVALUATED_BY_NUMPY)
+        ),
+        failing,
+        describe,
+    )
+
+
+def _within_dates(col: Column, window: DateWindow) -> _Check:
+    def failing(typed: pd.DataFrame) -> np.ndarray:
+        return window.outside(typed[col.name])
+
+    def describe(
+        typed: pd.DataFrame, raw: pd.DataFrame, rows: np.ndarray
+    ) -> tuple[np.ndarray, list[str]]:
+        days = [pd.Timestamp(v).date() for v in _values(typed, col.name, rows)]
+        return rows, [window.problem(col.name, d) or "" for d in days]
+
+    key = f"{col.name}: date_window"
+    intent = (
+        f"{col.description} A date before {window.earliest} or after the day the claim is "
+        f"checked (plus {window.max_skew_days} day(s) of clock skew) is an entry or "
+        "extraction error (9999-12-31 as 'unknown'), and would be scored as a future claim."
+    )
+    return _Check(
+        key,
+        gxe.ExpectColumnValuesToBeBetween(
+            column=col.name,
+            min_value=dt.datetime.combine(window.earliest, dt.time()),
+            max_value=dt.datetime.combine(window.latest, dt.time()),
+            **_about(key, intent, EVALUATED_BY_NUMPY),
         ),
         failing,
         describe,
@@ -286,14 +331,17 @@ def _pair(rule: PairRule) -> _Check:
     )
 
 
-def _checks() -> tuple[_Check, ...]:
+def _checks(window: DateWindow | None = None) -> tuple[_Check, ...]:
     """All row-level checks, in the order their reasons are listed for a row."""
+    window = window or DateWindow.until_today()
     checks: list[_Check] = []
     for col in CLAIM_COLUMNS:
         if col.required:
             checks.append(_not_null(col))
         if col.minimum is not None or col.maximum is not None:
             checks.append(_between(col))
+        if col.kind == "date":
+            checks.append(_within_dates(col, window))
         if col.allowed:
             checks.append(_in_set(col))
     checks.append(_unique(COLUMNS_BY_NAME[ID_COLUMN]))
@@ -301,7 +349,7 @@ def _checks() -> tuple[_Check, ...]:
     return tuple(checks)
 
 
-def _null_fraction(col: Column) -> gxe.Expectation:
+def _null_fraction(col: Column) -> gxe.ExpectColumnValuesToNotBeNull:
     """A batch-level bound on a column's share of nulls (missing, or unreadable and cast to null).
 
     Protects against a column lost as a whole upstream (dropped, renamed, emptied by a failed
@@ -319,77 +367,35 @@ def _null_fraction(col: Column) -> gxe.Expectation:
     return gxe.ExpectColumnValuesToNotBeNull(
         column=col.name,
         mostly=1.0 - col.max_null_fraction,
-        **_about(key, intent, EVALUATED_BY_GX),
+        **_about(key, intent, EVALUATED_BY_NUMPY),
     )
+
+
+BOUNDED_COLUMNS = tuple(c for c in CLAIM_COLUMNS if c.max_null_fraction is not None)
 
 
 def _batch_expectations() -> list[gxe.Expectation]:
-    """The batch-level expectations GX runs: one null-fraction bound per bounded column."""
-    return [_null_fraction(c) for c in CLAIM_COLUMNS if c.max_null_fraction is not None]
+    """The batch-level expectations: one null-fraction bound per bounded column."""
+    return [_null_fraction(c) for c in BOUNDED_COLUMNS]
 
 
-def build_claims_suite() -> gx.ExpectationSuite:
+def build_claims_suite(window: DateWindow | None = None) -> gx.ExpectationSuite:
     """A fresh (unsaved) expectation suite named ``claims``, derived from the schema.
 
-    It holds every expectation of the contract: the row-level ones (evaluated with numpy,
-    see :func:`validate_claims`) and the batch-level ones (evaluated by GX).
+    It holds every expectation of the contract: the row-level ones and the batch-level ones
+    (all evaluated with numpy, see :class:`ClaimsValidator`). ``window``: the dates a claim
+    can carry (default: until today).
     """
     return gx.ExpectationSuite(
         name=SUITE_NAME,
-        expectations=[c.expectation for c in _checks()] + _batch_expectations(),
+        expectations=[c.expectation for c in _checks(window)] + _batch_expectations(),
     )
 
 
-@functools.cache
-def _row_checks() -> tuple[_Check, ...]:
-    """The row-level checks :func:`validate_claims` evaluates, built once per process."""
-    return _checks()
-
-
-@functools.cache
-def _batch_validation() -> FrameValidation:
-    """The batch-level expectations compiled for GX, once per process."""
-    if not hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
-        raise RuntimeError(
-            "great_expectations.execution_engine.pandas_execution_engine.HASH_THRESHOLD is "
-            "gone: update _without_batch_fingerprint in expectations/claims.py for this GX"
-        )
-    return FrameValidation.compile(
-        SUITE_NAME, _batch_expectations(), suite_name=f"{SUITE_NAME}_batch"
-    )
-
-
-@contextlib.contextmanager
-def _without_batch_fingerprint() -> Iterator[None]:
-    """Stop GX hashing the whole frame for a batch marker nobody reads.
-
-    GX fingerprints every in-memory batch under ``HASH_THRESHOLD`` bytes with
-    ``pd.util.hash_pandas_object``; the fingerprint is only stored in the batch markers.
-    Callers hold the validation's lock, so only one claims validation changes it at a time.
-    """
-    saved = pandas_execution_engine.HASH_THRESHOLD
-    pandas_execution_engine.HASH_THRESHOLD = 0
-    try:
-        yield
-    finally:
-        pandas_execution_engine.HASH_THRESHOLD = saved
-
-
-def _check_key(config: ExpectationConfiguration | None) -> str:
-    """The ``check`` key our meta gave an expectation (GX results come back unordered)."""
-    if config is None or not config.meta or "check" not in config.meta:
-        raise RuntimeError(f"validation result without a claims check key: {config}")
-    return str(config.meta["check"])
-
-
-def _raised(info: Mapping[str, Any] | None) -> str | None:
-    """The exception message of a result that errored (GX nests it per metric), else None."""
-    if not info:
-        return None
-    if info.get("raised_exception"):
-        return str(info.get("exception_message"))
-    nested = [v for v in info.values() if isinstance(v, Mapping) and v.get("raised_exception")]
-    return str(nested[0].get("exception_message")) if nested else None
+@functools.lru_cache(maxsize=4)
+def _row_checks(window: DateWindow) -> tuple[_Check, ...]:
+    """The row-level checks for a date window, built once per process and day."""
+    return _checks(window)
 
 
 def _example(typed: pd.DataFrame, kwargs: Mapping[str, Any], row: int) -> Any:
@@ -400,33 +406,197 @@ def _example(typed: pd.DataFrame, kwargs: Mapping[str, Any], row: int) -> Any:
     return [_fmt(typed[kwargs["column_A"]].iloc[row]), _fmt(typed[kwargs["column_B"]].iloc[row])]
 
 
-def _row_result(
-    typed: pd.DataFrame, check: _Check, failing: np.ndarray
-) -> ExpectationValidationResult:
-    """A row-level check's outcome in GX's result form (for Data Docs), counted like GX does."""
-    n = len(typed)
-    rows = np.flatnonzero(failing)
-    config = check.expectation.configuration
-    return ExpectationValidationResult(
-        success=not len(rows),
-        expectation_config=config,
-        result={
-            "element_count": n,
-            "unexpected_count": len(rows),
-            "unexpected_percent": 100.0 * len(rows) / n if n else 0.0,
-            "partial_unexpected_list": [
-                _example(typed, config.kwargs, r) for r in rows[:_EXAMPLES].tolist()
-            ],
-        },
-        meta={"evaluated_by": EVALUATED_BY_NUMPY},
-    )
+@dataclass
+class _Tally:
+    """A check's running count over a file: rows judged, rows failing, the first examples."""
+
+    elements: int = 0
+    unexpected: int = 0
+    examples: list[Any] = field(default_factory=list)
+
+    def add(self, typed: pd.DataFrame, kwargs: Mapping[str, Any], failing: np.ndarray) -> None:
+        rows = np.flatnonzero(failing)
+        self.elements += len(typed)
+        self.unexpected += len(rows)
+        room = _EXAMPLES - len(self.examples)
+        if room > 0:
+            self.examples += [_example(typed, kwargs, r) for r in rows[:room].tolist()]
+
+    def result(
+        self, expectation: gxe.Expectation, success: bool | None = None
+    ) -> ExpectationValidationResult:
+        """The outcome in GX's result form (for Data Docs), counted like GX does."""
+        n = self.elements
+        return ExpectationValidationResult(
+            success=not self.unexpected if success is None else success,
+            expectation_config=expectation.configuration,
+            result={
+                "element_count": n,
+                "unexpected_count": self.unexpected,
+                "unexpected_percent": 100.0 * self.unexpected / n if n else 0.0,
+                "partial_unexpected_list": list(self.examples),
+            },
+            meta={"evaluated_by": EVALUATED_BY_NUMPY},
+        )
 
 
-def _report(
-    gx_result: ExpectationSuiteValidationResult, row_results: list[ExpectationValidationResult]
-) -> ExpectationSuiteValidationResult:
-    """The whole suite's outcome: the row-level results, then GX's batch-level ones."""
-    results = [*row_results, *gx_result.results]
+class SeenIds:
+    """Claim ids seen so far in a file, as sorted runs of 64-bit hashes (8 bytes an id).
+
+    Runs are merged like a binary counter, so adding n ids costs O(n log n) in all and a
+    lookup searches O(log n) runs. Two different ids share a hash with odds of about n² / 2⁶⁵
+    (one in a million for 10 million claims); such a claim would be quarantined as a
+    duplicate, with its reason, never dropped.
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []
+
+    @staticmethod
+    def hashes(ids: pd.Series) -> np.ndarray:
+        """The 64-bit hashes of claim ids (strings)."""
+        return pd.util.hash_array(ids.astype(object).to_numpy())
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        """Which hashes were added before."""
+        found = np.zeros(len(hashes), dtype=bool)
+        for run in self._runs:
+            at = np.minimum(np.searchsorted(run, hashes), len(run) - 1)
+            found |= run[at] == hashes
+        return found
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Remember these hashes."""
+        if not len(hashes):
+            return
+        self._runs.append(np.unique(hashes))
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            last = self._runs.pop()
+            self._runs[-1] = np.union1d(self._runs[-1], last)
+
+
+class ClaimsValidator:
+    """Validates one file's claims chunk by chunk: each chunk split into valid and quarantined
+    rows as it comes, the checks that need the whole file (repeated claim ids, each column's
+    share of nulls) kept across chunks in memory that does not grow with the rows' width.
+
+    Args:
+        formats: how the file's feed writes dates and numbers as text.
+        window: the dates a claim can carry (default: until today, UTC).
+    """
+
+    def __init__(self, formats: ValueFormats = ISO_VALUES, window: DateWindow | None = None):
+        self.formats = formats
+        self.window = window or DateWindow.until_today()
+        self._checks = _row_checks(self.window)
+        self._tallies = {c.key: _Tally() for c in self._checks}
+        self._failures: dict[str, int] = {}
+        self._nulls = dict.fromkeys((c.name for c in BOUNDED_COLUMNS), 0)
+        self._rows_in = 0
+        self._quarantined = 0
+        self._ignored: dict[str, None] = {}
+        self._seen = SeenIds()
+        self._reasons = ReasonTally()
+
+    @property
+    def rows_in(self) -> int:
+        """Rows checked so far."""
+        return self._rows_in
+
+    def check(
+        self, claims: pd.DataFrame, received: pd.DataFrame | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Validate the file's next rows.
+
+        Args:
+            claims: the rows with the claim's column names (the feed's mapping applied).
+            received: the same rows as they arrived (source column names), kept as text in
+                quarantine; default ``claims``.
+
+        Returns:
+            ``(valid typed rows, quarantined rows)``; ``source_row`` counts from the file's
+            first row.
+
+        Raises:
+            fraud_core.schema.SchemaError: a required column is missing.
+        """
+        coerced = coerce_claims(claims, self.formats, self.window)
+        typed, problems = coerced.frame, coerced.problems
+        self._ignored.update(dict.fromkeys(coerced.ignored_columns))
+        self._count(COERCION_KEY, len(problems))
+        for check in self._checks:  # suite order, so a row's reasons read in a stable order
+            failing = check.failing(typed)
+            self._tallies[check.key].add(typed, check.expectation.configuration.kwargs, failing)
+            if not failing.any():
+                continue
+            kept, reasons = check.describe(typed, claims, np.flatnonzero(failing))
+            self._count(check.key, len(kept))
+            for row, reason in zip(kept.tolist(), reasons, strict=True):
+                problems.setdefault(row, []).append(reason)
+        self._repeated_ids(typed, problems)
+        for name in self._nulls:
+            self._nulls[name] += int(typed[name].isna().sum())
+        source = claims if received is None else received
+        valid, quarantined = split_valid(source, typed, problems)
+        quarantined[ROW_NUMBER_COLUMN] += self._rows_in
+        self._rows_in += len(typed)
+        self._quarantined += len(quarantined)
+        self._reasons.add(quarantined[QUARANTINE_REASON_COLUMN])
+        return valid, quarantined
+
+    def _count(self, key: str, n: int) -> None:
+        if n:
+            self._failures[key] = self._failures.get(key, 0) + n
+
+    def _repeated_ids(self, typed: pd.DataFrame, problems: dict[int, list[str]]) -> None:
+        """Quarantine rows whose claim id an earlier chunk held (repeats within the chunk are
+        the unique check's); then remember this chunk's ids."""
+        ids = typed[ID_COLUMN]
+        present = ids.notna().to_numpy()
+        hashes = SeenIds.hashes(ids[present])
+        earlier = np.flatnonzero(present)[self._seen.contains(hashes)]
+        repeats = [r for r in earlier.tolist() if DUPLICATE_REASON not in problems.get(r, ())]
+        for row in repeats:
+            problems.setdefault(row, []).append(DUPLICATE_REASON)
+        key = f"{ID_COLUMN}: unique"
+        self._count(key, len(repeats))
+        self._tallies[key].unexpected += len(repeats)
+        self._seen.add(hashes)
+
+    def finish(self) -> ClaimsValidation:
+        """The whole file's outcome: counts, batch-level verdicts and the GX-form report."""
+        n = self._rows_in
+        batch_failures: dict[str, str] = {}
+        report = None
+        if n:
+            results = [self._tallies[c.key].result(c.expectation) for c in self._checks]
+            for col in BOUNDED_COLUMNS:
+                expectation = _null_fraction(col)
+                nulls = self._nulls[col.name]
+                mostly = float(expectation.configuration.kwargs["mostly"])
+                # GX's ``mostly``: the share of non-null values must reach it.
+                passed = (n - nulls) / n >= mostly
+                results.append(_Tally(n, nulls).result(expectation, passed))
+                if not passed:
+                    allowed = 100.0 * (1.0 - mostly)
+                    batch_failures[f"{col.name}: null_fraction"] = (
+                        f"{100.0 * nulls / n:.2f}% null (plausible at most {allowed:.2f}%)"
+                    )
+            report = _report(results)
+        return ClaimsValidation(
+            rows_in=n,
+            rows_quarantined=self._quarantined,
+            failures_by_expectation=dict(self._failures),
+            ignored_columns=list(self._ignored),
+            batch_failures=dict(sorted(batch_failures.items())),
+            report=report,
+            problems=self._reasons.summary(),
+            reasons=self._reasons.counts(),
+        )
+
+
+def _report(results: list[ExpectationValidationResult]) -> ExpectationSuiteValidationResult:
+    """The whole suite's outcome, in GX's form."""
     passed = sum(bool(r.success) for r in results)
     return ExpectationSuiteValidationResult(
         success=passed == len(results),
@@ -438,28 +608,20 @@ def _report(
             "unsuccessful_expectations": len(results) - passed,
             "success_percent": 100.0 * passed / len(results) if results else None,
         },
-        meta=dict(gx_result.meta),
-        batch_id=gx_result.batch_id,
     )
 
 
-def _batch_failure(outcome: ExpectationValidationResult) -> str:
-    cfg = outcome.expectation_config
-    assert cfg is not None
-    observed = float(outcome.result.get("unexpected_percent") or 0.0)
-    allowed = 100.0 * (1.0 - float(cfg.kwargs["mostly"]))
-    return f"{observed:.2f}% null (plausible at most {allowed:.2f}%)"
+def validate_claims(
+    raw: pd.DataFrame, formats: ValueFormats = ISO_VALUES, window: DateWindow | None = None
+) -> ValidatedClaims:
+    """Type a frame of claims, run the claims suite and quarantine every failing row.
 
-
-def validate_claims(raw: pd.DataFrame) -> ClaimsValidation:
-    """Type a raw batch of claims, run the claims suite and quarantine every failing row.
-
-    Row-level expectations (not null, ranges, allowed values, unique ids, column pairs) are
-    evaluated with vectorised numpy, giving every failing row; GX runs the batch-level ones
-    (each column's share of nulls) on the whole typed batch. Both kinds end up in ``report``.
+    The one-chunk form of :class:`ClaimsValidator`, for a frame in memory.
 
     Args:
-        raw: the frame as read from a landing file (any dtypes).
+        raw: the frame as read from a landing file (any dtypes), with the claim's column names.
+        formats: how its dates and numbers are written as text.
+        window: the dates a claim can carry (default: until today, UTC).
 
     Returns:
         Valid typed rows, quarantined raw rows with all their reasons, failure counts and the
@@ -467,42 +629,8 @@ def validate_claims(raw: pd.DataFrame) -> ClaimsValidation:
 
     Raises:
         fraud_core.schema.SchemaError: a required column is missing.
-        RuntimeError: an expectation could not be evaluated (a suite/schema bug, not bad data).
     """
-    coerced = coerce_claims(raw)
-    typed, problems = coerced.frame, coerced.problems
-    failures: dict[str, int] = {COERCION_KEY: len(problems)}
-    batch_failures: dict[str, str] = {}
-    report = None
-    if len(typed):
-        row_results = []
-        for check in _row_checks():  # suite order, so a row's reasons read in a stable order
-            failing = check.failing(typed)
-            row_results.append(_row_result(typed, check, failing))
-            if not failing.any():
-                continue
-            kept, reasons = check.describe(typed, raw, np.flatnonzero(failing))
-            failures[check.key] = len(kept)
-            for row, reason in zip(kept.tolist(), reasons, strict=True):
-                problems.setdefault(row, []).append(reason)
-        validation = _batch_validation()
-        with validation.lock, _without_batch_fingerprint():
-            result = validation.run(typed, result_format="BASIC")
-        for outcome in result.results:
-            key = _check_key(outcome.expectation_config)
-            error = _raised(outcome.exception_info)
-            if error is not None:
-                raise RuntimeError(f"expectation {key!r} could not be evaluated: {error}")
-            if not outcome.success:
-                batch_failures[key] = _batch_failure(outcome)
-        report = _report(result, row_results)
-    valid, quarantined = split_valid(raw, typed, problems)
-    return ClaimsValidation(
-        valid=valid,
-        quarantined=quarantined,
-        failures_by_expectation={key: n for key, n in failures.items() if n},
-        rows_in=len(typed),
-        ignored_columns=coerced.ignored_columns,
-        batch_failures=dict(sorted(batch_failures.items())),
-        report=report,
-    )
+    validator = ClaimsValidator(formats, window)
+    valid, quarantined = validator.check(raw)
+    summary = validator.finish()
+    return ValidatedClaims(**vars(summary), valid=valid, quarantined=quarantined)

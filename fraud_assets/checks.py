@@ -34,15 +34,15 @@ from great_expectations.core.expectation_validation_result import (
     ExpectationSuiteValidationResult,
 )
 
-from expectations.claims import ClaimsValidation, build_claims_suite
+from expectations.claims import ClaimsValidator, build_claims_suite
 from expectations.data_docs import publish_validation
 from expectations.drift import kl_divergence
 from expectations.runner import SuiteOutcome, build_suite
 from fraud_assets.resources.lakehouse import LakehouseResource
 from fraud_core import drift
 from fraud_core.gate import GateConfig, evaluate_gate
+from fraud_core.ingest import IngestCounts
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.landing import problem_summary
 from fraud_core.layout import CANDIDATE_POINTER, FEATURE_DRIFT, SCORE_DRIFT
 from fraud_core.model.bundle import ModelBundle
 from fraud_core.registry import champion_bundle
@@ -103,42 +103,59 @@ class ClaimsContractConfig(dg.Config):
 
 
 def claims_contract(
-    validation: ClaimsValidation,
+    validator: ClaimsValidator,
+    counts: IngestCounts,
     config: ClaimsContractConfig,
     lh: Lakehouse,
     batch_id: str,
     about: Mapping[str, Any],
 ) -> dg.AssetCheckResult:
     """The contract on a validated file: the share of rejected rows against the limit, and
-    every column's share of nulls against its plausible bound. ``about`` names the file."""
-    docs = data_docs_link(lh, validation.report, build_claims_suite(), batch_id)
+    every column's share of nulls against its plausible bound; claims delivered before are
+    reported (re-delivered unchanged: not ingested again; changed: corrections), never
+    failures. ``about`` names the file and its feed."""
+    validation = validator.finish()
+    docs = data_docs_link(lh, validation.report, build_claims_suite(validator.window), batch_id)
     max_failure_rate = config.max_failure_rate
-    summary = problem_summary(validation.quarantined)
     broken = "; ".join(f"{key}: {seen}" for key, seen in validation.batch_failures.items())
     nulls_ok = not (validation.batch_failures and config.stop_on_implausible_nulls)
+    again = []
+    if counts.re_delivered:
+        again.append(f"{counts.re_delivered:,} re-delivered unchanged (not ingested again)")
+    if counts.corrections:
+        again.append(f"{counts.corrections:,} correction(s) of claims delivered before")
     return _result(
         CLAIMS_CONTRACT,
         passed=validation.failure_rate <= max_failure_rate and nulls_ok,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
-            f"{len(validation.quarantined):,} of {validation.rows_in:,} rows rejected "
+            f"{validation.rows_quarantined:,} of {validation.rows_in:,} rows rejected "
             f"({validation.failure_rate:.2%}; limit {max_failure_rate:.2%})"
-            + (f": {summary}" if summary else "")
+            + (f": {validation.problems}" if validation.problems else "")
             + (f". Implausible share of nulls: {broken}" if broken else "")
+            + (f". Claims delivered before: {', '.join(again)}" if again else "")
         ),
         metadata={
             **about,
             **docs,
+            "rows_in": counts.rows_in,
+            "valid": counts.valid,
+            "corrections": counts.corrections,
+            "re_delivered": counts.re_delivered,
+            "quarantined": counts.quarantined,
             "failure_rate": validation.failure_rate,
             "max_failure_rate": max_failure_rate,
             "failures_by_expectation": dg.MetadataValue.json(validation.failures_by_expectation),
+            "quarantine_reasons": dg.MetadataValue.json(validation.reasons),
             "batch_failures": dg.MetadataValue.json(validation.batch_failures),
+            "ignored_columns": ", ".join(validation.ignored_columns) or "none",
         },
     )
 
 
 def claims_rejected(reason: str, metadata: Mapping[str, Any]) -> dg.AssetCheckResult:
-    """The contract on a file rejected as a whole (unreadable, too large, columns missing...)."""
+    """The contract on a file rejected as a whole (unreadable, of an unsupported type, too
+    large, columns missing...)."""
     return _result(
         CLAIMS_CONTRACT,
         passed=False,

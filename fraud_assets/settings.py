@@ -56,9 +56,12 @@ from fraud_assets.resources.training import (
 )
 from fraud_assets.resources.warehouse import SnowflakeWarehouse, WarehouseConfigError
 from fraud_assets.sensors import DEFAULT_LANDING_INTERVAL_SECONDS
+from fraud_core.feeds import FeedsError, load_feeds
 from fraud_core.lakehouse import REMOTE_SCHEMES, uri_scheme
 from fraud_core.landing import DEFAULT_MAX_BYTES
 from fraud_core.layout import DEFAULT_LAKEHOUSE_DIR, LANDING
+from fraud_core.readers import DEFAULT_CHUNK_ROWS
+from fraud_core.schema import DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS
 
 ENVIRONMENTS = ("local", "prod")
 TRAINING_MODES = ("local", "step-functions")
@@ -139,8 +142,29 @@ class LocationSettings(BaseSettings):
     )
     landing_max_file_bytes: int = Field(
         DEFAULT_MAX_BYTES,
+        ge=1,
         validation_alias="LANDING_MAX_FILE_BYTES",
-        description="larger landed files are rejected without being downloaded",
+        description="what one landed file (one batch) may hold, as landed; larger files are "
+        "rejected unread (files are read in chunks: this is not a memory guard)",
+    )
+    landing_chunk_rows: int = Field(
+        DEFAULT_CHUNK_ROWS,
+        ge=1_000,
+        validation_alias="LANDING_CHUNK_ROWS",
+        description="rows of a landed file read, validated and written at a time: what bounds "
+        "an ingest's memory, whatever the file's size",
+    )
+    feeds_file: str = Field(
+        "",
+        validation_alias="FEEDS_FILE",
+        description="the feed contracts (YAML): per source, which files and how to read them "
+        "(default: none, every file read with the default contract)",
+    )
+    claim_date_max_skew_days: int = Field(
+        DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS,
+        ge=0,
+        validation_alias="CLAIM_DATE_MAX_SKEW_DAYS",
+        description="days past today a claim may be dated (clock skew); later ones are quarantined",
     )
     landing_sensor_interval_seconds: int = Field(
         DEFAULT_LANDING_INTERVAL_SECONDS,
@@ -276,6 +300,18 @@ class LocationSettings(BaseSettings):
             )
         lakehouse = info.data.get("lakehouse_uri")
         return value or (f"{lakehouse}/{LANDING}" if lakehouse else "")
+
+    @field_validator("feeds_file")
+    @classmethod
+    def _feeds(cls, value: str) -> str:
+        if not value:
+            return value
+        path = os.path.abspath(value)
+        try:
+            load_feeds(path)
+        except FeedsError as exc:
+            raise _problem(f"FEEDS_FILE: {exc}") from None
+        return path
 
     @field_validator("training")
     @classmethod

@@ -5,7 +5,8 @@ The folder layout is :mod:`fraud_core.layout`.
 Every write is atomic: on a local disk the file is written beside its target and renamed over
 it; on an object store a file is one PUT (s3fs and adlfs make a large one a multipart upload or
 a block list that becomes visible only when committed). A partition is one file, so rerunning a
-batch replaces it and never appends twice.
+batch replaces it and never appends twice. A partition too large for memory is written chunk by
+chunk (:meth:`Lakehouse.partition_writer`) to a staging file, published the same way.
 
 Credentials are never passed here: s3fs reads the AWS environment or profile (including
 ``AWS_ENDPOINT_URL`` for S3-compatible stores), adlfs reads ``AZURE_STORAGE_CONNECTION_STRING``
@@ -21,15 +22,18 @@ import io
 import json
 import os
 import re
+import tempfile
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fraud_core.formats import split_name
 from fraud_core.layout import BATCH_COLUMN, CHAMPION_POINTER, MODELS
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -52,15 +56,12 @@ def check_batch_id(batch_id: str) -> str:
 
 
 def batch_id_for_file(filename: str) -> str:
-    """The batch id of a landing file: its name without folders and extension, made plain.
+    """The batch id of a landing file: its name without folders, format and compression
+    extensions (``claims.csv.gz`` -> ``claims``), made plain.
 
     Never raises: any name gives a valid id (``batch`` when nothing usable is left).
     """
-    stem = os.path.basename(filename)
-    for ext in (".parquet", ".csv", ".jsonl", ".json", ".ndjson"):
-        if stem.lower().endswith(ext):
-            stem = stem[: -len(ext)]
-            break
+    stem, _ = split_name(filename)
     return check_batch_id(re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip("._-")[:128] or "batch")
 
 
@@ -134,6 +135,44 @@ class Lakehouse:
             self.fs.pipe_file(target, data)
         return self.url(rel)
 
+    def staging_path(self, rel: str) -> str:
+        """A fresh local file to write ``rel``'s content to before :meth:`publish` (beside the
+        target on a local lakehouse, so publishing is a rename)."""
+        if self.is_local:
+            target = self.path(rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            return f"{target}.tmp-{uuid.uuid4().hex}"
+        fd, path = tempfile.mkstemp(prefix="lakehouse-", suffix=os.path.splitext(rel)[1])
+        os.close(fd)
+        return path
+
+    def publish(self, staged: str, rel: str) -> str:
+        """Make the staged local file ``rel``, atomically, and return its URI; the staged
+        file is gone afterwards, published or not."""
+        try:
+            if self.is_local:
+                with open(staged, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(staged, self.path(rel))
+            else:
+                self.fs.put_file(staged, self.path(rel))
+        finally:
+            if os.path.exists(staged):
+                os.remove(staged)
+        return self.url(rel)
+
+    def write_stream(self, rel: str, stream: IO[bytes], chunk_bytes: int = 8 * 1024**2) -> str:
+        """Copy a stream into ``rel`` atomically (without holding it in memory)."""
+        staged = self.staging_path(rel)
+        try:
+            with open(staged, "wb") as out:
+                while block := stream.read(chunk_bytes):
+                    out.write(block)
+        except BaseException:
+            os.remove(staged)
+            raise
+        return self.publish(staged, rel)
+
     def read_bytes(self, rel: str) -> bytes:
         """A whole file's content; :class:`LakehouseError` (with its URI) when it is missing."""
         try:
@@ -190,6 +229,19 @@ class Lakehouse:
         """Read one Parquet file into a frame."""
         return pq.read_table(io.BytesIO(self.read_bytes(rel))).to_pandas()
 
+    def read_columns(self, rel: str, columns: Sequence[str]) -> pd.DataFrame:
+        """Some columns of one Parquet file (only those are read); absent ones are left out."""
+        with self.fs.open(self.path(rel), "rb") as fh:
+            parquet = pq.ParquetFile(fh)
+            present = [c for c in columns if c in parquet.schema_arrow.names]
+            return parquet.read(columns=present).to_pandas()
+
+    def file_metadata(self, rel: str) -> dict[str, str]:
+        """The key-value metadata a Parquet file's writer recorded (its footer only is read)."""
+        with self.fs.open(self.path(rel), "rb") as fh:
+            raw = pq.ParquetFile(fh).metadata.metadata or {}
+        return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"ARROW:")}
+
     # --- batch partitions -------------------------------------------------------------------
     def batch_file(self, dataset: str, batch_id: str) -> str:
         """Path (relative to the root) of one batch partition's file."""
@@ -198,6 +250,11 @@ class Lakehouse:
     def write_batch(self, dataset: str, batch_id: str, frame: pd.DataFrame) -> str:
         """Write (or replace) one batch partition of ``dataset``."""
         return self.write_parquet(self.batch_file(dataset, batch_id), frame)
+
+    def partition_writer(self, dataset: str, batch_id: str, empty: pd.DataFrame) -> PartitionWriter:
+        """Write (or replace) one batch partition chunk by chunk; ``empty`` gives its columns
+        when no row is written."""
+        return PartitionWriter(self, self.batch_file(dataset, batch_id), empty)
 
     def read_batch(self, dataset: str, batch_id: str) -> pd.DataFrame:
         """One batch partition; :class:`LakehouseError` saying to materialize it if missing."""
@@ -253,3 +310,102 @@ class Lakehouse:
         if "version" not in pointer:
             raise ValueError("a champion pointer needs a 'version'")
         return self.write_json(CHAMPION_POINTER, pointer)
+
+
+class PartitionWriter:
+    """One partition file written chunk by chunk: nothing is visible until :meth:`commit`,
+    which publishes it whole (:meth:`Lakehouse.publish`); :meth:`abort` leaves the old one.
+
+    Chunks may differ in columns (JSON lines gain keys as they go): a chunk without some
+    columns gets nulls, a chunk with new ones starts a new staging part, and the parts are
+    joined on commit under their unified schema, part by part.
+    """
+
+    def __init__(self, lakehouse: Lakehouse, rel: str, empty: pd.DataFrame) -> None:
+        self._lakehouse = lakehouse
+        self._rel = rel
+        self._empty = empty
+        self._parts: list[str] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append rows (none: nothing happens)."""
+        if frame.empty and self._parts:
+            return
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._schema is not None and not set(table.schema.names) - set(self._schema.names):
+            try:
+                table = _conform(table, self._schema)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                self._close_part()
+        elif self._schema is not None:
+            self._close_part()
+        if self._writer is None:
+            self._schema = _no_null_types(table.schema)
+            table = table.cast(self._schema)
+            self._parts.append(self._lakehouse.staging_path(self._rel))
+            self._writer = pq.ParquetWriter(self._parts[-1], self._schema, compression="zstd")
+        self._writer.write_table(table)
+        self.rows += len(frame)
+
+    def _close_part(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def commit(self, metadata: Mapping[str, str] | None = None) -> str:
+        """Publish the partition (with ``metadata`` in its footer); return its URI."""
+        if not self._parts:
+            self.write(self._empty)
+        if len(self._parts) > 1:
+            self._close_part()
+            self._join_parts()
+        assert self._writer is not None
+        if metadata:
+            self._writer.add_key_value_metadata(dict(metadata))
+        self._close_part()
+        return self._lakehouse.publish(self._parts.pop(), self._rel)
+
+    def _join_parts(self) -> None:
+        """Rewrite the parts into one staging file under their unified schema."""
+        parts, self._parts = self._parts, []
+        schemas = [pq.read_schema(p) for p in parts]
+        unified = pa.unify_schemas(
+            [s.remove_metadata() for s in schemas], promote_options="permissive"
+        )
+        self._parts.append(self._lakehouse.staging_path(self._rel))
+        self._writer = pq.ParquetWriter(self._parts[-1], unified, compression="zstd")
+        for part in parts:
+            source = pq.ParquetFile(part)
+            for group in range(source.num_row_groups):
+                self._writer.write_table(_conform(source.read_row_group(group), unified))
+            os.remove(part)
+
+    def abort(self) -> None:
+        """Drop what was written; the partition stays as it was."""
+        self._close_part()
+        for part in self._parts:
+            if os.path.exists(part):
+                os.remove(part)
+        self._parts = []
+
+
+def _no_null_types(schema: pa.Schema) -> pa.Schema:
+    """A column with no value yet (all nulls in the first chunk) is text, not Arrow's null."""
+    return pa.schema(
+        [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema],
+        metadata=schema.metadata,
+    )
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns in its order (nulls for those it lacks)."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.schema.names
+        else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)

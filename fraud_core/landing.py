@@ -1,8 +1,7 @@
 """Landing files: what arrived (:class:`LandedFile`), what the sensor has seen
-(:class:`LandingCursor`), reading a file (Parquet, CSV, JSON lines) with errors that say what
-to fix, and what happens to a file that cannot be ingested: every readable row is quarantined
-with the reason and the file is recorded under ``rejected/``; the landed file itself is never
-moved or deleted.
+(:class:`LandingCursor`), and what happens to a file that cannot be ingested: every readable
+row is quarantined with the reason and the file is recorded under ``rejected/``; the landed
+file itself is never moved or deleted. Reading a file is :mod:`fraud_core.readers`.
 
 Nothing here knows which store the file came from: the landing resources (local folder, S3,
 ADLS) list and read; this module decides.
@@ -15,17 +14,17 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from fraud_core.lakehouse import Lakehouse, batch_id_for_file, check_batch_id
 from fraud_core.layout import REJECTED
+from fraud_core.readers import Opener, read_chunks
 from fraud_core.schema import (
     QUARANTINE_REASON_COLUMN,
     REASON_SEPARATOR,
@@ -34,14 +33,9 @@ from fraud_core.schema import (
     claims_frame,
 )
 
-FORMATS = {
-    ".parquet": "parquet",
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
-DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+# What one landed file (one batch) may hold, compressed as it landed. Files are read a chunk
+# at a time, so this is a policy (split bigger extracts), not a memory guard.
+DEFAULT_MAX_BYTES = 16 * 1024**3
 # How far behind the newest file the sensor looks again (seconds of the store's clock). Object
 # stores stamp a second (S3, Azure: 1 s resolution) and may stamp an upload when it started, so
 # a file can become visible after a later-stamped one was seen: keep this above the longest
@@ -49,16 +43,15 @@ DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_LOOKBACK_SECONDS = 600.0
 
 
-def is_claims_file(name: str) -> bool:
-    """A landing file to ingest: a claims extension, and no hidden (``.x``) or ``_x`` part.
+def is_landed_file(name: str) -> bool:
+    """A file the landing zone offers: no hidden (``.x``) or ``_x`` part in its path.
 
     Hidden and underscore names are the usual markers of uploads in progress and of metadata
-    (``_SUCCESS``, ``.part``); they are left alone.
+    (``_SUCCESS``, ``.part``); they are left alone. Every other file is either ingested or
+    recorded as rejected (an unsupported type says what to rename or configure).
     """
     parts = [p for p in name.replace("\\", "/").split("/") if p]
-    if not parts or any(p.startswith((".", "_")) for p in parts):
-        return False
-    return os.path.splitext(parts[-1])[1].lower() in FORMATS
+    return bool(parts) and not any(p.startswith((".", "_")) for p in parts)
 
 
 @dataclass(frozen=True)
@@ -181,54 +174,25 @@ class LandingCursor:
         return new, LandingCursor(since, recent)
 
 
-def file_format(name: str) -> str:
-    """``parquet``, ``csv`` or ``jsonl`` from the extension; :class:`SchemaError` otherwise."""
-    ext = os.path.splitext(name)[1].lower()
-    if ext not in FORMATS:
-        raise SchemaError(
-            f"{os.path.basename(name)}: unsupported file type {ext or '(none)'}; "
-            "land claims as .parquet, .csv or .jsonl"
-        )
-    return FORMATS[ext]
-
-
 def check_size(name: str, size: int, max_bytes: int) -> None:
-    """Refuse a file over the limit before anyone downloads it."""
+    """Refuse a file over what one batch may hold, before anyone reads it."""
     if size > max_bytes:
         raise SchemaError(
-            f"{os.path.basename(name)}: {size:,} bytes is over the {max_bytes:,}-byte limit; "
-            "split the file"
+            f"{os.path.basename(name)}: {size:,} bytes is over the {max_bytes:,}-byte limit of "
+            "one batch (LANDING_MAX_FILE_BYTES); split the file"
         )
 
 
 def read_claims_file(name: str, data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> pd.DataFrame:
-    """Parse one landing file's bytes into a frame of untyped claims.
-
-    Args:
-        name: the file's name (its extension picks the parser).
-        data: the file's content.
-        max_bytes: larger files are refused (split them upstream).
+    """A whole small landing file's rows as received, from its bytes (default feed contract).
 
     Raises:
         SchemaError: empty, too large, unsupported or unparsable files, with the reason.
     """
-    base = os.path.basename(name)
-    fmt = file_format(name)
     if len(data) == 0:
-        raise SchemaError(f"{base}: the file is empty")
+        raise SchemaError(f"{os.path.basename(name)}: the file is empty")
     check_size(name, len(data), max_bytes)
-    try:
-        if fmt == "parquet":
-            frame = pd.read_parquet(io.BytesIO(data))
-        elif fmt == "csv":
-            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=True)
-        else:
-            frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False)
-    except (pa.ArrowException, ValueError, UnicodeDecodeError, OSError) as exc:
-        raise SchemaError(f"{base}: cannot be read as {fmt}: {exc}") from exc
-    if frame.empty:
-        raise SchemaError(f"{base}: the file has no rows")
-    return frame
+    return pd.concat(list(read_chunks(name, lambda: io.BytesIO(data))), ignore_index=True)
 
 
 def empty_claims() -> pd.DataFrame:
@@ -257,23 +221,42 @@ def quarantine_all(raw: pd.DataFrame | None, reason: str) -> pd.DataFrame:
     return out
 
 
-def problem_summary(quarantined: pd.DataFrame, top: int = 3) -> str:
-    """The most frequent problems among quarantined rows, each with a count and an example.
+class ReasonTally:
+    """Quarantine reasons counted by subject, with the first example of each.
 
     Reasons read ``subject: detail`` (a column or a rule, then what is wrong), several per row
-    joined by ``REASON_SEPARATOR``. Empty when nothing was quarantined.
+    joined by ``REASON_SEPARATOR``. The tally grows with the schema's subjects, never with the
+    rows, so a file's reasons are counted chunk by chunk.
     """
-    if quarantined.empty:
-        return ""
-    reasons = quarantined[QUARANTINE_REASON_COLUMN].astype(str).str.split(REASON_SEPARATOR)
-    parts = reasons.explode().str.partition(": ")
-    table = pd.DataFrame({"subject": parts[0], "detail": parts[2].where(parts[2] != "", parts[0])})
-    grouped = table.groupby("subject", sort=False)["detail"].agg(["size", "first"])
-    ranked = grouped.reset_index().sort_values(["size", "subject"], ascending=[False, True])
-    return "; ".join(
-        f"{row.subject} ({row.size:,} rows, e.g. {row.first})"
-        for row in ranked.head(top).itertuples()
-    )
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._examples: dict[str, str] = {}
+
+    def add(self, reasons: pd.Series) -> None:
+        """Count the reasons of some quarantined rows."""
+        if reasons.empty:
+            return
+        parts = reasons.astype(str).str.split(REASON_SEPARATOR).explode().str.partition(": ")
+        table = pd.DataFrame(
+            {"subject": parts[0], "detail": parts[2].where(parts[2] != "", parts[0])}
+        )
+        grouped = table.groupby("subject", sort=False)["detail"].agg(["size", "first"])
+        for subject, size, first in grouped.itertuples():
+            self._counts[subject] = self._counts.get(subject, 0) + int(size)
+            self._examples.setdefault(subject, str(first))
+
+    def counts(self) -> dict[str, int]:
+        """Rows per subject, most frequent first."""
+        ranked = sorted(self._counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return dict(ranked)
+
+    def summary(self, top: int = 3) -> str:
+        """The most frequent problems, each with a count and an example ('' when none)."""
+        return "; ".join(
+            f"{subject} ({n:,} rows, e.g. {self._examples[subject]})"
+            for subject, n in list(self.counts().items())[:top]
+        )
 
 
 def _plain(text: str) -> str:
@@ -292,20 +275,23 @@ def record_rejection(
     reason: str,
     source: str,
     file: LandedFile | None,
-    data: bytes | None,
+    copy: Opener | None,
     rows_quarantined: int,
+    feed: Mapping[str, str] | None = None,
 ) -> str:
     """Record a file that could not be ingested; return the record's folder URI.
 
-    Writes ``rejection.json`` (reason, source URI, version, size, time) and, when the bytes
-    were read, a copy of the file beside it, under ``rejected/claims/batch=ID/version=V/``. A
-    file over the size limit is not copied (it was not downloaded); it stays in the landing
-    zone, which is never cleaned by the pipeline. Rerunning the same version replaces its
-    record; another version gets its own.
+    Writes ``rejection.json`` (reason, source URI, version, size, feed, time) and, when
+    ``copy`` opens the file, a copy of it beside it (streamed, never held in memory), under
+    ``rejected/claims/batch=ID/version=V/``. A file over the size limit or of an unsupported
+    type is not copied; it stays in the landing zone, which is never cleaned by the pipeline.
+    Rerunning the same version replaces its record; another version gets its own.
     """
     folder = rejection_folder(batch_id, file.version if file else None)
-    if data is not None and file is not None:
-        lakehouse.write_bytes(f"{folder}/{os.path.basename(file.name)}", data)
+    copied = copy is not None and file is not None
+    if copy is not None and file is not None:
+        with copy() as stream:
+            lakehouse.write_stream(f"{folder}/{os.path.basename(file.name)}", stream)
     record: dict[str, Any] = {
         "batch_id": batch_id,
         "reason": reason,
@@ -313,8 +299,9 @@ def record_rejection(
         "file": file.name if file else None,
         "version": file.version if file else None,
         "size": file.size if file else None,
-        "copied": data is not None and file is not None,
+        "copied": copied,
         "rows_quarantined": rows_quarantined,
+        **(feed or {}),
         "rejected_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     lakehouse.write_json(f"{folder}/rejection.json", record)

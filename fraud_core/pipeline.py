@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from fraud_core import drift, metrics
+from fraud_core.claim_versions import latest_versions
 from fraud_core.features import NUMERIC_FEATURES, build_features
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import BATCH_COLUMN, FEATURES, METRICS_FILE, RAW, SCORES
@@ -20,10 +21,14 @@ from fraud_core.warehouse import METRICS_COLUMNS, METRICS_KEY
 
 
 def featurize_batch(lakehouse: Lakehouse, batch_id: str) -> pd.DataFrame:
-    """Features of one raw batch, with every other raw batch as history."""
+    """Features of one raw batch, with every other raw batch as history: each claim's latest
+    version once, none of this batch's claims (their own versions are these)."""
     claims = lakehouse.read_batch(RAW, batch_id)
     others = [b for b in lakehouse.batches(RAW) if b != batch_id]
-    history = lakehouse.read_batches(RAW, others) if others else None
+    history = None
+    if others:
+        history = latest_versions(lakehouse, lakehouse.read_batches(RAW, others))
+        history = history[~history[ID_COLUMN].isin(claims[ID_COLUMN]).to_numpy()]
     features = build_features(claims, history)
     lakehouse.write_batch(FEATURES, batch_id, features)
     return features
@@ -155,13 +160,17 @@ def aggregate_metrics(lakehouse: Lakehouse, bundles: dict[str, ModelBundle]) -> 
             reference and training window).
     """
     parts = []
-    for batch_id in lakehouse.batches(SCORES):
-        scores = lakehouse.read_batch(SCORES, batch_id)
-        features = lakehouse.read_batch(FEATURES, batch_id)
+    batches = lakehouse.batches(SCORES)
+    every = lakehouse.read_batches(SCORES, batches) if batches else pd.DataFrame()
+    # Each claim counted once: in the batch of its latest version (a correction's).
+    current = latest_versions(lakehouse, every)
+    for batch_id, scores in current.groupby(BATCH_COLUMN, sort=True) if batches else ():
+        features = lakehouse.read_batch(FEATURES, str(batch_id))
+        scores = scores.drop(columns=BATCH_COLUMN)
         for version, part in scores.groupby("model_version", sort=True):
             if version not in bundles:
                 raise KeyError(f"scores of batch {batch_id} name unknown model {version}")
-            parts.append(batch_metrics(part, features, bundles[str(version)], batch_id))
+            parts.append(batch_metrics(part, features, bundles[str(version)], str(batch_id)))
     if not parts:
         raise ValueError("no scored batches in the lakehouse: materialize claim_scores first")
     table = pd.concat(parts, ignore_index=True)[[name for name, _ in METRICS_COLUMNS]]

@@ -7,6 +7,8 @@ all derived from it, so a new column or a tightened range is one edit here.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -154,6 +156,90 @@ class Decision(StrEnum):
         return np.where(investigate, Decision.INVESTIGATE.value, Decision.FAST_TRACK.value)
 
 
+@dataclass(frozen=True)
+class ValueFormats:
+    """How a feed writes dates and numbers as text (its contract's ``dates`` and ``numbers``).
+
+    The default is the canonical form: ISO 8601 dates, ``.`` as the decimal separator and no
+    thousands separator. Values that arrive typed (Parquet numbers and timestamps) are not
+    text and are taken as they are.
+
+    Attributes:
+        date_formats: ``strptime`` formats tried in order (``%d/%m/%Y``); empty: ISO 8601.
+        decimal: the decimal separator.
+        thousands: the thousands separator, or None. A value may use it only in whole groups
+            of three digits (``4,120.50``), so a misplaced one (``41,20.50``) is not read.
+    """
+
+    date_formats: tuple[str, ...] = ()
+    decimal: str = "."
+    thousands: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.decimal) != 1 or self.decimal.isdigit():
+            raise ValueError(f"the decimal separator must be one non-digit, not {self.decimal!r}")
+        if self.thousands is not None and (
+            len(self.thousands) != 1 or self.thousands.isdigit() or self.thousands == self.decimal
+        ):
+            raise ValueError(
+                f"the thousands separator must be one non-digit other than the decimal "
+                f"separator, not {self.thousands!r}"
+            )
+
+    def date_word(self) -> str:
+        """How dates should look, for reasons: ``date (YYYY-MM-DD)``."""
+        shown = " or ".join(self.date_formats) if self.date_formats else "YYYY-MM-DD"
+        return f"date ({shown})"
+
+
+ISO_VALUES = ValueFormats()
+
+# The oldest date a claim can carry, and the default clock skew allowed past today (a claims
+# system a time zone ahead dates a claim tomorrow).
+EARLIEST_DATE = dt.date(1900, 1, 1)
+DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS = 1
+
+
+@dataclass(frozen=True)
+class DateWindow:
+    """The dates a claim can carry: from :data:`EARLIEST_DATE` to the day it is checked
+    plus a clock skew. One rule for every date column, applied by the claims contract
+    (quarantine reason) and by the scoring API's request model (422), with the same words.
+    """
+
+    latest: dt.date
+    max_skew_days: int = DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS
+    earliest: dt.date = EARLIEST_DATE
+
+    @classmethod
+    def until_today(
+        cls, max_skew_days: int = DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS, today: dt.date | None = None
+    ) -> DateWindow:
+        """The window for a check made today (UTC) or on ``today``."""
+        if max_skew_days < 0:
+            raise ValueError(f"the clock skew must be 0 days or more, not {max_skew_days}")
+        day = today if today is not None else dt.datetime.now(dt.UTC).date()
+        return cls(day + dt.timedelta(days=max_skew_days), max_skew_days)
+
+    def problem(self, column: str, value: dt.date) -> str | None:
+        """Why ``value`` cannot be a date of ``column``, or None when it can."""
+        if value < self.earliest:
+            return f"{column}: {value.isoformat()} is before {self.earliest.isoformat()}"
+        if value > self.latest:
+            return (
+                f"{column}: {value.isoformat()} is after {self.latest.isoformat()} (today plus "
+                f"{self.max_skew_days} day(s) of clock skew): a date in the future"
+            )
+        return None
+
+    def outside(self, values: pd.Series) -> np.ndarray:
+        """Rows of a typed date column outside the window (nulls are not judged)."""
+        days = values.to_numpy(dtype="datetime64[ns]")
+        lo, hi = np.datetime64(self.earliest, "ns"), np.datetime64(self.latest, "ns")
+        with np.errstate(invalid="ignore"):
+            return ~np.isnat(days) & ((days < lo) | (days > hi))
+
+
 @dataclass
 class CoercionResult:
     """Claims cast to their declared types, with a list of problems per row."""
@@ -178,7 +264,9 @@ def _show(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def coerce_claims(raw: pd.DataFrame) -> CoercionResult:
+def coerce_claims(
+    raw: pd.DataFrame, formats: ValueFormats = ISO_VALUES, window: DateWindow | None = None
+) -> CoercionResult:
     """Cast a freshly read claims frame to the declared types.
 
     A missing required column makes the whole file unusable and raises :class:`SchemaError`.
@@ -187,7 +275,11 @@ def coerce_claims(raw: pd.DataFrame) -> CoercionResult:
     that reason instead of being dropped. Unknown columns are set aside and reported.
 
     Args:
-        raw: the frame as read from a landing file (any dtypes).
+        raw: the frame as read from a landing file (any dtypes), with the claim's column names.
+        formats: how the feed writes dates and numbers as text.
+        window: the dates a claim can carry (default: until today, UTC). A date beyond what a
+            typed column holds (after 2262) is a problem here, in the window's words; the
+            others outside it are the claims contract's business.
 
     Returns:
         The typed frame (same row order, fresh RangeIndex) and per-row problems.
@@ -199,6 +291,7 @@ def coerce_claims(raw: pd.DataFrame) -> CoercionResult:
             f"Expected columns: {', '.join(INPUT_COLUMNS)}."
         )
     raw = raw.reset_index(drop=True)
+    window = window or DateWindow.until_today()
     problems: dict[int, list[str]] = {}
     out: dict[str, pd.Series] = {}
     for col in CLAIM_COLUMNS:
@@ -206,11 +299,17 @@ def coerce_claims(raw: pd.DataFrame) -> CoercionResult:
             out[col.name] = _empty_like(col, len(raw))
             continue
         original = raw[col.name]
-        typed = _cast(original, col)
+        beyond: dict[int, dt.date] = {}
+        if col.kind == "date":
+            typed, beyond = _cast_dates(original, formats)
+        else:
+            typed = _cast(original, col, formats)
         lost = original.notna().to_numpy() & typed.isna().to_numpy()
+        word = formats.date_word() if col.kind == "date" else _kind_word(col.kind)
         for i in np.flatnonzero(lost).tolist():
+            reason = window.problem(col.name, beyond[i]) if i in beyond else None
             problems.setdefault(i, []).append(
-                f"{col.name}: {_show(original.iloc[i])} is not a valid {_kind_word(col.kind)}"
+                reason or f"{col.name}: {_show(original.iloc[i])} is not a valid {word}"
             )
         out[col.name] = typed
     frame = pd.DataFrame(out)
@@ -221,7 +320,7 @@ def coerce_claims(raw: pd.DataFrame) -> CoercionResult:
 def _kind_word(kind: Kind) -> str:
     return {
         "id": "identifier",
-        "date": "date (YYYY-MM-DD)",
+        "date": ISO_VALUES.date_word(),
         "category": "category",
         "float": "number",
         "int": "whole number",
@@ -237,7 +336,7 @@ _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 
 
-def _cast(s: pd.Series, col: Column) -> pd.Series:
+def _cast(s: pd.Series, col: Column, formats: ValueFormats = ISO_VALUES) -> pd.Series:
     kind = col.kind
     if kind in ("id", "category"):
         if pd.api.types.is_float_dtype(s):
@@ -247,14 +346,14 @@ def _cast(s: pd.Series, col: Column) -> pd.Series:
         result = s.astype("string").str.strip()
         return result.mask(result == "")
     if kind == "date":
-        return _cast_dates(s)
+        return _cast_dates(s, formats)[0]
     if kind == "float":
-        num = pd.to_numeric(s, errors="coerce").astype("float64")
+        num = _numbers(s, formats)
         return num.where(np.isfinite(num))
     if kind == "int":
         if pd.api.types.is_signed_integer_dtype(s):  # whole numbers already: no float round trip
             return s.astype("Int64")
-        num = pd.to_numeric(s, errors="coerce").astype("float64")
+        num = _numbers(s, formats)
         whole = num.where(np.isfinite(num) & (num % 1 == 0))
         return whole.astype("Int64")
     if kind == "bool":
@@ -268,16 +367,56 @@ def _cast(s: pd.Series, col: Column) -> pd.Series:
     raise AssertionError(f"unknown kind {kind}")
 
 
-def _cast_dates(s: pd.Series) -> pd.Series:
-    """ISO dates (``YYYY-MM-DD``, optionally with a time and offset, taken in UTC) to days."""
+def _numbers(s: pd.Series, formats: ValueFormats) -> pd.Series:
+    """Numbers as float64 (NaN where unreadable), text read with the feed's separators."""
+    if formats == ISO_VALUES or pd.api.types.is_numeric_dtype(s):
+        return pd.to_numeric(s, errors="coerce").astype("float64")
+    text = s.astype("string").str.strip()
+    dec = re.escape(formats.decimal)
+    if formats.thousands is not None:
+        sep = re.escape(formats.thousands)
+        grouped = text.str.fullmatch(rf"[+-]?\d{{1,3}}({sep}\d{{3}})+({dec}\d*)?")
+        grouped = grouped.fillna(False).to_numpy(dtype=bool)
+        text = text.where(~grouped, text.str.replace(formats.thousands, "", regex=False))
+    if formats.decimal != ".":
+        # A "." left over is neither this feed's decimal nor a whole thousands group.
+        text = text.mask(text.str.contains(".", regex=False).fillna(False).to_numpy(dtype=bool))
+        text = text.str.replace(formats.decimal, ".", regex=False)
+    return pd.to_numeric(text, errors="coerce").astype("float64")
+
+
+# The days a typed date column (datetime64[ns]) can hold.
+_FIRST_DAY = pd.Timestamp.min.ceil("D")
+_LAST_DAY = pd.Timestamp.max.floor("D")
+
+
+def _cast_dates(s: pd.Series, formats: ValueFormats) -> tuple[pd.Series, dict[int, dt.date]]:
+    """Dates to days: text in the feed's formats (default ISO 8601, optionally with a time and
+    offset, taken in UTC), or timestamps as they arrived.
+
+    Returns:
+        The typed column, and the rows whose date was read but lies beyond what the column
+        holds (null in it), with that date.
+    """
     if pd.api.types.is_datetime64_any_dtype(s):
         parsed = s.dt.tz_convert("UTC") if s.dt.tz is not None else s
     else:
         text = s.astype("string").str.strip()
-        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+        if not formats.date_formats:
+            parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+        else:
+            parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[us, UTC]")
+            for fmt in formats.date_formats:
+                todo = parsed.isna() & text.notna()
+                if not todo.any():
+                    break
+                parsed[todo] = pd.to_datetime(text[todo], errors="coerce", format=fmt, utc=True)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
-    return parsed.dt.normalize().astype("datetime64[ns]")
+    days = parsed.dt.normalize()
+    beyond = (days.notna() & ((days < _FIRST_DAY) | (days > _LAST_DAY))).to_numpy(dtype=bool)
+    out = {int(i): days.iloc[i].date() for i in np.flatnonzero(beyond)}
+    return days.mask(beyond).astype("datetime64[ns]"), out
 
 
 # The dtype coerce_claims gives each kind of column.
@@ -337,7 +476,8 @@ def split_valid(
     quarantined = rejected.astype("string").astype(object).where(rejected.notna(), None)
     rows = np.flatnonzero(bad)
     quarantined.insert(0, ROW_NUMBER_COLUMN, rows.astype("int64"))
-    quarantined[QUARANTINE_REASON_COLUMN] = [
-        REASON_SEPARATOR.join(problems[i]) for i in rows.tolist()
-    ]
+    reasons = [REASON_SEPARATOR.join(problems[i]) for i in rows.tolist()]
+    quarantined[QUARANTINE_REASON_COLUMN] = pd.Series(
+        reasons, index=quarantined.index, dtype=object
+    )
     return valid, quarantined.reset_index(drop=True)

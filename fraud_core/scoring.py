@@ -28,9 +28,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from fraud_core.claim_versions import latest_versions
 from fraud_core.features import CATEGORICAL_FEATURES, FEATURES, HISTORY_COLUMNS, build_features
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import RAW
+from fraud_core.layout import BATCH_COLUMN, RAW
 from fraud_core.model.bundle import ModelBundle, load_champion
 from fraud_core.model.fast import NumpyForward
 from fraud_core.online.history import HistoryIndex
@@ -143,8 +144,13 @@ class ClaimScorer:
         )
         batch_ids = lakehouse.batches(RAW)
         if batch_ids:
-            frames = [lakehouse.read_batch(RAW, b)[list(HISTORY_COLUMNS)] for b in batch_ids]
-            history = pd.concat(frames, ignore_index=True)
+            # Each claim once, in its latest version (fraud_core.claim_versions).
+            keep = list(dict.fromkeys([ID_COLUMN, *HISTORY_COLUMNS]))
+            frames = [
+                lakehouse.read_batch(RAW, b)[keep].assign(**{BATCH_COLUMN: b}) for b in batch_ids
+            ]
+            every = pd.concat(frames, ignore_index=True)
+            history = latest_versions(lakehouse, every)[list(HISTORY_COLUMNS)]
         else:
             log.warning("no raw claims in %s: history features start from zero", lakehouse.url(RAW))
             history = pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS})

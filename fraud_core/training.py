@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_core import metrics
+from fraud_core.claim_versions import latest_versions
 from fraud_core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import FEATURES
@@ -36,8 +37,9 @@ class Split:
 
 
 def load_labelled_features(lakehouse: Lakehouse, batches: list[str] | None = None) -> pd.DataFrame:
-    """Feature rows with a known investigation outcome, oldest first."""
-    frame = lakehouse.read_batches(FEATURES, batches)
+    """Feature rows with a known investigation outcome, oldest first; each claim once, in
+    its latest version (fraud_core.claim_versions)."""
+    frame = latest_versions(lakehouse, lakehouse.read_batches(FEATURES, batches))
     frame = frame[frame[LABEL_COLUMN].notna()]
     if frame.empty:
         raise ValueError("no labelled claims in the feature batches: nothing to train on")

@@ -11,9 +11,14 @@ reads the AWS environment or profile, adlfs reads ``AZURE_STORAGE_CONNECTION_STR
 account name + key, or a service principal) from the environment.
 
 All three list files recursively under the root, ignore names with a hidden (``.x``) or
-``_x`` part and files without a claims extension, and return :class:`LandedFile` records
-ordered by arrival. The sensor keeps its own cursor (fraud_core.landing.LandingCursor) and
-passes ``since`` so a store that can filter by time does.
+``_x`` part (uploads in progress, metadata) and return every other file as a
+:class:`LandedFile`, ordered by arrival: a file of an unsupported type is rejected by its run
+with the reason, never skipped in silence. The sensor keeps its own cursor
+(fraud_core.landing.LandingCursor) and passes ``since`` so a store that can filter by time does.
+Files are read as streams (:meth:`LandingZone.open`: a local file, or an fsspec stream on S3
+and ADLS), a chunk at a time.
+
+The feed contracts (``feeds_file``, :mod:`fraud_core.feeds`) say how each file is read.
 """
 
 from __future__ import annotations
@@ -21,30 +26,43 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import dagster as dg
 import fsspec
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
+from fraud_core.feeds import Feeds, load_feeds
 from fraud_core.landing import (
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_MAX_BYTES,
     LandedFile,
-    is_claims_file,
+    is_landed_file,
 )
+from fraud_core.readers import DEFAULT_CHUNK_ROWS, Opener
+from fraud_core.schema import DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS
+
+# fsspec's read-ahead per request when a file is streamed from S3 or ADLS.
+STREAM_BLOCK_BYTES = 16 * 1024 * 1024
 
 ADLS_SCHEMES = ("abfss", "abfs", "az")
 
 
 class LandingZone(dg.ConfigurableResource):
-    """A place claims files land in: list them, find a batch's file, read one."""
+    """A place claims files land in: list them, find a batch's file, open one; and how
+    files are taken in (feed contracts, the size of a batch, the dates a claim can carry)."""
 
     max_file_bytes: int = DEFAULT_MAX_BYTES
-    """Files larger than this are rejected without being downloaded."""
+    """What one file (one batch) may hold, as landed; larger files are rejected unread."""
     lookback_seconds: float = DEFAULT_LOOKBACK_SECONDS
     """How far behind the newest file the sensor looks again (see LandingCursor)."""
+    feeds_file: str = ""
+    """The feed contracts (YAML, fraud_core.feeds); '' reads every file with the default."""
+    claim_date_max_skew_days: int = DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS
+    """Days past today a claim may be dated (clock skew between systems)."""
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    """Rows read, validated and written at a time: what bounds an ingest's memory."""
 
     @property
     def location(self) -> str:
@@ -60,9 +78,26 @@ class LandingZone(dg.ConfigurableResource):
         """
         raise NotImplementedError
 
-    def read(self, name: str) -> bytes:
-        """The content of the file ``name`` (relative to the root)."""
+    def open(self, name: str) -> IO[bytes]:
+        """The file ``name`` (relative to the root) as a binary stream, from its start.
+
+        Raises:
+            FileNotFoundError: it is not there (any more).
+        """
         raise NotImplementedError
+
+    def opener(self, name: str) -> Opener:
+        """Opens the file ``name`` anew at each call (readers sniff, then read)."""
+        return lambda: self.open(name)
+
+    def read(self, name: str) -> bytes:
+        """The whole content of the file ``name`` (small files; ingestion streams)."""
+        with self.open(name) as fh:
+            return bytes(fh.read())
+
+    def feeds(self) -> Feeds:
+        """The feed contracts of ``feeds_file`` as they are now."""
+        return load_feeds(self.feeds_file)
 
     def file_uri(self, name: str) -> str:
         """Full path or URI of the file ``name``."""
@@ -126,8 +161,6 @@ class LocalLanding(LandingZone):
     def list_files(self, since: float | None = None) -> list[LandedFile]:
         files = []
         for rel, entry in _scan(self.location, ""):
-            if not is_claims_file(rel):
-                continue
             try:
                 stat = entry.stat()
             except FileNotFoundError:  # renamed or removed while we listed
@@ -140,9 +173,8 @@ class LocalLanding(LandingZone):
             files.append(LandedFile(rel, stat.st_size, stat.st_mtime, arrived=stat.st_ctime))
         return _ordered(files)
 
-    def read(self, name: str) -> bytes:
-        with open(os.path.join(self.location, name), "rb") as fh:
-            return fh.read()
+    def open(self, name: str) -> IO[bytes]:
+        return open(os.path.join(self.location, name), "rb")
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -187,7 +219,7 @@ class S3Landing(LandingZone):
         files = []
         for obj in objects:
             name = obj["Key"][len(prefix) :]
-            if is_claims_file(name):
+            if is_landed_file(name):
                 files.append(
                     LandedFile(
                         name,
@@ -198,14 +230,19 @@ class S3Landing(LandingZone):
                 )
         return _ordered(files)
 
-    def read(self, name: str) -> bytes:
+    def open(self, name: str) -> IO[bytes]:
         bucket, prefix = _split_s3(self.uri)
-        client = self._client()
+        # s3fs streams it in ranged GETs; credentials from the AWS chain, as for the client.
+        fs = fsspec.filesystem(
+            "s3",
+            profile=self.profile_name,
+            client_kwargs={"endpoint_url": self.endpoint_url, "region_name": self.region_name},
+            use_listings_cache=False,
+        )
         try:
-            body = client.get_object(Bucket=bucket, Key=f"{prefix}{name}")["Body"]
-        except client.exceptions.NoSuchKey as exc:
+            return fs.open(f"{bucket}/{prefix}{name}", "rb", block_size=STREAM_BLOCK_BYTES)
+        except FileNotFoundError as exc:
             raise FileNotFoundError(f"{self.file_uri(name)} is not in the landing zone") from exc
-        return bytes(body.read())
 
 
 class ADLSLanding(LandingZone):
@@ -232,7 +269,7 @@ class ADLSLanding(LandingZone):
         files = []
         for path, info in found.items():
             name = str(path).strip("/")[len(root) + 1 :]
-            if info.get("type") != "file" or not is_claims_file(name):
+            if info.get("type") != "file" or not is_landed_file(name):
                 continue
             modified = info["last_modified"].timestamp()
             if since is not None and modified < since:
@@ -244,16 +281,17 @@ class ADLSLanding(LandingZone):
             )
         return _ordered(files)
 
-    def read(self, name: str) -> bytes:
+    def open(self, name: str) -> IO[bytes]:
         fs, root = self._fs()
-        return bytes(fs.cat_file(f"{root}/{name}"))
+        stream: IO[bytes] = fs.open(f"{root}/{name}", "rb", block_size=STREAM_BLOCK_BYTES)
+        return stream
 
 
 def landing_for(
     uri: str,
     *,
     endpoint_url: str | None = None,
-    max_file_bytes: int = DEFAULT_MAX_BYTES,
+    **intake: Any,
 ) -> LandingZone:
     """The landing resource for a ``LANDING_URI``: a path, ``s3://...`` or an ADLS URI.
 
@@ -262,17 +300,18 @@ def landing_for(
             ``abfss://container@account.dfs.core.windows.net/prefix`` or
             ``az://container/prefix``.
         endpoint_url: S3 endpoint for S3-compatible stores (not a secret).
-        max_file_bytes: the size limit for a landed file.
+        intake: how files are taken in, the fields every zone shares (``max_file_bytes``,
+            ``feeds_file``, ``claim_date_max_skew_days``, ``chunk_rows``).
     """
     scheme, sep, _ = uri.partition("://")
     scheme = scheme.lower() if sep else "file"
     if scheme == "file":
-        return LocalLanding(path=uri.removeprefix("file://"), max_file_bytes=max_file_bytes)
+        return LocalLanding(path=uri.removeprefix("file://"), **intake)
     if scheme == "s3":
         _split_s3(uri)
-        return S3Landing(uri=uri, endpoint_url=endpoint_url, max_file_bytes=max_file_bytes)
+        return S3Landing(uri=uri, endpoint_url=endpoint_url, **intake)
     if scheme in ADLS_SCHEMES:
-        return ADLSLanding(uri=uri, max_file_bytes=max_file_bytes)
+        return ADLSLanding(uri=uri, **intake)
     raise ValueError(
         f"LANDING_URI {uri!r} has an unsupported scheme {scheme!r}: use a local path, "
         "s3://bucket/prefix or abfss://container@account.dfs.core.windows.net/prefix"

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 
-from serving.api.models import Claim, load_example
+from serving.api.models import Claim, claim_context, load_example
 from serving.core.batching import LoopBatcher
 from serving.core.champion import Champion, LoadedModel
 from serving.core.config import Settings
@@ -69,8 +69,9 @@ async def read_claim(request: Request) -> BaseModel:
     ``echo_fastapi_throughput`` against ``echo_throughput``). Routes using it declare
     :data:`CLAIM_REQUEST_BODY` in their ``openapi_extra``.
     """
+    skew = service_of(request.app).settings.claim_date_max_skew_days
     try:
-        return Claim.model_validate_json(await request.body())
+        return Claim.model_validate_json(await request.body(), context=claim_context(skew))
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None

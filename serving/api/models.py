@@ -8,6 +8,10 @@ change reaches the API (and its OpenAPI document) without an edit here.
 Unknown fields are refused (422, error type ``extra_forbidden`` naming the field): a typo such
 as ``claimed_ammount`` must not be scored as if the field were absent. The OpenAPI document says
 so (``additionalProperties: false`` on ``Claim`` and ``BatchRequest``).
+
+Dates a claim cannot carry (before 1900, or after today plus the server's clock skew,
+``claim_date_max_skew_days`` in the validation context) are refused with the reason the claims
+contract quarantines them with (:class:`fraud_core.schema.DateWindow`, type ``date_window``).
 """
 
 from __future__ import annotations
@@ -22,13 +26,32 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     create_model,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from fraud_core.schema import COLUMNS_BY_NAME, INPUT_COLUMNS, PAIR_RULES, Column, Decision
+from fraud_core.schema import (
+    COLUMNS_BY_NAME,
+    DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS,
+    INPUT_COLUMNS,
+    PAIR_RULES,
+    Column,
+    DateWindow,
+    Decision,
+)
 from serving.core.config import MAX_BATCH_SIZE
+
+# The validation context's key for the days past today a claim may be dated.
+DATE_SKEW = "claim_date_max_skew_days"
+_DATE_FIELDS = tuple(n for n in INPUT_COLUMNS if COLUMNS_BY_NAME[n].kind == "date")
+
+
+def claim_context(max_skew_days: int) -> dict[str, Any]:
+    """The validation context of a :data:`Claim` for a server allowing this clock skew."""
+    return {DATE_SKEW: max_skew_days}
 
 
 def load_example() -> dict[str, Any]:
@@ -71,6 +94,17 @@ class _ClaimBase(BaseModel):
     """Cross-field rules of the schema (``PAIR_RULES``), shared by the generated model."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [load_example()]})
+
+    @field_validator(*_DATE_FIELDS, check_fields=False)
+    @classmethod
+    def _possible_date(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        if value is None:
+            return value
+        skew = (info.context or {}).get(DATE_SKEW, DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS)
+        problem = DateWindow.until_today(skew).problem(str(info.field_name), value)
+        if problem is not None:
+            raise PydanticCustomError("date_window", "{problem}", {"problem": problem})
+        return value
 
     @model_validator(mode="after")
     def _pair_rules(self) -> _ClaimBase:

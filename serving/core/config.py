@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fraud_core.features import FEATURES
 from fraud_core.layout import DEFAULT_LAKEHOUSE_DIR
+from fraud_core.schema import DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS
 
 # Hard cap on claims per batch request; the request model is built with it (see api.models).
 MAX_BATCH_SIZE = 10_000
@@ -96,6 +97,15 @@ class Settings(BaseSettings):
         ge=0,
         description="torch and BLAS threads per worker (1 is fastest for single claims); "
         "0 leaves the libraries' defaults.",
+    )
+    claim_date_max_skew_days: int = Field(
+        default=DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS,
+        ge=0,
+        validation_alias=AliasChoices(
+            "FRAUD_API_CLAIM_DATE_MAX_SKEW_DAYS", "CLAIM_DATE_MAX_SKEW_DAYS"
+        ),
+        description="Days past today a claim may be dated (clock skew between systems); a "
+        "later date, or one before 1900, is refused with 422 (type date_window).",
     )
     top_features: int = Field(
         default=3,

@@ -40,7 +40,10 @@ def test_broken_files_are_refused_with_the_reason(name: str, data: bytes, messag
 
 
 def test_size_limit() -> None:
-    with pytest.raises(SchemaError, match="over the 10-byte limit; split the file"):
+    with pytest.raises(
+        SchemaError,
+        match="over the 10-byte limit of one batch \\(LANDING_MAX_FILE_BYTES\\); split the file",
+    ):
         read_claims_file("x.csv", b"claim_id\na\nb\nc\n", max_bytes=10)
 
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -20,113 +17,20 @@ import pandas as pd
 import pytest
 
 from fraud_assets.assets import claim_features, claim_scores, claims_batch
-from fraud_assets.resources import (
-    ADLSLanding,
-    LakehouseResource,
-    LandingZone,
-    LocalLanding,
-    S3Landing,
-)
+from fraud_assets.resources import LakehouseResource, LandingZone
 from fraud_assets.sensors import landing_sensor_for
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.landing import LandedFile, rejections
 from fraud_core.layout import DATA_DOCS, FEATURES, QUARANTINE, RAW, SCORES
 from fraud_core.simulate import SimulationConfig, inject_bad_rows, simulate_claims
+from tests.support.stores import Store, store_for
 
 pytestmark = pytest.mark.integration
-AWS_SECRET = "fake-secret-that-must-never-be-logged"
-
-
-@dataclass
-class Store:
-    """One backend: where the lakehouse is, the landing zone, and raw clients to write with."""
-
-    name: str
-    lakehouse_uri: str
-    landing: LandingZone
-    drop: Callable[[str, bytes], None]  # a file lands (written by the store's own client)
-    write_beside: Callable[[str, bytes], None]  # another process writes into the lakehouse
-    secrets: tuple[str, ...] = ()
-
-    def lakehouse(self) -> Lakehouse:
-        return Lakehouse(self.lakehouse_uri)
-
-
-def _local(tmp_path: Path) -> Store:
-    def write(root: Path) -> Callable[[str, bytes], None]:
-        def put(rel: str, data: bytes) -> None:
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_bytes(data)
-
-        return put
-
-    (tmp_path / "landing").mkdir()
-    return Store(
-        "local",
-        str(tmp_path / "lake"),
-        LocalLanding(path=str(tmp_path / "landing")),
-        write(tmp_path / "landing"),
-        write(tmp_path / "lake"),
-    )
-
-
-def _s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Store:
-    import boto3
-
-    # s3fs (the lakehouse) finds the endpoint where any AWS tool would: the environment.
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-    bucket = f"claims-{uuid.uuid4().hex[:10]}"
-    client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket=bucket)
-
-    def put(prefix: str) -> Callable[[str, bytes], None]:
-        return lambda rel, data: client.put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=data)
-
-    return Store(
-        "s3",
-        f"s3://{bucket}/lake",
-        S3Landing(uri=f"s3://{bucket}/incoming", endpoint_url=endpoint),
-        put("incoming"),
-        put("lake"),
-        (AWS_SECRET,),
-    )
-
-
-def _adls(connection_string: str, monkeypatch: pytest.MonkeyPatch) -> Store:
-    from azure.storage.blob import BlobServiceClient
-
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string)
-    parts = dict(p.split("=", 1) for p in connection_string.strip(";").split(";"))
-    container = f"claims-{uuid.uuid4().hex[:10]}"
-    service = BlobServiceClient.from_connection_string(connection_string)
-    service.create_container(container)
-
-    def put(prefix: str) -> Callable[[str, bytes], None]:
-        def upload(rel: str, data: bytes) -> None:
-            blob = service.get_blob_client(container, f"{prefix}/{rel}")
-            blob.upload_blob(data, overwrite=True)
-
-        return upload
-
-    return Store(
-        "adls",
-        # Both URL forms work; the lakehouse uses the ADLS Gen2 one Databricks would.
-        f"abfss://{container}@{parts['AccountName']}.dfs.core.windows.net/lake",
-        ADLSLanding(uri=f"az://{container}/incoming"),
-        put("incoming"),
-        put("lake"),
-        (parts["AccountKey"], connection_string),
-    )
 
 
 @pytest.fixture(params=["local", "s3", "adls"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch) -> Store:
-    if request.param == "s3":
-        return _s3(request.getfixturevalue("moto_endpoint"), monkeypatch)
-    if request.param == "adls":
-        return _adls(request.getfixturevalue("azurite"), monkeypatch)
-    return _local(tmp_path)
+    return store_for(request, tmp_path, monkeypatch)
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:

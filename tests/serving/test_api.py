@@ -3,6 +3,7 @@ limits, metrics, hot swap. tests/serving/test_uvicorn.py repeats the essentials 
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from fraud_core.features import build_features
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.model.bundle import ModelBundle
-from fraud_core.schema import INPUT_COLUMNS, claims_frame, coerce_claims
+from fraud_core.schema import INPUT_COLUMNS, DateWindow, claims_frame, coerce_claims
 from fraud_core.scoring import ClaimScorer
 from serving.api.models import BatchResponse, Claim, ScoreResponse, load_example
 from serving.core.config import Settings
@@ -422,6 +423,37 @@ def test_422_names_field_and_reason(client: TestClient, example: dict[str, Any])
     )
     assert bad_json.status_code == 422
     assert bad_json.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_dates_a_claim_cannot_carry_are_422_with_the_contracts_reason(
+    champion_lakehouse: Path, example: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAIM_DATE_MAX_SKEW_DAYS", "2")  # the pipeline's variable, shared
+    settings = _settings(champion_lakehouse)
+    assert settings.claim_date_max_skew_days == 2
+    today = dt.datetime.now(dt.UTC).date()
+    window = DateWindow.until_today(2, today=today)
+    with _client(create_app(settings)) as c:
+
+        def post(**change: str) -> Any:
+            return c.post("/v1/score", json={**example, **change})
+
+        assert post(claim_date=str(today + dt.timedelta(days=2))).status_code == 200
+        for field, day in (
+            ("claim_date", dt.date(9999, 12, 31)),  # 'unknown' in some claims systems
+            ("claim_date", today + dt.timedelta(days=3)),
+            ("policy_start_date", dt.date(1899, 12, 31)),
+        ):
+            r = post(**{field: day.isoformat()})
+            assert r.status_code == 422, r.text
+            (error,) = r.json()["detail"]
+            assert (error["field"], error["type"]) == (field, "date_window")
+            assert error["msg"] == window.problem(field, day)  # the quarantine's words
+        batch = c.post(
+            "/v1/score/batch",
+            json={"claims": [example, {**example, "claim_id": "F", "claim_date": "9999-12-31"}]},
+        ).json()
+        assert batch["scored"] == 1 and batch["results"][1]["error"][0]["type"] == "date_window"
 
 
 def test_body_size_limit_is_413_with_a_clear_message(

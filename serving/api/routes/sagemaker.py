@@ -107,7 +107,7 @@ async def invocations(
     if not claims:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no claims to score")
     check_batch_size(len(claims), settings, "invocation")
-    top_k = settings.top_features
+    args = (model, claims, settings.top_features, metrics, settings.claim_date_max_skew_days)
     if len(claims) <= INLINE_CLAIMS:
-        return batch_response(score_items(model, claims, top_k, metrics))
-    return batch_response(await asyncio.to_thread(score_items, model, claims, top_k, metrics))
+        return batch_response(score_items(*args))
+    return batch_response(await asyncio.to_thread(score_items, *args))

@@ -18,7 +18,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from fraud_core.schema import Decision
+from fraud_core.schema import DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS, Decision
 from fraud_core.scoring import FeatureContribution
 from serving.api.deps import (
     CLAIM_REQUEST_BODY,
@@ -30,7 +30,7 @@ from serving.api.deps import (
     service_of,
 )
 from serving.api.errors import error_details
-from serving.api.models import BatchRequest, BatchResponse, Claim, ScoreResponse
+from serving.api.models import BatchRequest, BatchResponse, Claim, ScoreResponse, claim_context
 from serving.api.openapi import NO_MODEL, TOO_MANY_CLAIMS, UNAUTHORIZED, Responses
 from serving.core.champion import LoadedModel
 from serving.core.config import MAX_TOP_FEATURES, Settings
@@ -169,6 +169,7 @@ def score_items(
     items: list[dict[str, Any]],
     top_k: int = 0,
     metrics: Metrics | None = None,
+    max_skew_days: int = DEFAULT_CLAIM_DATE_MAX_SKEW_DAYS,
 ) -> dict[str, Any]:
     """Validate each item on its own, score the valid ones together, answer in item order.
 
@@ -179,9 +180,10 @@ def score_items(
     errors: dict[int, list[dict[str, Any]]] = {}
     valid: list[tuple[int, BaseModel]] = []
     first_seen: dict[str, int] = {}
+    context = claim_context(max_skew_days)
     for i, item in enumerate(items):
         try:
-            claim = Claim.model_validate(item)
+            claim = Claim.model_validate(item, context=context)
         except ValidationError as exc:
             errors[i] = error_details(exc.errors(include_url=False, include_input=False))
             continue
@@ -259,5 +261,12 @@ async def score_batch(
     (a policyholder's two claims of the same day each see the other).
     """
     check_batch_size(len(body.claims), settings, "batch")
-    result = await asyncio.to_thread(score_items, model, body.claims, top_features or 0, metrics)
+    result = await asyncio.to_thread(
+        score_items,
+        model,
+        body.claims,
+        top_features or 0,
+        metrics,
+        settings.claim_date_max_skew_days,
+    )
     return batch_response(result)

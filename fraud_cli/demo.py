@@ -204,14 +204,20 @@ def summarize(
             "{k:<4}", f"{k:<4}"
         ),
         _row("champion (torch)", model),
-        _row("LightGBM baseline", lgbm),
+        _row("LightGBM (tuned)", lgbm),
     ]
     if bayes:
         lines.append(_row("Bayes-optimal", bayes))
         lines.append(
             f"champion AP is {model['average_precision'] / bayes['average_precision']:.0%} of the "
             f"Bayes-optimal AP and {model['average_precision'] / lgbm['average_precision']:.0%} "
-            "of LightGBM's"
+            "of the tuned LightGBM's"
+        )
+    tuned = champion.metrics.get("lightgbm_baseline")
+    if tuned:
+        lines.append(
+            f"LightGBM: best of {len(tuned['candidates'])} grid points by validation AP "
+            f"({', '.join(f'{k} {v}' for k, v in tuned['params'].items())})"
         )
     if len(fresh):
         lines.append(

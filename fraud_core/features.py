@@ -45,6 +45,11 @@ class Op(StrEnum):
     ABOVE = "above"  # 1.0 where x > threshold, else 0.0
 
 
+def _check_direction(name: str, direction: int) -> None:
+    if direction not in (-1, 0, 1):
+        raise ValueError(f"{name}: direction is +1 (risk rises), -1 (falls) or 0, not {direction}")
+
+
 @dataclass(frozen=True)
 class ClaimValue:
     """A number computed from one claim's own columns.
@@ -54,17 +59,21 @@ class ClaimValue:
         op: how it is computed.
         args: claim columns (by name) or other claim values the operation reads.
         threshold: the cut of :attr:`Op.ABOVE`.
+        direction: the sign of the fraud risk as the value grows, where the domain knows it
+            (+1 rises, -1 falls, 0 unknown or not monotonic); see :data:`DIRECTIONS`.
     """
 
     name: str
     op: Op
     args: tuple[str | ClaimValue, ...]
     threshold: float = 0.0
+    direction: int = 0
 
     def __post_init__(self) -> None:
         arity = {Op.COLUMN: 1, Op.LOG1P: 1, Op.ABOVE: 1, Op.RATIO: 2, Op.DAYS_BETWEEN: 2}
         if len(self.args) != arity[self.op]:
             raise ValueError(f"{self.name}: {self.op} takes {arity[self.op]} argument(s)")
+        _check_direction(self.name, self.direction)
         for arg in self.args:
             if isinstance(arg, str) and arg not in COLUMNS_BY_NAME:
                 raise ValueError(f"{self.name}: {arg!r} is not a claim column")
@@ -97,9 +106,9 @@ class ClaimValue:
                 return f"CASE WHEN {x} > {self.threshold:g} THEN 1.0 ELSE 0.0 END"
 
 
-def column(name: str) -> ClaimValue:
+def column(name: str, direction: int = 0) -> ClaimValue:
     """A claim column as a feature, under its own name."""
-    return ClaimValue(name, Op.COLUMN, (name,))
+    return ClaimValue(name, Op.COLUMN, (name,), direction=direction)
 
 
 class Stat(StrEnum):
@@ -125,6 +134,7 @@ class WindowFeature:
         of: the claim value summed or averaged (None for a count).
         log: the feature is ``log1p`` of the statistic (a negative sum, from float rounding,
             as 0).
+        direction: as :attr:`ClaimValue.direction`.
     """
 
     name: str
@@ -133,8 +143,10 @@ class WindowFeature:
     stat: Stat
     of: ClaimValue | None = None
     log: bool = False
+    direction: int = 0
 
     def __post_init__(self) -> None:
+        _check_direction(self.name, self.direction)
         if (self.of is None) != (self.stat == Stat.COUNT):
             raise ValueError(f"{self.name}: a count takes no value, a sum or mean one")
         if COLUMNS_BY_NAME[self.entity].kind not in ("id", "category"):
@@ -150,20 +162,27 @@ NUMERIC: tuple[ClaimValue | WindowFeature, ...] = (
     LOG_AMOUNT,
     ClaimValue("amount_to_limit", Op.RATIO, ("claimed_amount", "coverage_limit")),
     ClaimValue("deductible_to_amount", Op.RATIO, ("deductible", "claimed_amount")),
-    ClaimValue("days_since_policy_start", Op.DAYS_BETWEEN, (DATE, "policy_start_date")),
-    column("report_delay_days"),
+    ClaimValue(
+        "days_since_policy_start", Op.DAYS_BETWEEN, (DATE, "policy_start_date"), direction=-1
+    ),
+    column("report_delay_days", direction=+1),
     column("police_report"),
     column("witnesses"),
     column("asset_age_years"),
     column("prior_claims"),
-    WindowFeature("ph_claims_30d", POLICYHOLDER, 30, Stat.COUNT),
-    WindowFeature("ph_claims_365d", POLICYHOLDER, 365, Stat.COUNT),
+    WindowFeature("ph_claims_30d", POLICYHOLDER, 30, Stat.COUNT, direction=+1),
+    WindowFeature("ph_claims_365d", POLICYHOLDER, 365, Stat.COUNT, direction=+1),
     WindowFeature("ph_amount_30d_log", POLICYHOLDER, 30, Stat.SUM, of=AMOUNT, log=True),
     WindowFeature("prov_claims_90d", PROVIDER, 90, Stat.COUNT),
     WindowFeature("prov_mean_log_amount_90d", PROVIDER, 90, Stat.MEAN, of=LOG_AMOUNT),
     WindowFeature("prov_late_report_rate_90d", PROVIDER, 90, Stat.MEAN, of=LATE_REPORT),
 )
 NUMERIC_FEATURES: tuple[str, ...] = tuple(f.name for f in NUMERIC)
+# Features whose risk only ever rises (+1) or falls (-1) as they grow: a claim filed sooner
+# after its policy starts, reported later, or by a policyholder with more recent claims is
+# never less suspicious. Training penalises a network that contradicts them
+# (fraud_core.model.train.direction_violation); the gate's directional tests check them.
+DIRECTIONS: dict[str, int] = {f.name: f.direction for f in NUMERIC if f.direction}
 CATEGORICAL_FEATURES: tuple[str, ...] = ("incident_type", "region", "channel")
 FEATURES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 # Carried next to the features for training, evaluation and cost; never model inputs.

@@ -182,3 +182,33 @@ def ranking_report_random_ties(
         n=first.n,
         positives=first.positives,
     )
+
+
+def ap_by_scenario(
+    y_true: np.ndarray, scores: np.ndarray, scenarios: np.ndarray
+) -> dict[str, float]:
+    """Average precision per fraud scenario of simulated claims: for each scenario, the claims
+    that show it (its frauds and its innocent look-alikes) and those that show none, so each
+    figure says how well the scores pick that scenario's fraud out of ordinary claims.
+
+    Args:
+        y_true: fraud labels.
+        scores: the scores to judge.
+        scenarios: per claim, the scenario names it shows, ``+``-joined (``""`` for none), as
+            :func:`fraud_core.simulate.simulate_claims` writes them.
+
+    Returns:
+        Scenario name to AP, for scenarios with at least one fraud among their claims.
+    """
+    y, s = _check(y_true, scores)
+    shown = np.asarray(scenarios, dtype=object).ravel()
+    if shown.shape != y.shape:
+        raise ValueError("scenarios must align with labels")
+    parts = [set(str(v).split("+")) - {""} for v in shown]
+    plain = np.array([not p for p in parts])
+    out = {}
+    for name in sorted(set().union(*parts)):
+        rows = plain | np.array([name in p for p in parts])
+        if y[rows].any():
+            out[name] = average_precision(y[rows], s[rows])
+    return out

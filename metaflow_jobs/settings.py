@@ -36,15 +36,22 @@ class GridPoint(_Strict):
     dropout: float = Field(ge=0.0, lt=1.0)
     lr: float = Field(gt=0.0, lt=1.0)
     batch_size: int = Field(ge=64, le=65536)
+    seed: int = Field(default=0, ge=0, description="added to the flow's seed")
 
 
 class SearchSpace(_Strict):
-    """Values to try per hyperparameter; the grid is every combination of them."""
+    """Values to try per hyperparameter; the grid is every combination of them.
+
+    ``seed`` searches over initialisations too: with few fraud labels, which random start a
+    network gets moves its validation AP as much as its width does, and the best of a few
+    seeds (chosen on validation, like every other knob) is a cheap, honest gain.
+    """
 
     hidden: list[list[int]] = Field(min_length=1)
     dropout: list[float] = Field(min_length=1)
     lr: list[float] = Field(min_length=1)
     batch_size: list[int] = Field(min_length=1)
+    seed: list[int] = Field(default=[0], min_length=1)
 
     def points(self) -> list[GridPoint]:
         names = list(SearchSpace.model_fields)
@@ -60,6 +67,12 @@ class TrainingKnobs(_Strict):
     piecewise_bins: int = Field(
         default=0, ge=0, le=64, description="piecewise-linear encoding bins (0: off)"
     )
+    direction_penalty: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="weight of the directional penalty in the loss (0: off; see "
+        "fraud_core.model.train.direction_violation)",
+    )
 
 
 class SplitSettings(_Strict):
@@ -72,6 +85,27 @@ class DecisionSettings(_Strict):
     precision_k: int = Field(ge=1, description="investigators' capacity for precision@k")
 
 
+class LightGBMSettings(_Strict):
+    """The baseline the network must beat, tuned with a budget like the network's: every
+    combination of ``search``'s values over ``params``, early stopping on the same validation
+    split, the best by validation AP (fraud_core.training.lightgbm_baseline)."""
+
+    params: dict[str, Any] = Field(description="LightGBM parameters every candidate shares")
+    search: dict[str, list[Any]] = Field(
+        default_factory=dict, description="values to try per parameter (a grid)"
+    )
+
+    @model_validator(mode="after")
+    def _no_empty_or_overlapping_search(self) -> LightGBMSettings:
+        empty = [name for name, values in self.search.items() if not values]
+        if empty:
+            raise ValueError(f"lightgbm.search lists no values for {empty}")
+        both = sorted(set(self.search) & set(self.params))
+        if both:
+            raise ValueError(f"{both} are both fixed in lightgbm.params and searched")
+        return self
+
+
 class TrainingSettings(_Strict):
     """Everything the flow needs besides its run-time parameters."""
 
@@ -80,7 +114,7 @@ class TrainingSettings(_Strict):
     split: SplitSettings
     decision: DecisionSettings
     max_workers: int = Field(ge=1, le=256, description="parallel branches of the search")
-    lightgbm: dict[str, Any]
+    lightgbm: LightGBMSettings
 
     @model_validator(mode="after")
     def _split_leaves_training_rows(self) -> TrainingSettings:
@@ -104,7 +138,7 @@ def train_config(
     Args:
         knobs: the config's ``training`` section (validated).
         point: one point of the ``grid``.
-        seed: random seed of the branch.
+        seed: the flow's random seed (the point's own ``seed`` is added to it).
         max_epochs: overrides the knobs' ``max_epochs`` when positive.
     """
     from fraud_core.model.train import TrainConfig
@@ -116,8 +150,9 @@ def train_config(
         batch_size=point["batch_size"],
         embedding_dim=knobs["embedding_dim"],
         piecewise_bins=knobs["piecewise_bins"],
+        direction_penalty=knobs.get("direction_penalty", 0.0),
         weight_decay=knobs["weight_decay"],
         max_epochs=max_epochs or knobs["max_epochs"],
         patience=knobs["patience"],
-        seed=seed,
+        seed=seed + int(point.get("seed", 0)),
     )

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -13,6 +14,7 @@ from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import FEATURES, METRICS_FILE, QUARANTINE, RAW, SCORES
 from fraud_core.model.bundle import load_champion
 from fraud_core.warehouse import METRICS_KEY
+from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
 
 pytestmark = pytest.mark.slow
 # On 24k claims the held-out AP is noisy: compare with the champion loosely in the CLI test,
@@ -86,7 +88,11 @@ def test_champion_came_from_a_real_metaflow_run(demo) -> None:
     test = champion.metrics["test"]
     assert {"model", "lightgbm", "bayes_optimal"} <= test.keys()
     assert test["bayes_optimal"]["average_precision"] > test["model"]["average_precision"] > 0.05
-    assert len(champion.metrics["candidates"]) == 2  # one per grid point, each trained
+    grid = parse_settings(Path(DEFAULT_CONFIG).read_text())["grid"]
+    assert len(champion.metrics["candidates"]) == len(grid) > 1  # one per point, each trained
+    tuned = champion.metrics["lightgbm_baseline"]
+    assert len(tuned["candidates"]) > 1  # the baseline is tuned too
+    assert tuned["val_ap"] == max(c["val_ap"] for c in tuned["candidates"])
     text = summary.render()
     for needle in ("validated", "quarantined", champion.version, "Bayes-optimal", "LightGBM"):
         assert needle in text

@@ -102,3 +102,20 @@ def test_pr_curve_runs_from_the_highest_score() -> None:
     precision, recall = metrics.pr_curve(y, np.array([0.9, 0.8, 0.7, 0.1]))
     assert precision.tolist() == pytest.approx([1.0, 0.5, 2 / 3, 0.5])
     assert recall.tolist() == [0.5, 0.5, 1.0, 1.0]
+
+
+def test_ap_by_scenario_judges_each_scenario_against_plain_claims() -> None:
+    from fraud_core.metrics import ap_by_scenario
+
+    y = np.array([1, 0, 1, 0, 0, 1, 0, 0], dtype=bool)
+    scenario = np.array(["a", "a", "b", "", "", "a+b", "b", ""], dtype=object)
+    # Scores rank a's frauds first and b's fraud below plain claims.
+    scores = np.array([0.9, 0.1, 0.05, 0.2, 0.3, 0.8, 0.01, 0.25])
+    out = ap_by_scenario(y, scores, scenario)
+    assert set(out) == {"a", "b"}
+    assert out["a"] == 1.0  # rows a, a, "", "", a+b, "": both frauds on top
+    rows = np.array([False, False, True, True, True, True, True, True])
+    assert out["b"] == pytest.approx(average_precision_score(y[rows], scores[rows]))
+    assert out["b"] < 1.0
+    with pytest.raises(ValueError, match="align"):
+        ap_by_scenario(y, scores, scenario[:3])

@@ -9,11 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
+from fraud_core.features import DIRECTIONS, NUMERIC_FEATURES, Stat, WindowFeature
 from fraud_core.gate import GateConfig, evaluate_gate
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import FEATURES
 from fraud_core.model.bundle import BundleError, ModelBundle, load_champion
+from fraud_core.model.network import FraudNet, NetConfig
 from fraud_core.model.preprocessing import PiecewiseLinear, Standardize, Vocabulary
+from fraud_core.model.train import direction_violation
 from fraud_core.training import holdout_of
 
 
@@ -183,3 +186,50 @@ def test_score_rises_with_suspicious_signals(lakehouse: Lakehouse) -> None:
         amount_to_limit=0.97, report_delay_days=60.0, days_since_policy_start=5.0, ph_claims_30d=3.0
     )
     assert bundle.predict_proba(suspicious)[0] > bundle.predict_proba(calm)[0]
+
+
+def _linear_net(weight_of: dict[str, float]) -> FraudNet:
+    """A network that is one linear layer over the standardized numerics (identity scaling)."""
+    net = FraudNet(NetConfig(list(NUMERIC_FEATURES), [3, 3, 3], hidden=[], embedding_dim=1))
+    with torch.no_grad():
+        net.standardize.mean.zero_()
+        net.standardize.std.fill_(1.0)
+        layer = net.mlp[0]
+        layer.weight.zero_()
+        layer.bias.zero_()
+        for name, w in weight_of.items():
+            layer.weight[0, NUMERIC_FEATURES.index(name)] = w
+    return net
+
+
+@pytest.mark.parametrize("name", sorted(DIRECTIONS))
+def test_direction_violation_charges_only_a_reversed_signal(name: str) -> None:
+    """A network whose logit moves with a feature's declared direction pays nothing; the same
+    network with the sign reversed pays, and the payment trains it (it has a gradient)."""
+    rng = np.random.default_rng(0)
+    numeric = torch.from_numpy(rng.uniform(0.0, 5.0, (512, len(NUMERIC_FEATURES))).astype("f4"))
+    numeric[::7, NUMERIC_FEATURES.index(name)] = float("nan")  # missing values push nothing
+    codes = torch.zeros((512, 3), dtype=torch.int64)
+    sign = DIRECTIONS[name]
+    for weight, pays in ((sign, False), (-sign, True)):
+        net = _linear_net({name: float(weight)}).train()
+        logits = net(numeric, codes)
+        violation = direction_violation(
+            net, numeric, codes, logits, torch.Generator().manual_seed(1)
+        )
+        assert net.training  # put back in training mode
+        assert bool(violation > 0) == pays, (name, weight, float(violation))
+        if pays:
+            violation.backward()
+            assert net.mlp[0].weight.grad[0, NUMERIC_FEATURES.index(name)] != 0
+
+
+def test_directions_are_declared_on_the_features() -> None:
+    assert DIRECTIONS == {
+        "days_since_policy_start": -1,
+        "report_delay_days": 1,
+        "ph_claims_30d": 1,
+        "ph_claims_365d": 1,
+    }
+    with pytest.raises(ValueError, match="direction is"):
+        WindowFeature("x", "policyholder_id", 30, Stat.COUNT, direction=2)

@@ -54,7 +54,7 @@ TRAINING_CONFIG = {
     "split": {"val_fraction": 0.15, "test_fraction": 0.15},
     "decision": {"investigation_cost": 150.0, "precision_k": 100},
     "max_workers": 1,
-    "lightgbm": {"learning_rate": 0.1, "num_leaves": 15, "num_boost_round": 50},
+    "lightgbm": {"params": {"learning_rate": 0.1, "num_leaves": 15, "num_boost_round": 50}},
 }
 START_SENSOR = """
 mutation Start($selector: SensorSelector!) {

@@ -55,7 +55,7 @@ TRAINING_CONFIG = {
     "split": {"val_fraction": 0.15, "test_fraction": 0.15},
     "decision": {"investigation_cost": 150.0, "precision_k": 100},
     "max_workers": 2,
-    "lightgbm": {"learning_rate": 0.1, "num_leaves": 15, "num_boost_round": 200},
+    "lightgbm": {"params": {"learning_rate": 0.1, "num_leaves": 15, "num_boost_round": 200}},
 }
 # Against no champion: the gate's absolute conditions decide.
 GATE = {"fraud_model_model_gate": {"config": {"max_ap_drop": 1.0}}}

@@ -6,7 +6,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
+from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings, train_config
 
 
 def _config(**changes) -> str:
@@ -22,13 +22,26 @@ def _config(**changes) -> str:
 
 def test_default_config_expands_to_the_grid() -> None:
     settings = parse_settings(Path(DEFAULT_CONFIG).read_text())
-    assert len(settings["grid"]) == 2
-    assert {tuple(p["hidden"]) for p in settings["grid"]} == {(64, 32), (128, 64)}
+    points = {(tuple(p["hidden"]), p["seed"]) for p in settings["grid"]}
+    assert points == {((64, 32), seed) for seed in range(4)}
+    assert settings["training"]["piecewise_bins"] > 0 < settings["training"]["direction_penalty"]
+
+
+def test_a_branch_seed_is_the_flow_seed_plus_the_points() -> None:
+    settings = parse_settings(Path(DEFAULT_CONFIG).read_text())
+    seeds = [train_config(settings["training"], p, 100).seed for p in settings["grid"]]
+    assert seeds == [100, 101, 102, 103]
+    assert train_config(settings["training"], settings["grid"][0], 0).direction_penalty == 1.0
+
+
+def test_the_lightgbm_baseline_searches_a_grid() -> None:
+    lightgbm = parse_settings(Path(DEFAULT_CONFIG).read_text())["lightgbm"]
+    assert len(lightgbm["search"]) == 3 and not set(lightgbm["search"]) & set(lightgbm["params"])
 
 
 def test_a_bigger_search_is_one_change() -> None:
     settings = parse_settings(_config(search__lr=[0.001, 0.003, 0.01], search__dropout=[0.0, 0.2]))
-    assert len(settings["grid"]) == 2 * 3 * 2
+    assert len(settings["grid"]) == 1 * 4 * 3 * 2  # hidden x seed x lr x dropout
 
 
 @pytest.mark.parametrize(
@@ -39,6 +52,9 @@ def test_a_bigger_search_is_one_change() -> None:
         ({"split__val_fraction": 0.45, "split__test_fraction": 0.45}, "at least 20% for training"),
         ({"training__patience": 0}, "greater than or equal to 1"),
         ({"search__momentum": [0.9]}, "Extra inputs are not permitted"),
+        ({"lightgbm__search__num_leaves": []}, "lists no values for"),
+        ({"lightgbm__params__num_leaves": 7}, "both fixed in lightgbm.params and searched"),
+        ({"training__direction_penalty": -1.0}, "greater than or equal to 0"),
     ],
 )
 def test_bad_configs_are_refused(changes, message) -> None:

@@ -136,7 +136,7 @@ def lightgbm_baseline(
             callbacks=[lgb.early_stopping(patience, verbose=False)],
         )
         val_ap = metrics.average_precision(
-            y_val, booster.predict(val_frame, num_iteration=booster.best_iteration)
+            y_val, np.asarray(booster.predict(val_frame, num_iteration=booster.best_iteration))
         )
         candidates.append({**point, "val_ap": val_ap, "rounds": booster.best_iteration})
         if best is None or val_ap > best[0]:

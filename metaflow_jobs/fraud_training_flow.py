@@ -109,10 +109,14 @@ class FraudTrainingFlow(FlowSpec):
 
     @step
     def join(self, inputs) -> None:  # type: ignore[no-untyped-def]
-        """Keep every candidate's metrics; calibrate the best and fit its threshold."""
-        from fraud_core.metrics import cost_optimal_threshold
+        """Keep every candidate's metrics; average the best with the next best of its
+        architecture (``training.ensemble``), calibrate it and fit its threshold."""
+        from safetensors.torch import save as save_safetensors
+
+        from fraud_core.metrics import average_precision, cost_optimal_threshold
         from fraud_core.model.bundle import ModelBundle
         from fraud_core.model.calibration import fit_platt, sigmoid
+        from fraud_core.model.train import ensemble_of
 
         self.merge_artifacts(
             inputs,
@@ -128,17 +132,26 @@ class FraudTrainingFlow(FlowSpec):
             }
             for inp in inputs
         ]
-        best = max(inputs, key=lambda inp: inp.val_ap)
-        self.best_hparams = best.hparams
-        self.net_config, self.vocabulary, self.weights = (
-            best.net_config,
-            best.vocabulary,
-            best.weights,
+        # The best candidate, averaged with the next best of its architecture (training.ensemble).
+        nets = [
+            ModelBundle.from_weights(inp.weights, inp.net_config, inp.vocabulary).net
+            for inp in inputs
+        ]
+        net, members = ensemble_of(
+            nets, [inp.val_ap for inp in inputs], self.settings.training.ensemble
         )
+        best = inputs[members[0]]
+        if any(inputs[i].vocabulary != best.vocabulary for i in members):
+            raise ValueError("the candidates saw different categories: not one training set")
+        self.best_hparams = best.hparams
+        self.ensemble_members = [dict(inputs[i].hparams) for i in members]
+        self.net_config, self.vocabulary = net.config.as_dict(), best.vocabulary
+        self.weights = save_safetensors({k: v.contiguous() for k, v in net.state_dict().items()})
         candidate = ModelBundle.from_weights(self.weights, self.net_config, self.vocabulary)
         val = self._split().val
         logits = candidate.logits(val)
         labels = val["is_fraud"].to_numpy(dtype=bool)
+        self.ensemble_val_ap = average_precision(labels, logits)
         self.calibration = fit_platt(logits, labels)
         a, b = self.calibration
         self.threshold = cost_optimal_threshold(
@@ -226,6 +239,13 @@ class FraudTrainingFlow(FlowSpec):
         rows = [[str(c.get(k)) for k in keys] for c in self.candidates]
         current.card["evaluation"].append(Markdown("## Candidates (validation AP)"))
         current.card["evaluation"].append(Table(rows, headers=keys))
+        current.card["evaluation"].append(
+            Markdown(
+                f"Model: the mean logit of {len(self.ensemble_members)} candidate(s) (seeds "
+                f"{[m.get('seed', 0) for m in self.ensemble_members]}), validation AP "
+                f"{self.ensemble_val_ap:.4f}"
+            )
+        )
         current.card["evaluation"].append(Markdown("## Held-out claims"))
         names = list(self.test_metrics)
         stats = ["average_precision", "roc_auc", "precision_at_k", "recall_at_1pct_fpr"]
@@ -265,6 +285,7 @@ class FraudTrainingFlow(FlowSpec):
             "test": self.test_metrics,
             "candidates": self.candidates,
             "lightgbm_baseline": self.lightgbm_baseline,
+            "ensemble": {"members": self.ensemble_members, "val_ap": self.ensemble_val_ap},
         }
         bundle.lineage = {
             "metaflow_run": f"{current.flow_name}/{current.run_id}",

@@ -67,6 +67,12 @@ class TrainingKnobs(_Strict):
     piecewise_bins: int = Field(
         default=0, ge=0, le=64, description="piecewise-linear encoding bins (0: off)"
     )
+    ensemble: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="average the best N candidates of the best one's architecture (1: off)",
+    )
     direction_penalty: float = Field(
         default=0.0,
         ge=0.0,

@@ -85,3 +85,76 @@ class FraudNet(nn.Module):
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         parts = list(self.mlp_inputs(numeric, codes).values())
         return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+
+
+@torch.no_grad()
+def average_of(nets: list[FraudNet]) -> FraudNet:
+    """One :class:`FraudNet` whose logit is the mean logit of ``nets``, exactly.
+
+    The members must share an architecture and preprocessing state (networks of one search
+    point trained on the same rows with different seeds: the preprocessing is fitted on the
+    rows alone). The result is an ordinary, wider FraudNet: each member's hidden units side by
+    side, each layer block-diagonal (a member's units read only its own), the category
+    embeddings side by side, the output layer averaging. So the bundle, the fast path and the
+    attribution serve an ensemble with no new code.
+    """
+    first = nets[0]
+    cfg, k = first.config, len(nets)
+    for net in nets[1:]:
+        if net.config != cfg:
+            raise ValueError("only networks of one architecture can be averaged")
+        fitted = ((first.standardize, net.standardize), (first.piecewise, net.piecewise))
+        for ours, theirs in fitted:
+            state = ours.state_dict() if ours is not None else {}
+            other = theirs.state_dict() if theirs is not None else {}
+            if any(not torch.equal(state[key], other[key]) for key in state):
+                raise ValueError("networks fitted on different rows cannot be averaged")
+    merged = FraudNet(
+        NetConfig(
+            numeric=list(cfg.numeric),
+            cardinalities=list(cfg.cardinalities),
+            hidden=[k * size for size in cfg.hidden],
+            dropout=cfg.dropout,
+            embedding_dim=k * cfg.embedding_dim,
+            piecewise_bins=cfg.piecewise_bins,
+        )
+    )
+    merged.standardize.load_state_dict(first.standardize.state_dict())
+    if first.piecewise is not None and merged.piecewise is not None:
+        merged.piecewise.load_state_dict(first.piecewise.state_dict())
+    merged.embeddings.load_state_dict(
+        {
+            f"tables.{c}.weight": torch.cat(
+                [net.state_dict()[f"embeddings.tables.{c}.weight"] for net in nets], dim=1
+            )
+            for c in range(len(cfg.cardinalities))
+        }
+    )
+    # Where member i's MLP inputs sit among the merged network's.
+    n_num, dim = len(cfg.numeric), cfg.embedding_dim
+    n_cat, n_pw = len(cfg.cardinalities), (first.piecewise.out_features if first.piecewise else 0)
+
+    def columns(i: int) -> torch.Tensor:
+        embedded = [n_num + c * k * dim + i * dim + j for c in range(n_cat) for j in range(dim)]
+        tail = n_num + n_cat * k * dim
+        return torch.tensor([*range(n_num), *embedded, *range(tail, tail + n_pw)])
+
+    linears = [m for m in merged.mlp if isinstance(m, nn.Linear)]
+    members = [[m for m in net.mlp if isinstance(m, nn.Linear)] for net in nets]
+    for layer in linears:
+        layer.weight.zero_()
+    for i, own in enumerate(members):
+        for depth, (layer, mine) in enumerate(zip(linears, own, strict=True)):
+            rows = slice(i * mine.out_features, (i + 1) * mine.out_features)
+            if depth == len(linears) - 1:  # the output: the mean of the members' logits
+                cols = slice(i * mine.in_features, (i + 1) * mine.in_features)
+                layer.weight[:, cols] = mine.weight / k
+                continue
+            if depth == 0:
+                layer.weight[rows, columns(i)] = mine.weight
+            else:
+                cols = slice(i * mine.in_features, (i + 1) * mine.in_features)
+                layer.weight[rows, cols] = mine.weight
+            layer.bias[rows] = mine.bias
+    linears[-1].bias.copy_(torch.stack([own[-1].bias for own in members]).mean(dim=0))
+    return merged.eval()

@@ -14,9 +14,9 @@ from fraud_core.gate import GateConfig, evaluate_gate
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import FEATURES
 from fraud_core.model.bundle import BundleError, ModelBundle, load_champion
-from fraud_core.model.network import FraudNet, NetConfig
+from fraud_core.model.network import FraudNet, NetConfig, average_of
 from fraud_core.model.preprocessing import PiecewiseLinear, Standardize, Vocabulary
-from fraud_core.model.train import direction_violation
+from fraud_core.model.train import direction_violation, ensemble_of
 from fraud_core.training import holdout_of
 
 
@@ -233,3 +233,61 @@ def test_directions_are_declared_on_the_features() -> None:
     }
     with pytest.raises(ValueError, match="direction is"):
         WindowFeature("x", "policyholder_id", 30, Stat.COUNT, direction=2)
+
+
+def _fitted_nets(count: int, bins: int = 4, hidden: list[int] | None = None) -> list[FraudNet]:
+    """Networks of different seeds sharing preprocessing fitted on the same rows."""
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.gamma(2.0, 3.0, (600, len(NUMERIC_FEATURES))).astype("f4"))
+    x[::5, 2] = float("nan")
+    config = NetConfig(list(NUMERIC_FEATURES), [7, 5, 4], hidden or [16, 8], piecewise_bins=bins)
+    first = FraudNet(config)
+    first.standardize.fit(x)
+    if first.piecewise is not None:
+        first.piecewise.fit(x, rng.random(600) < 0.2, min_leaf=20)
+    nets = [first]
+    for seed in range(1, count):
+        torch.manual_seed(seed)
+        net = FraudNet(config)
+        fitted = ("standardize", "piecewise")
+        state = {k: v for k, v in first.state_dict().items() if k.startswith(fitted)}
+        net.load_state_dict({**net.state_dict(), **state})
+        nets.append(net)
+    return [net.eval() for net in nets]
+
+
+@pytest.mark.parametrize("bins", [0, 4])
+def test_averaged_networks_score_the_mean_logit(bins: int) -> None:
+    nets = _fitted_nets(3, bins)
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.gamma(2.0, 3.0, (400, len(NUMERIC_FEATURES))).astype("f4"))
+    x[::9, 0] = float("nan")
+    codes = torch.from_numpy(rng.integers(0, 5, (400, 3)))
+    merged = average_of(nets)
+    with torch.no_grad():
+        want = torch.stack([net(x, codes) for net in nets]).mean(dim=0)
+        torch.testing.assert_close(merged(x, codes), want, rtol=1e-5, atol=1e-5)
+    assert merged.config.hidden == [48, 24] and merged.config.embedding_dim == 12
+    # Refused: other architectures, or preprocessing fitted on other rows.
+    with pytest.raises(ValueError, match="one architecture"):
+        average_of([nets[0], _fitted_nets(1, bins, hidden=[8])[0]])
+    other = _fitted_nets(1, bins)[0]
+    with torch.no_grad():
+        other.standardize.mean.add_(1.0)
+    with pytest.raises(ValueError, match="different rows"):
+        average_of([nets[0], other])
+
+
+def test_the_ensemble_is_the_best_and_its_runners_up_of_one_architecture() -> None:
+    nets = _fitted_nets(3) + _fitted_nets(1, hidden=[8])
+    net, members = ensemble_of(nets, [0.50, 0.30, 0.25, 0.40], size=2)
+    assert members == [0, 1]  # the runner-up by AP (the [8] network) is another architecture
+    assert net.config.hidden == [32, 16]
+    net, members = ensemble_of(nets, [0.50, 0.30, 0.25, 0.40], size=5)
+    assert members == [0, 1, 2]
+    lone, members = ensemble_of(nets, [0.20, 0.30, 0.25, 0.40], size=3)
+    assert lone is nets[3] and members == [3]  # the best architecture has one candidate
+    alone, members = ensemble_of(nets, [0.50, 0.30, 0.25, 0.40], size=1)
+    assert alone is nets[0] and members == [0]
+    with pytest.raises(ValueError, match="size >= 1"):
+        ensemble_of(nets, [0.1], size=2)

@@ -34,7 +34,7 @@ from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.model.bundle import BundleError
 from fraud_core.model.fast import NumpyForward
-from fraud_core.model.network import FraudNet, NetConfig
+from fraud_core.model.network import FraudNet, NetConfig, average_of
 from fraud_core.model.train import encode
 from fraud_core.online.history import HistoryIndex
 from fraud_core.online.plan import Plan
@@ -247,9 +247,10 @@ def test_numpy_forward_matches_torch_with_nan_and_extremes(
     np.testing.assert_allclose(fast.logits(x, codes), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("bins", [0, 5])
-def test_numpy_forward_of_any_encoding_matches_torch(bins: int) -> None:
-    """Networks with and without the piecewise-linear encoding (older bundles have none)."""
+@pytest.mark.parametrize(("bins", "members"), [(0, 1), (5, 1), (5, 3)])
+def test_numpy_forward_of_any_encoding_matches_torch(bins: int, members: int) -> None:
+    """Networks with and without the piecewise-linear encoding (older bundles have none), and
+    an ensemble of seeds averaged into one network (training.ensemble)."""
     torch.manual_seed(bins)
     net = FraudNet(NetConfig(NUMERIC, [7, 5, 4], [16, 8], piecewise_bins=bins)).eval()
     rng = np.random.default_rng(bins)
@@ -258,6 +259,13 @@ def test_numpy_forward_of_any_encoding_matches_torch(bins: int) -> None:
     if net.piecewise is not None:
         net.piecewise.fit(train, (train[:, 0] > 40).numpy())
         assert net.piecewise.low.shape == (len(NUMERIC), bins)
+    if members > 1:
+        others = [FraudNet(net.config) for _ in range(members - 1)]
+        for other in others:
+            other.standardize.load_state_dict(net.standardize.state_dict())
+            other.piecewise.load_state_dict(net.piecewise.state_dict())
+        net = average_of([net, *others])
+        assert net.config.hidden == [16 * members, 8 * members]
     fast = NumpyForward.from_net(net, tuple(CATEGORICAL_FEATURES))
     x = rng.gamma(2.0, 20.0, size=(300, len(NUMERIC))).astype(np.float32)
     x[::7, 0] = np.nan

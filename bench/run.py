@@ -30,7 +30,7 @@ SLOTS: tuple[tuple[str, str, str], ...] = (
     ("features", "bench.features", "claim_features vs a plain DuckDB implementation"),
     ("training", "bench.training", "search speed-up, training throughput in the flow"),
     ("gx_suite", "bench.gx", "claims suite and drift check over 1M claims"),
-    ("landing", "bench.landing", "sensor tick with 10,000 files seen, ingest throughput"),
+    ("landing", "bench.landing", "sensor tick, ingest throughput, large-file memory"),
     ("replicate", "bench.replicate", "metrics replication to the warehouse"),
     ("serve", "bench.serve", "scoring API under load"),
 )

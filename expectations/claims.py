@@ -447,10 +447,19 @@ class SeenIds:
     lookup searches O(log n) runs. Two different ids share a hash with odds of about n² / 2⁶⁵
     (one in a million for 10 million claims); such a claim would be quarantined as a
     duplicate, with its reason, never dropped.
+
+    Two sorted runs are merged by a stable sort of the two laid end to end (numpy's timsort
+    finds the two runs and merges them in linear time), then repeats are dropped: neither
+    ``np.union1d`` nor ``np.unique`` (a full sort, and several temporary copies) is used.
     """
 
     def __init__(self) -> None:
         self._runs: list[np.ndarray] = []
+
+    @property
+    def runs(self) -> tuple[np.ndarray, ...]:
+        """The sorted runs, oldest (and largest) first; no hash appears twice in a run."""
+        return tuple(self._runs)
 
     @staticmethod
     def hashes(ids: pd.Series) -> np.ndarray:
@@ -469,10 +478,22 @@ class SeenIds:
         """Remember these hashes."""
         if not len(hashes):
             return
-        self._runs.append(np.unique(hashes))
+        self._runs.append(_distinct(np.sort(hashes, kind="stable")))
         while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
             last = self._runs.pop()
-            self._runs[-1] = np.union1d(self._runs[-1], last)
+            merged = np.concatenate((self._runs[-1], last))
+            merged.sort(kind="stable")
+            self._runs[-1] = _distinct(merged)
+
+
+def _distinct(ordered: np.ndarray) -> np.ndarray:
+    """A sorted array without its repeats (each value once)."""
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered if keep.all() else ordered[keep]
 
 
 class ClaimsValidator:

@@ -266,6 +266,12 @@ class Lakehouse:
             )
         return self.read_parquet(rel)
 
+    def batch_rows(self, dataset: str, batch_id: str) -> int:
+        """The rows of one batch partition, from its Parquet footer (no row is read)."""
+        rel = self.batch_file(dataset, batch_id)
+        with self.fs.open(self.path(rel), "rb") as fh:
+            return int(pq.ParquetFile(fh).metadata.num_rows)
+
     def batches(self, dataset: str) -> list[str]:
         """Batch ids present in ``dataset`` (folders holding a partition file), sorted.
 

@@ -444,6 +444,31 @@ def test_a_claim_id_repeated_in_a_later_chunk_is_quarantined() -> None:
     assert summary.failures_by_expectation == {"claim_id: unique": 2}
 
 
+def test_seen_ids_find_every_earlier_id_across_many_merges() -> None:
+    rng = np.random.default_rng(18)
+    seen, expected = claims_suite.SeenIds(), set()
+    for _ in range(400):  # batches of 0 to 300 ids from 20,000, repeats within and across
+        ids = rng.integers(0, 20_000, rng.integers(0, 300)).astype(np.uint64)
+        found = seen.contains(ids)
+        assert found.tolist() == [int(i) in expected for i in ids]
+        seen.add(ids)
+        expected.update(int(i) for i in ids)
+        for run in seen.runs:  # sorted, each hash once
+            assert (np.diff(run.astype(np.int64)) > 0).all()
+        assert len(seen.runs) <= 2 * int(np.log2(max(len(expected), 2))) + 1  # merged
+    assert len(expected) > 15_000
+    assert set().union(*(r.tolist() for r in seen.runs)) == expected
+    everything = np.arange(20_000, dtype=np.uint64)
+    assert seen.contains(everything).tolist() == [int(i) in expected for i in everything]
+
+
+def test_seen_ids_merge_keeps_each_hash_once() -> None:
+    seen = claims_suite.SeenIds()
+    seen.add(np.array([5, 3, 5, 9], dtype=np.uint64))
+    seen.add(np.array([9, 3, 1], dtype=np.uint64))  # merged with the first run (3 <= 2 * 3)
+    assert [r.tolist() for r in seen.runs] == [[1, 3, 5, 9]]
+
+
 # --- dates a claim cannot carry, and feeds' formats ----------------------------------------------
 WINDOW = DateWindow.until_today(1, today=dt.date(2026, 3, 1))
 

@@ -89,3 +89,14 @@ def test_uris_and_their_schemes(tmp_path) -> None:
     lh = Lakehouse(str(tmp_path), storage_options={"auto_mkdir": True})
     assert "storage_options" not in repr(lh)  # settings may hold secrets: never printed
     assert lh.url(RAW) == f"{tmp_path}/{RAW}"
+
+
+def test_batch_rows_come_from_the_footer(tmp_path) -> None:
+    lh = Lakehouse(str(tmp_path))
+    writer = lh.partition_writer(RAW, "b1", pd.DataFrame({"x": pd.Series([], dtype="int64")}))
+    for start in range(0, 2_500, 1_000):
+        writer.write(pd.DataFrame({"x": range(start, min(start + 1_000, 2_500))}))
+    writer.commit()
+    lh.write_batch(RAW, "empty", pd.DataFrame({"x": pd.Series([], dtype="int64")}))
+    assert lh.batch_rows(RAW, "b1") == 2_500 == len(lh.read_batch(RAW, "b1"))
+    assert lh.batch_rows(RAW, "empty") == 0

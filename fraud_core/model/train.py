@@ -133,9 +133,9 @@ def direction_violation(
     pushed[torch.arange(len(rows)), col] = torch.clamp(own + sign * step, low, high)
     training = net.training
     net.eval()
-    drop = net(numeric[rows], codes[rows]) - net(pushed, codes[rows])
+    both = net(torch.cat([numeric[rows], pushed]), codes[rows].repeat(2, 1))
     net.train(training)
-    return torch.relu(drop).mean()
+    return torch.relu(both[: len(rows)] - both[len(rows) :]).mean()
 
 
 def fit(

@@ -23,14 +23,14 @@ def _config(**changes) -> str:
 def test_default_config_expands_to_the_grid() -> None:
     settings = parse_settings(Path(DEFAULT_CONFIG).read_text())
     points = {(tuple(p["hidden"]), p["seed"]) for p in settings["grid"]}
-    assert points == {((64, 32), seed) for seed in range(4)}
+    assert points == {((64, 32), seed) for seed in range(2)}
     assert settings["training"]["piecewise_bins"] > 0 < settings["training"]["direction_penalty"]
 
 
 def test_a_branch_seed_is_the_flow_seed_plus_the_points() -> None:
     settings = parse_settings(Path(DEFAULT_CONFIG).read_text())
     seeds = [train_config(settings["training"], p, 100).seed for p in settings["grid"]]
-    assert seeds == [100, 101, 102, 103]
+    assert seeds == [100, 101]
     assert train_config(settings["training"], settings["grid"][0], 0).direction_penalty == 1.0
 
 
@@ -41,7 +41,7 @@ def test_the_lightgbm_baseline_searches_a_grid() -> None:
 
 def test_a_bigger_search_is_one_change() -> None:
     settings = parse_settings(_config(search__lr=[0.001, 0.003, 0.01], search__dropout=[0.0, 0.2]))
-    assert len(settings["grid"]) == 1 * 4 * 3 * 2  # hidden x seed x lr x dropout
+    assert len(settings["grid"]) == 1 * 2 * 3 * 2  # hidden x seed x lr x dropout
 
 
 @pytest.mark.parametrize(

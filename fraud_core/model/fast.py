@@ -18,7 +18,8 @@ matrix product become one row gather.
 A network with the piecewise-linear encoding
 (:class:`~fraud_core.model.preprocessing.PiecewiseLinear`) adds, per numeric feature, its ramp
 over the bins times the first layer's weights for them: in the one-claim kernel, a loop over
-the bins the value has reached (the rest encode as zeros and add nothing).
+the bins the value has reached (the rest encode as zeros and add nothing), where the bins it
+fills add their weights summed in advance, one row per feature.
 
 Attribution is *gradient x input* in the space the MLP sees: for a numeric feature, the
 standardized value ``z`` (after log1p, centring on the training mean, scaling and clipping; 0
@@ -59,6 +60,9 @@ class ForwardArrays(NamedTuple):
         hidden_flat: each later hidden layer's ``(in, out)`` weights then its bias, one layer
             after another.
         widths: the width of every hidden layer, the first included.
+        piecewise_cum: per feature, the sums of the first layer's weights over its first
+            ``t`` bins, ``(f, bins + 1, h1)``: a value past ``t`` bins adds their weights in
+            one row instead of ``t``.
     """
 
     log_mask: np.ndarray
@@ -75,6 +79,7 @@ class ForwardArrays(NamedTuple):
     piecewise_low: np.ndarray
     piecewise_width: np.ndarray
     piecewise_weight: np.ndarray
+    piecewise_cum: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -135,9 +140,14 @@ class NumpyForward:
         flat = [np.concatenate([w.ravel(), b]) for w, b in self.hidden]
         packed = np.concatenate(flat) if flat else np.zeros(0, np.float32)
         widths = [self.numeric_weight.shape[1]] + [w.shape[1] for w, _ in self.hidden]
+        (f, bins), h1 = self.piecewise_low.shape, self.numeric_weight.shape[1]
+        per_bin = self.piecewise_weight.astype(np.float64).reshape(f, bins, h1)
+        cum = np.zeros((f, bins + 1, h1), np.float64)
+        np.cumsum(per_bin, axis=1, out=cum[:, 1:])  # summed in float64, rounded once
         packed_arrays: dict[str, Any] = {
             "hidden_flat": np.ascontiguousarray(packed, dtype=np.float32),
             "widths": np.array(widths, dtype=np.int64),
+            "piecewise_cum": np.ascontiguousarray(cum, dtype=np.float32),
         }
         arrays: dict[str, Any] = {  # the rest are this network's arrays of the same names
             name: packed_arrays[name] if name in packed_arrays else getattr(self, name)
@@ -367,10 +377,11 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
     numeric_weight, first_bias, category_table = a.numeric_weight, a.first_bias, a.category_table
     hidden_flat, widths = a.hidden_flat, a.widths
     output_weight, output_bias = a.output_weight, a.output_bias
-    piecewise_low, piecewise_width, piecewise_weight = (
+    piecewise_low, piecewise_width, piecewise_weight, piecewise_cum = (
         a.piecewise_low,
         a.piecewise_width,
         a.piecewise_weight,
+        a.piecewise_cum,
     )
     n_rows = min(len(codes), a.category_offsets.shape[0])
     rows = np.empty(n_rows, np.int64)
@@ -420,11 +431,22 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
         for j in range(h1):
             acts[j] += zi * numeric_weight[i, j]
     ramp = np.zeros((f, bins), np.float32)
+    full = np.zeros(f, np.int64)  # per feature, how many leading bins the value fills
     for i in range(f):
         if np.isnan(x[i]):
             continue  # a missing value encodes as all zeros
         v = np.float32(x[i])
-        for t in range(bins):
+        # Bins are contiguous and ascending: the value fills a run of leading bins (their
+        # weights summed in advance: one row), then at most a part of the next.
+        t = 0
+        while t < bins and (v - piecewise_low[i, t]) / piecewise_width[i, t] >= 1.0:
+            ramp[i, t] = 1.0
+            t += 1
+        full[i] = t
+        if t > 0:
+            for j in range(h1):
+                acts[j] += piecewise_cum[i, t, j]
+        for t in range(full[i], bins):
             e = (v - piecewise_low[i, t]) / piecewise_width[i, t]
             if not e > 0.0:
                 continue
@@ -485,7 +507,12 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
         for j in range(h1):
             acc += numeric_weight[i, j] * grad[j]
         contributions[i] = acc * z[i]
-        for t in range(bins):
+        if full[i] > 0:  # the filled bins (ramp 1), through their summed weights
+            acc = np.float32(0.0)
+            for j in range(h1):
+                acc += piecewise_cum[i, full[i], j] * grad[j]
+            contributions[i] += acc
+        for t in range(full[i], bins):
             if ramp[i, t] > 0.0:
                 acc = np.float32(0.0)
                 for j in range(h1):

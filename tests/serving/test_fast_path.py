@@ -247,7 +247,7 @@ def test_numpy_forward_matches_torch_with_nan_and_extremes(
     np.testing.assert_allclose(fast.logits(x, codes), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(("bins", "members"), [(0, 1), (5, 1), (5, 3)])
+@pytest.mark.parametrize(("bins", "members"), [(0, 1), (5, 1), (5, 3), (32, 2)])
 def test_numpy_forward_of_any_encoding_matches_torch(bins: int, members: int) -> None:
     """Networks with and without the piecewise-linear encoding (older bundles have none), and
     an ensemble of seeds averaged into one network (training.ensemble)."""

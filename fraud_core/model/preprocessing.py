@@ -65,8 +65,15 @@ class PiecewiseLinear(nn.Module):
         self.out_features = n_features * bins
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor, y: np.ndarray, min_leaf: int = 200) -> PiecewiseLinear:
-        """Bin edges per feature: a decision tree's thresholds on that feature alone."""
+    def fit(self, x: torch.Tensor, y: np.ndarray, min_leaf: int = 50) -> PiecewiseLinear:
+        """Bin edges per feature: a decision tree's thresholds on that feature alone.
+
+        ``min_leaf``: claims a bin must hold. Small enough that a rare but telling range gets
+        its own edge: claims filed in a policy's first 30 days are about 1% of claims, 195
+        of the training rows at 20,000 claims, with 33 frauds among them; at 200 the tree
+        could not cut there and the network never learned the scenario (the gate's
+        minimum-functionality test refused it). 50 found it at every scale measured.
+        """
         from sklearn.tree import DecisionTreeClassifier
 
         values = x.numpy().astype(np.float64)

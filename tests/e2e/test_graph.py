@@ -10,7 +10,7 @@ import pytest
 
 from fraud_cli.demo import DemoOptions, run_demo
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import FEATURES, METRICS_FILE, QUARANTINE, RAW, SCORES
+from fraud_core.layout import FEATURES, METRICS, QUARANTINE, RAW, SCORES
 from fraud_core.model.bundle import load_champion
 from fraud_core.warehouse import METRICS_KEY
 
@@ -59,7 +59,7 @@ def test_every_asset_produced_its_data(demo) -> None:
     assert set(scores["model_version"]) == {champion.version}
     assert len(scores) == valid
     assert scores["fraud_score"].between(0, 1).all()
-    metrics = lh.read_parquet(METRICS_FILE)  # one row per model version, batch and claim day
+    metrics = lh.read_table(METRICS)  # one row per model version, batch and claim day
     assert metrics["batch_id"].nunique() == 4
     assert not metrics.duplicated(list(METRICS_KEY)).any()
     assert metrics["claims_scored"].sum() == len(scores)

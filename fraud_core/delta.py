@@ -114,9 +114,15 @@ def storage_options(uri: str) -> dict[str, str]:
 
 
 # --- opening -----------------------------------------------------------------------------------
+def _first_line(exc: BaseException) -> str:
+    """An error of delta-rs without the backtrace it may carry."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _damaged(spec: Table, uri: str, exc: BaseException) -> LakehouseError:
     return LakehouseError(
-        f"table {spec.name} ({uri}): its Delta log (_delta_log) cannot be read: {exc}. "
+        f"table {spec.name} ({uri}): its Delta log (_delta_log) cannot be read: "
+        f"{_first_line(exc)}. "
         "Nothing was written. Restore _delta_log from a backup or the store's object versions; "
         "if the table can be rebuilt, move its folder aside and rematerialize its batches"
     )
@@ -278,8 +284,9 @@ def write(
         if batch_id is not None:
             incoming = incoming.append(pa.field(BATCH_COLUMN, pa.string()))
         schema, grows = target_schema(spec, uri, declared, incoming, what)
+        refused: list[LakehouseError] = []  # raised inside delta-rs's read of the stream
         stream = pa.RecordBatchReader.from_batches(
-            schema, _batches(reader, schema, spec, uri, what, batch_id)
+            schema, _batches(reader, schema, spec, uri, what, batch_id, refused)
         )
         try:
             write_deltalake(
@@ -305,9 +312,14 @@ def write(
             log.info("%s of %s: commit conflict, attempt %d: %s", what, spec.name, attempt, exc)
             time.sleep(_RETRY_PAUSE_SECONDS * attempt)
             continue
-        except SchemaMismatchError as exc:
+        except (DeltaError, SchemaMismatchError) as exc:
+            if refused:  # a value did not convert: nothing was committed
+                raise refused[0] from None
+            if not isinstance(exc, SchemaMismatchError):
+                raise
             raise LakehouseError(
-                f"table {spec.name} ({uri}) refused {what}: {exc}. Nothing was written. Write "
+                f"table {spec.name} ({uri}) refused {what}: {_first_line(exc)}. Nothing was "
+                "written. Write "
                 "the declared columns and types, or migrate the table"
             ) from exc
         table = open_table(uri, options, spec)
@@ -323,6 +335,7 @@ def _batches(
     uri: str,
     what: str,
     batch_id: str | None,
+    refused: list[LakehouseError],
 ) -> Iterator[pa.RecordBatch]:
     for batch in reader:
         if batch_id is not None:
@@ -331,7 +344,11 @@ def _batches(
             batch = batch.append_column(
                 BATCH_COLUMN, pa.array([batch_id] * batch.num_rows, pa.string())
             )
-        yield conform(batch, schema, spec, uri, what)
+        try:
+            yield conform(batch, schema, spec, uri, what)
+        except LakehouseError as exc:
+            refused.append(exc)
+            raise
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -360,13 +360,14 @@ class Lakehouse:
     ) -> pa.Table:
         data = delta.dataset(table, predicate)
         names = data.schema.names
-        if own_columns:  # only the columns the selected files have (rows as received)
-            present: dict[str, None] = {}
-            for fragment in data.get_fragments():
-                present.update(dict.fromkeys(fragment.physical_schema.names))
-            names = [n for n in names if n in present or n == BATCH_COLUMN]
         wanted = names if columns is None else [c for c in columns if c in names]
-        return data.to_table(columns=wanted, filter=row_filter)
+        out = data.to_table(columns=wanted, filter=row_filter)
+        if own_columns and out.num_rows:
+            # rows as received: the columns these rows came with, not every column the table
+            # gained from other batches (a column empty throughout is left out too)
+            empty = [c.name for c in out.schema if out.column(c.name).null_count == out.num_rows]
+            out = out.drop_columns(empty)
+        return out
 
     def partition_writer(self, dataset: str, batch_id: str, empty: pd.DataFrame) -> PartitionWriter:
         """Write (or replace) one batch of ``dataset`` chunk by chunk; ``empty`` gives its

@@ -268,10 +268,23 @@ class Lakehouse:
             self.uri, self.storage_options, as_of={k: int(v) for k, v in versions.items()}
         )
 
-    def _delta(self, dataset: str, latest: bool = False) -> DeltaTable | None:
+    def _delta(self, dataset: str) -> DeltaTable | None:
         spec = layout.table(dataset)
-        version = None if latest else self.as_of.get(dataset)
-        return delta.open_table(self.table_url(dataset), self.delta_options, spec, version)
+        table = delta.open_table(
+            self.table_url(dataset), self.delta_options, spec, self.as_of.get(dataset)
+        )
+        if table is None and self._legacy(dataset):
+            raise LakehouseError(
+                f"{self.url(dataset)} holds Parquet files of a lakehouse written before its "
+                "datasets became Delta tables: convert it in place with `fraud lakehouse "
+                "migrate` (docs/lakehouse.md)"
+            )
+        return table
+
+    def _legacy(self, dataset: str) -> bool:
+        """Whether ``dataset`` is still stored as plain Parquet files (before migration)."""
+        names = self.listdir(dataset)
+        return any(n.startswith("batch=") or n == LEGACY_PART_FILE for n in names)
 
     def table_version(self, dataset: str) -> int | None:
         """The Delta version of a table that reads see (None: no such table yet)."""
@@ -477,7 +490,13 @@ class Lakehouse:
         return pc.min(actions[low]).as_py(), pc.max(actions[high]).as_py()
 
     def maintain(self, retention_hours: int = 168, vacuum: bool = True) -> list[dict[str, Any]]:
-        """OPTIMIZE (compact small files) and VACUUM every table of the layout."""
+        """OPTIMIZE (compact small files) and VACUUM every table of the layout.
+
+        Raises:
+            LakehouseError: a dataset is still Parquet files (VACUUM would delete them).
+        """
+        for spec in layout.TABLES:
+            self._delta(spec.path)  # refuses a dataset not migrated yet
         return [
             delta.maintain(
                 self.table_url(spec.path), self.delta_options, spec, retention_hours, vacuum

@@ -30,6 +30,7 @@ def lakehouse_maintenance() -> None:
 
 
 maintenance_schedule = dg.ScheduleDefinition(
+    name="lakehouse_maintenance_schedule",
     job=lakehouse_maintenance,
     cron_schedule="0 4 * * 0",
     default_status=dg.DefaultScheduleStatus.STOPPED,

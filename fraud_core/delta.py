@@ -407,3 +407,41 @@ def maintain(
         "files_removed": int(compacted.get("numFilesRemoved", 0)),
         "files_vacuumed": len(removed),
     }
+
+
+# --- catalogs ------------------------------------------------------------------------------------
+def databricks_statements(tables: tuple[Table, ...]) -> list[str]:
+    """Unity Catalog external tables over the lakehouse's Delta tables: a ``CREATE TABLE ...
+    USING DELTA LOCATION`` per table (its columns come from the table's own log)."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS ${{catalog}}.${{schema}}.{t.name}\n"
+        f"USING DELTA\n"
+        f"LOCATION '${{lakehouse_uri}}/{t.path}'\n"
+        f"COMMENT '{t.description.replace(chr(39), chr(39) * 2)}'"
+        for t in tables
+    ]
+
+
+def databricks_sql(tables: tuple[Table, ...]) -> str:
+    """The text of ``infra/databricks/tables.sql``."""
+    lines = [
+        "-- The lakehouse's Delta tables as Unity Catalog external tables (Databricks SQL).",
+        "-- GENERATED from fraud_core/layout.py (TABLES) by fraud_core/delta.py: do not edit.",
+        "-- Regenerate with",
+        "--   .venv/bin/python -m fraud_core.delta > infra/databricks/tables.sql",
+        "-- Replace ${catalog}, ${schema} and ${lakehouse_uri} (LAKEHOUSE_URI, e.g.",
+        "-- abfss://lake@account.dfs.core.windows.net/fraud or s3://bucket/fraud) before running,",
+        "-- e.g. `envsubst < infra/databricks/tables.sql`. The location must be covered by an",
+        "-- external location with a storage credential (docs/lakehouse.md). Tables:",
+        *(f"--   {t.name:<20} {t.path:<26} {t.description}" for t in tables),
+        "",
+    ]
+    for statement in databricks_statements(tables):
+        lines += [statement + ";", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from fraud_core.layout import TABLES
+
+    print(databricks_sql(TABLES), end="")  # noqa: T201

@@ -85,6 +85,27 @@ def claims_history(
     return history[list(dict.fromkeys([ID_COLUMN, *columns]))].reset_index(drop=True)
 
 
+def window_history(lakehouse: Lakehouse, columns: Sequence[str] = HISTORY_COLUMNS) -> pd.DataFrame:
+    """The raw claims within the longest look-back before the lakehouse's latest claim date
+    (each claim's latest version once; ``columns`` only): the history the scoring API holds.
+
+    Only files whose ``claim_date`` statistics reach the window are read (the latest date
+    comes from the Delta log's statistics too), so this is flat in the lakehouse's age.
+    An empty frame (with ``columns``) when there are no raw claims.
+    """
+    latest = lakehouse.column_range(RAW, DATE)[1] if lakehouse.batches(RAW) else None
+    if latest is None:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    since = pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
+    every = lakehouse.read_table(
+        RAW,
+        list(dict.fromkeys([ID_COLUMN, *columns, BATCH_COLUMN])),
+        predicate=f"{DATE} >= '{_day(since)}'",
+        row_filter=pads.field(DATE) >= pa.scalar(since.to_pydatetime(), pa.timestamp("us")),
+    )
+    return latest_versions(lakehouse, every)[list(columns)].reset_index(drop=True)
+
+
 def featurize_batch(lakehouse: Lakehouse, batch_id: str) -> pd.DataFrame:
     """Features of one raw batch, with the other raw batches' claims within the look-back
     window as history (:func:`claims_history`)."""

@@ -27,23 +27,19 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.dataset as pads
 
-from fraud_core.claim_versions import latest_versions
 from fraud_core.features import (
     CATEGORICAL_FEATURES,
-    DATE,
     FEATURES,
     HISTORY_COLUMNS,
     build_features,
 )
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import BATCH_COLUMN, RAW
+from fraud_core.layout import RAW
 from fraud_core.model.bundle import ModelBundle, load_champion
 from fraud_core.model.fast import NumpyForward
 from fraud_core.online.history import HistoryIndex
-from fraud_core.pipeline import MAX_LOOKBACK_DAYS
+from fraud_core.pipeline import window_history
 from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, Decision
 
 log = logging.getLogger(__name__)
@@ -155,21 +151,10 @@ class ClaimScorer:
             load_champion(lakehouse) if version is None else ModelBundle.load(lakehouse, version)
         )
         batch_ids = lakehouse.batches(RAW)
-        latest = lakehouse.column_range(RAW, DATE)[1] if batch_ids else None
-        if latest is not None:
-            since = pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
-            keep = list(dict.fromkeys([ID_COLUMN, *HISTORY_COLUMNS, BATCH_COLUMN]))
-            every = lakehouse.read_table(
-                RAW,
-                keep,
-                predicate=f"{DATE} >= '{since:%Y-%m-%d}'",
-                row_filter=pads.field(DATE) >= pa.scalar(since.to_pydatetime(), pa.timestamp("us")),
-            )
-            # Each claim once, in its latest version (fraud_core.claim_versions).
-            history = latest_versions(lakehouse, every)[list(HISTORY_COLUMNS)]
-        else:
+        # Each claim once, in its latest version (fraud_core.claim_versions).
+        history = window_history(lakehouse, HISTORY_COLUMNS)
+        if history.empty:
             log.warning("no raw claims in %s: history features start from zero", lakehouse.url(RAW))
-            history = pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS})
         log.info(
             "scorer for model %s: %d history claims (the look-back window) of %d batch(es)",
             bundle.version,

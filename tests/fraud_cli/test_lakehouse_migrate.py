@@ -47,8 +47,8 @@ def parquet_lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for key in ("LAKEHOUSE_URI", "DAGSTER_HOME", "DUCKDB_PATH", "FRAUD_ENV"):
         env.pop(key, None)
     demo = subprocess.run(
-        [sys.executable, "-m", "fraud_cli.main", "demo", "--claims", "12000", "--batches", "3"]
-        + ["--initial-batches", "2", "--max-epochs", "2", "--workdir", str(work)],
+        [sys.executable, "-m", "fraud_cli.main", "demo", "--claims", "24000", "--batches", "4"]
+        + ["--initial-batches", "3", "--max-epochs", "6", "--workdir", str(work)],
         cwd=src,
         env=env,
         capture_output=True,
@@ -79,7 +79,7 @@ def test_migrate_converts_the_demo_lakehouse_in_place(parquet_lakehouse: Path, c
         lh.maintain()  # VACUUM would delete the Parquet files
 
     assert fraud(["lakehouse", "migrate", "--lakehouse", str(root)]) == 0
-    assert "raw/claims: 3 batch(es)" in capsys.readouterr().out
+    assert "raw/claims: 4 batch(es)" in capsys.readouterr().out
     assert not list(root.glob("*/*/batch=*")) and not (root / METRICS / "part-0.parquet").exists()
     for dataset, frame in before.items():
         assert lh.batches(dataset) == sorted(frame["batch_id"].unique()), dataset

@@ -356,18 +356,34 @@ def _batches(
 def dataset(table: DeltaTable, predicate: str | None = None) -> pads.Dataset:
     """The table's files as a pyarrow dataset, pruned by ``predicate`` (SQL over partition
     columns, or over any column with per-file statistics: a superset of the matching rows'
-    files; filter rows after reading).
+    files; filter rows after reading). Files in path order (batch, then part), so rows come
+    back in the same order every time.
 
-    A local table's files are read with pyarrow's own file system (delta-rs's default, its
-    object store behind a Python file-system handler, costs about a millisecond a file);
-    other stores through delta-rs, with the options the table was opened with.
+    A local table's files (``file_uris``, pruned by delta-rs from the log) are read by
+    pyarrow itself, the partition values from their ``batch_id=ID`` folders: several times
+    faster than ``to_pyarrow_dataset``'s per-file handler for hundreds of small files. Other
+    stores go through ``to_pyarrow_dataset`` and delta-rs's object store, with the options
+    the table was opened with.
     """
-    filesystem = None
-    if _scheme(table.table_uri) in ("file",) or table.table_uri.startswith("/"):
-        root = urlparse(table.table_uri).path if "://" in table.table_uri else table.table_uri
-        filesystem = pafs.SubTreeFileSystem(root.rstrip("/"), pafs.LocalFileSystem())
-    data = table.to_pyarrow_dataset(file_pruning_predicate=predicate, filesystem=filesystem)
-    # Files in path order (batch, then part): rows come back in the same order every time.
+    schema = pa.schema(table.schema().to_arrow())
+    if _scheme(table.table_uri) == "file":
+        root = urlparse(table.table_uri).path.rstrip("/")
+        files = sorted(table.file_uris(file_pruning_predicate=predicate))
+        partitions = table.metadata().partition_columns
+        partitioning = (
+            pads.partitioning(pa.schema([schema.field(c) for c in partitions]), flavor="hive")
+            if partitions
+            else None
+        )
+        return pads.dataset(
+            files,
+            schema=schema,
+            format="parquet",
+            partitioning=partitioning,
+            partition_base_dir=root,
+            filesystem=pafs.LocalFileSystem(),
+        )
+    data = table.to_pyarrow_dataset(file_pruning_predicate=predicate)
     fragments = sorted(data.get_fragments(), key=lambda f: f.path)
     assert isinstance(data, pads.FileSystemDataset)
     return pads.FileSystemDataset(fragments, data.schema, data.format, data.filesystem)

@@ -526,10 +526,11 @@ class Lakehouse:
 
 
 class PartitionWriter:
-    """One batch of a table written chunk by chunk: chunks are staged in local Parquet files and
-    nothing is visible until :meth:`commit`, which replaces the batch in one Delta commit
-    (streamed from the staged files, so memory stays bounded by a chunk); :meth:`abort`
-    leaves the batch as it was.
+    """One batch of a table written chunk by chunk: nothing is visible until :meth:`commit`,
+    which replaces the batch in one Delta commit; :meth:`abort` leaves the batch as it was.
+    The first chunk is held in memory (a file of one chunk is written straight from it);
+    from the second on, chunks are staged in local Parquet files and the commit streams from
+    them, so memory stays bounded by a chunk.
 
     Chunks may differ in columns (JSON lines gain keys as they go): a chunk without some
     columns gets nulls, a chunk with new ones starts a new staging part, and the parts are
@@ -546,13 +547,25 @@ class PartitionWriter:
         self._parts: list[str] = []
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
+        self._held: pa.Table | None = None
         self.rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:
         """Append rows (none: nothing happens)."""
-        if frame.empty and self._parts:
+        if frame.empty and (self._parts or self._held is not None):
             return
         table = _from_pandas(frame)
+        if self._held is None and not self._parts:
+            self._held = table.cast(_no_null_types(table.schema))
+        else:
+            if self._held is not None:
+                held, self._held = self._held, None
+                self._stage(held)
+            self._stage(table)
+        self.rows += len(frame)
+
+    def _stage(self, table: pa.Table) -> None:
+        """Append a chunk to the staged parts (a new part when its columns differ)."""
         if self._schema is not None and not set(table.schema.names) - set(self._schema.names):
             try:
                 table = _conform(table, self._schema)
@@ -568,7 +581,6 @@ class PartitionWriter:
             self._parts.append(path)
             self._writer = pq.ParquetWriter(self._parts[-1], self._schema, compression="zstd")
         self._writer.write_table(table)
-        self.rows += len(frame)
 
     def _close_part(self) -> None:
         if self._writer is not None:
@@ -578,20 +590,23 @@ class PartitionWriter:
     def commit(self, metadata: Mapping[str, Any] | None = None) -> str:
         """Replace the batch with the rows written (``metadata`` goes into the commit's
         ``commitInfo``); return the URI of its partition."""
-        if not self._parts:
+        if not self._parts and self._held is None:
             self.write(self._empty)
         if len(self._parts) > 1:
             self._close_part()
             self._join_parts()
         self._close_part()
-        staged = self._parts[0]
         try:
+            if self._held is not None:
+                source = delta.source_of(self._held)
+            else:
+                staged = self._parts[0]
 
-            def source() -> pa.RecordBatchReader:
-                parquet = pq.ParquetFile(staged)
-                return pa.RecordBatchReader.from_batches(
-                    parquet.schema_arrow, parquet.iter_batches(batch_size=65_536)
-                )
+                def source() -> pa.RecordBatchReader:
+                    parquet = pq.ParquetFile(staged)
+                    return pa.RecordBatchReader.from_batches(
+                        parquet.schema_arrow, parquet.iter_batches(batch_size=65_536)
+                    )
 
             lh = self._lakehouse
             delta.write(
@@ -625,6 +640,7 @@ class PartitionWriter:
 
     def abort(self) -> None:
         """Drop what was written; the batch stays as it was."""
+        self._held = None
         self._close_part()
         for part in self._parts:
             if os.path.exists(part):
@@ -635,6 +651,18 @@ class PartitionWriter:
 def _from_pandas(frame: pd.DataFrame) -> pa.Table:
     """A frame as Arrow, as the lakehouse writes it."""
     return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+
+
+# Which Arrow types hold a claim column of each kind as the claims schema types it (a feature
+# may share a claim column's name with another type: report_delay_days as a float feature).
+_KIND_ARROW: dict[str, Any] = {
+    "id": pa.types.is_string,
+    "category": pa.types.is_string,
+    "date": pa.types.is_timestamp,
+    "float": pa.types.is_floating,
+    "int": pa.types.is_integer,
+    "bool": pa.types.is_boolean,
+}
 
 
 def _to_pandas(table: pa.Table, typed: bool = True) -> pd.DataFrame:
@@ -652,8 +680,9 @@ def _to_pandas(table: pa.Table, typed: bool = True) -> pd.DataFrame:
     frame = table.to_pandas()
     for f in table.schema:
         column = table.column(f.name)
-        if typed and f.name in COLUMNS_BY_NAME:
-            frame[f.name] = frame[f.name].astype(KIND_DTYPES[COLUMNS_BY_NAME[f.name].kind])
+        kind = COLUMNS_BY_NAME[f.name].kind if typed and f.name in COLUMNS_BY_NAME else None
+        if kind is not None and _KIND_ARROW[kind](f.type):
+            frame[f.name] = frame[f.name].astype(KIND_DTYPES[kind])
         elif column.null_count and pa.types.is_boolean(f.type):
             frame[f.name] = frame[f.name].astype("boolean")
         elif column.null_count and pa.types.is_integer(f.type):

@@ -68,7 +68,11 @@ def champion_lakehouse(
         threshold=threshold,
         version="fm-test-1",
         metrics={"test": {"model": {"average_precision": result.best_val_ap}}},
-        lineage={"training_batches": ["b0", "b1", "b2"], "split": split.describe()},
+        lineage={
+            "training_batches": ["b0", "b1", "b2"],
+            "split": split.describe(),
+            "table_versions": lh.table_versions(),
+        },
     )
     bundle.reference_profile = drift.profile(split.train, NUMERIC_FEATURES)
     test_scores = bundle.predict_proba(split.test)

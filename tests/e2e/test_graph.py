@@ -77,8 +77,14 @@ def test_every_asset_produced_its_data(demo) -> None:
 
 def test_champion_came_from_a_real_metaflow_run(demo) -> None:
     workdir, summary = demo
-    champion = load_champion(Lakehouse(str(workdir / ".lakehouse")))
+    lh = Lakehouse(str(workdir / ".lakehouse"))
+    champion = load_champion(lh)
     flow, run_id = champion.lineage["metaflow_run"].split("/")
+    # the run read the tables at the versions it recorded; those read the same batches again
+    versions = champion.lineage["table_versions"]
+    assert {"raw/claims", "features/claims", "lineage/batches"} <= versions.keys()
+    assert lh.pinned(versions).batches(FEATURES) == champion.lineage["training_batches"]
+
     assert flow == "FraudTrainingFlow"
     assert champion.version == f"fm-{run_id}"
     run_dir = workdir / ".metaflow" / "FraudTrainingFlow" / run_id

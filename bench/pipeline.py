@@ -151,6 +151,7 @@ def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
 
     from expectations.claims import validate_claims
     from fraud_core import drift, plots
+    from fraud_core.claim_versions import as_raw
     from fraud_core.features import NUMERIC_FEATURES
     from fraud_core.lakehouse import Lakehouse, batch_id_for_file
     from fraud_core.landing import read_claims_file
@@ -180,7 +181,7 @@ def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
         with open(os.path.join(landing, name), "rb") as fh:
             result = validate_claims(read_claims_file(name, fh.read()))
         batch = batch_id_for_file(name)
-        lh.write_batch(RAW, batch, result.valid)
+        lh.write_batch(RAW, batch, as_raw(result.valid))
         lh.write_batch(QUARANTINE, batch, result.quarantined)
         featurize_batch(lh, batch)
         batches.append(batch)

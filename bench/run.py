@@ -33,6 +33,7 @@ SLOTS: tuple[tuple[str, str, str], ...] = (
     ("landing", "bench.landing", "sensor tick, ingest throughput, large-file memory"),
     ("replicate", "bench.replicate", "metrics replication to the warehouse"),
     ("serve", "bench.serve", "scoring API under load"),
+    ("lakehouse", "bench.lakehouse", "history reads at 60/730/1,825 days of daily batches"),
 )
 
 

@@ -69,6 +69,7 @@ def ensure_wrk() -> str:
 def build_lakehouse(root: Path, n_claims: int) -> list[dict[str, Any]]:
     """Simulated raw batches and a trained champion in ``root``; returns the last day's claims
     (as API records) for batch requests."""
+    from fraud_core.claim_versions import as_raw
     from fraud_core.lakehouse import Lakehouse
     from fraud_core.layout import RAW
     from fraud_core.model.bundle import ModelBundle
@@ -83,7 +84,7 @@ def build_lakehouse(root: Path, n_claims: int) -> list[dict[str, Any]]:
     lh = Lakehouse(str(root))
     batches = [f"b{i}" for i in range(4)]
     for batch_id, batch in zip(batches, split_into_batches(claims, 4), strict=True):
-        lh.write_batch(RAW, batch_id, coerce_claims(batch).frame)
+        lh.write_batch(RAW, batch_id, as_raw(coerce_claims(batch).frame))
     for batch_id in batches:
         featurize_batch(lh, batch_id)
     split = time_split(load_labelled_features(lh), 0.2, 0.2)

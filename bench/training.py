@@ -25,6 +25,7 @@ import torch
 
 from bench.common import figure
 from fraud_assets.resources.training import MetaflowTraining
+from fraud_core.claim_versions import as_raw
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.pipeline import featurize_batch
@@ -40,7 +41,7 @@ def _lakehouse(root: str, claims: int) -> Lakehouse:
     lh = Lakehouse(root)
     frame = simulate_claims(SimulationConfig(n_claims=claims, seed=20_262))
     for i, batch in enumerate(split_into_batches(frame, 3)):
-        lh.write_batch(RAW, f"b{i}", coerce_claims(batch).frame)
+        lh.write_batch(RAW, f"b{i}", as_raw(coerce_claims(batch).frame))
     for i in range(3):
         featurize_batch(lh, f"b{i}")
     return lh

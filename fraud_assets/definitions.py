@@ -15,6 +15,7 @@ import dagster as dg
 
 from fraud_assets.assets import ALL_ASSETS
 from fraud_assets.checks import model_gate
+from fraud_assets.maintenance import lakehouse_maintenance, maintenance_schedule
 from fraud_assets.resources.lakehouse import LakehouseResource
 from fraud_assets.resources.landing import landing_for
 from fraud_assets.resources.training import MetaflowTraining, StepFunctionsTraining, Training
@@ -135,7 +136,7 @@ def build_definitions(environ: Mapping[str, str]) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=[model_gate],
-        jobs=[ingest, train, rescore, report],
+        jobs=[ingest, train, rescore, report, lakehouse_maintenance],
         sensors=[
             landing_sensor_for(ingest, settings.landing_sensor_interval_seconds),
             retraining_sensor_for(train, settings.drift_batches),
@@ -153,6 +154,7 @@ def build_definitions(environ: Mapping[str, str]) -> dg.Definitions:
                 default_status=dg.DefaultScheduleStatus.STOPPED,
                 description="Daily metrics refresh for BI.",
             ),
+            maintenance_schedule,
         ],
         resources=resources,
     )

@@ -156,16 +156,17 @@ def summarize(
     import duckdb
 
     from fraud_core.lakehouse import Lakehouse
-    from fraud_core.layout import CHAMPION_POINTER, METRICS_FILE, QUARANTINE, RAW
+    from fraud_core.layout import CHAMPION_POINTER, METRICS, QUARANTINE, RAW
     from fraud_core.model.bundle import load_champion
+    from fraud_core.schema import ID_COLUMN
 
     lh = Lakehouse(env["LAKEHOUSE_URI"])
-    valid = len(lh.read_batches(RAW))
+    valid = len(lh.read_batches(RAW, columns=[ID_COLUMN]))
     quarantined = lh.read_batches(QUARANTINE)
     champion = load_champion(lh)
     test = champion.metrics["test"]
     model, lgbm, bayes = test["model"], test["lightgbm"], test.get("bayes_optimal", {})
-    table = lh.read_parquet(METRICS_FILE)
+    table = lh.read_table(METRICS)
     batches = table.drop_duplicates(["model_version", "batch_id"])  # rows are per day
     fresh = batches[~batches["in_training_data"] & batches["batch_average_precision"].notna()]
     event = instance.get_latest_materialization_event(dg.AssetKey("fraud_model"))
@@ -228,10 +229,10 @@ def summarize(
         "",
         "where everything lives:",
         f"  lakehouse        {lh.url('')}",
-        "    raw / quarantine / features / scores: raw/claims, quarantine/claims, "
-        "features/claims, outputs/scores (batch=ID/)",
+        "    Delta tables: raw/claims, quarantine/claims, features/claims, outputs/scores "
+        "(by batch_id), lineage/batches, metrics/model_metrics",
         f"    champion       {lh.url(CHAMPION_POINTER)} -> {bundle_url}",
-        f"    metrics table  {lh.url(METRICS_FILE)} ({len(table)} rows)",
+        f"    metrics table  {lh.table_url(METRICS)} ({len(table)} rows)",
         f"  warehouse        {db.location()} ({replica_rows} rows)",
         f"  Metaflow         {env['METAFLOW_DATASTORE_SYSROOT_LOCAL']}/.metaflow"
         + (f"; card {card.value}" if card else ""),

@@ -99,6 +99,39 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lakehouse_uri(args: argparse.Namespace) -> str:
+    import os
+
+    from fraud_core.layout import DEFAULT_LAKEHOUSE_DIR
+
+    return str(args.lakehouse or os.environ.get("LAKEHOUSE_URI") or DEFAULT_LAKEHOUSE_DIR)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from fraud_core.lakehouse import Lakehouse
+    from fraud_core.migrate import migrate
+
+    lakehouse = Lakehouse(_lakehouse_uri(args))
+    done = migrate(lakehouse)
+    print(f"{lakehouse.url('')}: {done.describe()}")
+    return 0
+
+
+def _maintain(args: argparse.Namespace) -> int:
+    from fraud_core.lakehouse import Lakehouse
+
+    lakehouse = Lakehouse(_lakehouse_uri(args))
+    for result in lakehouse.maintain(args.retention_hours, vacuum=not args.no_vacuum):
+        if not result["exists"]:
+            continue
+        print(
+            f"{result['table']}: version {result['version']}, {result['files_removed']} "
+            f"file(s) compacted into {result['files_added']}, "
+            f"{result['files_vacuumed']} vacuumed"
+        )
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from serving.main import run
 
@@ -166,6 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
     back = model_sub.add_parser("rollback", help="restore the previous champion")
     back.add_argument("--lakehouse", default="", help="LAKEHOUSE_URI (default: environment)")
     back.set_defaults(func=_rollback)
+
+    lake = sub.add_parser("lakehouse", help="the lakehouse's Delta tables")
+    lake_sub = lake.add_subparsers(dest="lakehouse_command", required=True)
+    mig = lake_sub.add_parser(
+        "migrate", help="convert a Parquet lakehouse (batch=ID/ files) into Delta tables in place"
+    )
+    mig.add_argument("--lakehouse", default="", help="LAKEHOUSE_URI (default: environment)")
+    mig.set_defaults(func=_migrate)
+    keep = lake_sub.add_parser(
+        "maintain", help="OPTIMIZE (compact small files) and VACUUM every Delta table"
+    )
+    keep.add_argument("--lakehouse", default="", help="LAKEHOUSE_URI (default: environment)")
+    keep.add_argument(
+        "--retention-hours",
+        type=int,
+        default=168,
+        help="VACUUM keeps files any version of the last N hours reads (default 168: a week; "
+        "time travel to older versions ends there)",
+    )
+    keep.add_argument("--no-vacuum", action="store_true", help="compact only")
+    keep.set_defaults(func=_maintain)
 
     serve = sub.add_parser("serve", help="FastAPI scoring service with the champion model")
     serve.add_argument(

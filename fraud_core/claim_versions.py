@@ -11,16 +11,16 @@ before it (:func:`earlier_claims`):
   lakehouse; the later one is the claim from then on (a label that became known, an amount
   fixed upstream).
 
-"Before" is the order in which batches were first ingested (recorded in each raw partition's
-footer: :data:`INGEST_METADATA`), so rerunning an old batch does not make it newer than the
-corrections that came after it. Readers (feature history, training, the scoring API's history,
-metrics) keep only each claim id's latest version (:func:`latest_versions`), so a claim is
-never counted, trained on or held out twice, even if two deliveries were ingested at once.
+"Before" is the order in which batches were first ingested (recorded in the batch lineage
+table, :data:`fraud_core.layout.BATCH_LINEAGE`, a row per batch), so rerunning an old batch
+does not make it newer than the corrections that came after it. Readers (feature history,
+training, the scoring API's history, metrics) keep only each claim id's latest version
+(:func:`latest_versions`), so a claim is never counted, trained on or held out twice, even if
+two deliveries were ingested at once.
 
 Raw rows carry ``content_hash`` (64 bits over the claim's columns, claim id included) and
 ``supersedes``. An ingest reads only those and the claim ids of earlier batches, not the
-batches whole. Reading earlier batches' claims is :func:`earlier_claims` alone, so the
-lakehouse's storage (Parquet files now, Delta tables later) can change behind it.
+batches whole (one scan of the raw table: its id and hash columns).
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ import numpy as np
 import pandas as pd
 
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import BATCH_COLUMN, RAW
+from fraud_core.layout import BATCH_COLUMN, BATCH_LINEAGE, RAW
 from fraud_core.schema import CLAIM_COLUMNS, ID_COLUMN, KIND_DTYPES
 
 CONTENT_HASH = "content_hash"
 SUPERSEDES = "supersedes"
-# The raw partition's footer key holding the batch's lineage (JSON): when it was first
-# ingested, from which file with which feed contract, and its counts.
+# The commit metadata key of a raw batch's commit holding its lineage (JSON), as in the batch
+# lineage table's ``lineage`` column: when it was first ingested, from which file with which
+# feed contract, and its counts.
 INGEST_METADATA = "fraud.ingest"
 _CLAIM_NAMES = [c.name for c in CLAIM_COLUMNS]
 
@@ -73,6 +74,14 @@ def with_versions(claims: pd.DataFrame, hashes: np.ndarray, supersedes: np.ndarr
     out[CONTENT_HASH] = hashes
     out[SUPERSEDES] = pd.array(supersedes, dtype="string")
     return out
+
+
+def as_raw(claims: pd.DataFrame) -> pd.DataFrame:
+    """Validated claims as a raw batch holds them, when they were not ingested from a file
+    (simulations, tests): each a first delivery, with its content hash."""
+    if CONTENT_HASH in claims:
+        return claims
+    return with_versions(claims, content_hashes(claims), np.full(len(claims), None, object))
 
 
 @dataclass(frozen=True)
@@ -120,17 +129,37 @@ class ClaimIndex:
         return Delivery(same, supersedes)
 
 
+def record_lineage(lakehouse: Lakehouse, batch_id: str, lineage: dict[str, Any]) -> str:
+    """Write (or replace) the batch's row of the batch lineage table."""
+    row = pd.DataFrame(
+        {
+            "ingested_at": [str(lineage.get("ingested_at") or "")],
+            "file": [str(lineage.get("file") or "")],
+            "lineage": [json.dumps(lineage, sort_keys=True, default=str)],
+        }
+    )
+    return lakehouse.write_batch(BATCH_LINEAGE, batch_id, row)
+
+
+def _lineage_rows(lakehouse: Lakehouse) -> pd.DataFrame:
+    if lakehouse.table_version(BATCH_LINEAGE) is None:
+        return pd.DataFrame({BATCH_COLUMN: [], "ingested_at": [], "lineage": []})
+    return lakehouse.read_table(BATCH_LINEAGE, [BATCH_COLUMN, "ingested_at", "lineage"])
+
+
 def batch_lineage(lakehouse: Lakehouse, batch_id: str) -> dict[str, Any]:
     """A raw batch's lineage as its ingest recorded it (empty for batches written otherwise)."""
-    text = lakehouse.file_metadata(lakehouse.batch_file(RAW, batch_id)).get(INGEST_METADATA)
-    return json.loads(text) if text else {}
+    rows = _lineage_rows(lakehouse)
+    text = rows.loc[rows[BATCH_COLUMN] == batch_id, "lineage"]
+    return json.loads(text.iloc[-1]) if len(text) else {}
 
 
 def batch_order(lakehouse: Lakehouse) -> list[str]:
     """Raw batches in the order they were first ingested (batches without a record first,
     by id)."""
-    batches = lakehouse.batches(RAW)
-    first = {b: str(batch_lineage(lakehouse, b).get("ingested_at") or "") for b in batches}
+    rows = _lineage_rows(lakehouse)
+    first = dict.fromkeys(lakehouse.batches(RAW), "")
+    first.update(zip(rows[BATCH_COLUMN].astype(str), rows["ingested_at"].astype(str), strict=True))
     return sorted(first, key=lambda b: (first[b], b))
 
 
@@ -139,20 +168,19 @@ def earlier_claims(lakehouse: Lakehouse, batch_id: str) -> ClaimIndex:
     (all of them when it was never ingested). Reads claim ids and content hashes only."""
     order = batch_order(lakehouse)
     earlier = order[: order.index(batch_id)] if batch_id in order else order
-    keys, content, batch = [], [], []
-    for rank, other in enumerate(earlier):
-        rel = lakehouse.batch_file(RAW, other)
-        frame = lakehouse.read_columns(rel, [ID_COLUMN, CONTENT_HASH])
-        if CONTENT_HASH not in frame:  # written before content hashes: hash it whole
-            frame = lakehouse.read_columns(rel, _CLAIM_NAMES)
-            frame[CONTENT_HASH] = content_hashes(frame)
-        frame = frame[frame[ID_COLUMN].notna()]
-        keys.append(id_hashes(frame[ID_COLUMN]))
-        content.append(frame[CONTENT_HASH].to_numpy(dtype=np.uint64))
-        batch.append(np.full(len(frame), rank, dtype=np.int32))
-    if not keys:
+    present = set(lakehouse.batches(RAW))
+    earlier = [b for b in earlier if b in present]
+    if not earlier:
         return ClaimIndex.empty()
-    k, c, b = np.concatenate(keys), np.concatenate(content), np.concatenate(batch)
+    frame = lakehouse.read_batches(RAW, earlier, [ID_COLUMN, CONTENT_HASH])
+    if CONTENT_HASH not in frame:  # written before content hashes: hash it whole
+        frame = lakehouse.read_batches(RAW, earlier, _CLAIM_NAMES)
+        frame[CONTENT_HASH] = content_hashes(frame)
+    frame = frame[frame[ID_COLUMN].notna()]
+    rank = {b: i for i, b in enumerate(earlier)}
+    k = id_hashes(frame[ID_COLUMN])
+    c = frame[CONTENT_HASH].to_numpy().astype(np.int64).view(np.uint64)
+    b = frame[BATCH_COLUMN].map(rank).to_numpy(dtype=np.int32)
     sort = np.lexsort((b, k))  # by claim, then by ingestion: the last of a claim is its latest
     k, c, b = k[sort], c[sort], b[sort]
     last = np.append(k[1:] != k[:-1], True)

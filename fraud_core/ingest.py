@@ -25,10 +25,11 @@ from fraud_core.claim_versions import (
     batch_lineage,
     content_hashes,
     earlier_claims,
+    record_lineage,
     with_versions,
 )
 from fraud_core.feeds import FeedContract
-from fraud_core.lakehouse import Lakehouse
+from fraud_core.lakehouse import Lakehouse, PartitionWriter
 from fraud_core.landing import LandedFile, empty_claims, quarantine_all
 from fraud_core.layout import QUARANTINE, RAW
 from fraud_core.readers import DEFAULT_CHUNK_ROWS, Opener, read_chunks
@@ -74,9 +75,7 @@ def _lineage(
     lakehouse: Lakehouse, batch_id: str, file: LandedFile, feed: FeedContract
 ) -> dict[str, Any]:
     """What the batch records about itself; its first ingestion's time survives reruns."""
-    first = None
-    if batch_id in lakehouse.batches(RAW):
-        first = batch_lineage(lakehouse, batch_id).get("ingested_at")
+    first = batch_lineage(lakehouse, batch_id).get("ingested_at")
     return {
         "batch_id": batch_id,
         "ingested_at": first or datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -125,8 +124,23 @@ def ingest_file(
         quarantine.abort()
         raise
     lineage.update(asdict(counts))
-    footer = {INGEST_METADATA: json.dumps(lineage, sort_keys=True)}
-    return Ingested(counts, raw.commit(footer), quarantine.commit(footer), lineage)
+    return _commit(lakehouse, batch_id, raw, quarantine, counts, lineage)
+
+
+def _commit(
+    lakehouse: Lakehouse,
+    batch_id: str,
+    raw: PartitionWriter,
+    quarantine: PartitionWriter,
+    counts: IngestCounts,
+    lineage: dict[str, Any],
+) -> Ingested:
+    """Replace the batch's raw and quarantine partitions (a commit each), then its lineage row."""
+    commit = {INGEST_METADATA: json.dumps(lineage, sort_keys=True)}
+    raw_uri = raw.commit(commit)
+    quarantine_uri = quarantine.commit(commit)
+    record_lineage(lakehouse, batch_id, lineage)
+    return Ingested(counts, raw_uri, quarantine_uri, lineage)
 
 
 def quarantine_rejected(
@@ -161,5 +175,4 @@ def quarantine_rejected(
         quarantine.abort()
         raise
     lineage.update(asdict(counts), rejected=reason)
-    footer = {INGEST_METADATA: json.dumps(lineage, sort_keys=True)}
-    return Ingested(counts, raw.commit(footer), quarantine.commit(footer), lineage)
+    return _commit(lakehouse, batch_id, raw, quarantine, counts, lineage)

@@ -31,18 +31,21 @@ from typing import IO, Any
 import fsspec
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
+from fraud_core import delta, layout
+from fraud_core.delta import LakehouseError
 from fraud_core.formats import split_name
 from fraud_core.layout import BATCH_COLUMN, CHAMPION_POINTER, MODELS
+from fraud_core.schema import COLUMNS_BY_NAME, KIND_DTYPES
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_PART_FILE = "part-0.parquet"
+# A batch partition of a Parquet lakehouse (before `fraud lakehouse migrate`): one file.
+LEGACY_PART_FILE = "part-0.parquet"
 REMOTE_SCHEMES = ("s3", "s3a", "abfss", "abfs", "az")
-
-
-class LakehouseError(RuntimeError):
-    """Something in the lakehouse is missing or unreadable; the message says what and where."""
 
 
 def check_batch_id(batch_id: str) -> str:
@@ -76,10 +79,12 @@ class Lakehouse:
     """The lakehouse rooted at ``uri``. Credentials come from the usual environment/profile.
 
     ``storage_options`` is for non-secret settings (it is left out of ``repr``, in case).
+    ``as_of`` pins tables to Delta versions (:meth:`pinned`).
     """
 
     uri: str
     storage_options: dict[str, Any] | None = field(default=None, repr=False)
+    as_of: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.uri:
@@ -97,6 +102,7 @@ class Lakehouse:
         self.is_local = "file" in (
             fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
         )
+        self.delta_options = delta.storage_options(self.uri)
 
     # --- paths ------------------------------------------------------------------------------
     def path(self, rel: str) -> str:
@@ -242,29 +248,182 @@ class Lakehouse:
             raw = pq.ParquetFile(fh).metadata.metadata or {}
         return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"ARROW:")}
 
-    # --- batch partitions -------------------------------------------------------------------
-    def batch_file(self, dataset: str, batch_id: str) -> str:
-        """Path (relative to the root) of one batch partition's file."""
-        return f"{dataset}/batch={check_batch_id(batch_id)}/{_PART_FILE}"
+    # --- Delta tables (fraud_core.delta) ---------------------------------------------------
+    def table_url(self, dataset: str) -> str:
+        """The URI of a table of the layout (what delta-rs and Databricks open)."""
+        layout.table(dataset)
+        return self.url(dataset)
 
-    def write_batch(self, dataset: str, batch_id: str, frame: pd.DataFrame) -> str:
-        """Write (or replace) one batch partition of ``dataset``."""
-        return self.write_parquet(self.batch_file(dataset, batch_id), frame)
+    def batch_url(self, dataset: str, batch_id: str) -> str:
+        """Where batch ``batch_id`` of a partitioned table lives (its partition folder)."""
+        return f"{self.table_url(dataset)}/{BATCH_COLUMN}={check_batch_id(batch_id)}"
+
+    def pinned(self, versions: Mapping[str, int]) -> Lakehouse:
+        """This lakehouse with some tables read as they were at the given Delta versions
+        (``{table folder: version}``, as :meth:`table_versions` records them): time travel
+        for reproducing what a training run read. Writes are refused on a pinned lakehouse."""
+        for dataset in versions:
+            layout.table(dataset)
+        return Lakehouse(
+            self.uri, self.storage_options, as_of={k: int(v) for k, v in versions.items()}
+        )
+
+    def _delta(self, dataset: str) -> DeltaTable | None:
+        spec = layout.table(dataset)
+        table = delta.open_table(
+            self.table_url(dataset), self.delta_options, spec, self.as_of.get(dataset)
+        )
+        if table is None and self._legacy(dataset):
+            raise LakehouseError(
+                f"{self.url(dataset)} holds Parquet files of a lakehouse written before its "
+                "datasets became Delta tables: convert it in place with `fraud lakehouse "
+                "migrate` (docs/lakehouse.md)"
+            )
+        return table
+
+    def _legacy(self, dataset: str) -> bool:
+        """Whether ``dataset`` is still stored as plain Parquet files (before migration)."""
+        names = self.listdir(dataset)
+        return any(n.startswith("batch=") or n == LEGACY_PART_FILE for n in names)
+
+    def table_version(self, dataset: str) -> int | None:
+        """The Delta version of a table that reads see (None: no such table yet)."""
+        table = self._delta(dataset)
+        return None if table is None else table.version()
+
+    def table_versions(self) -> dict[str, int]:
+        """The Delta version of every table of the layout that exists (what a training run
+        records, and :meth:`pinned` reads again)."""
+        versions = {}
+        for spec in layout.TABLES:
+            version = self.table_version(spec.path)
+            if version is not None:
+                versions[spec.path] = version
+        return versions
+
+    def _check_writable(self, dataset: str) -> layout.Table:
+        if self.as_of:
+            raise LakehouseError(
+                f"this lakehouse is pinned to table versions {self.as_of} (reads only): "
+                f"write {dataset} through an unpinned Lakehouse"
+            )
+        return layout.table(dataset)
+
+    def write_batch(
+        self,
+        dataset: str,
+        batch_id: str,
+        frame: pd.DataFrame,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Write (or replace) batch ``batch_id`` of ``dataset`` in one commit; return the URI of
+        its partition."""
+        spec = self._check_writable(dataset)
+        data = _from_pandas(frame)
+        delta.write(
+            self.table_url(dataset),
+            self.delta_options,
+            spec,
+            delta.source_of(data),
+            check_batch_id(batch_id),
+            metadata,
+        )
+        return self.batch_url(dataset, batch_id) if spec.partitioned else self.table_url(dataset)
+
+    def write_table(self, dataset: str, frame: pd.DataFrame) -> str:
+        """Replace the whole of a table not written by batch (the metrics table); its URI."""
+        spec = self._check_writable(dataset)
+        delta.write(
+            self.table_url(dataset),
+            self.delta_options,
+            spec,
+            delta.source_of(_from_pandas(frame)),
+        )
+        return self.table_url(dataset)
+
+    def read_table(
+        self,
+        dataset: str,
+        columns: Sequence[str] | None = None,
+        predicate: str | None = None,
+        row_filter: pads.Expression | None = None,
+    ) -> pd.DataFrame:
+        """Rows of a table: the files ``predicate`` (SQL, see :func:`fraud_core.delta.dataset`)
+        may hold, the rows ``row_filter`` keeps, ``columns`` only (those the table has).
+
+        Raises:
+            LakehouseError: no such table yet (saying what to materialize), or its log is
+                damaged.
+        """
+        table = self._delta(dataset)
+        if table is None:
+            raise LakehouseError(
+                f"no table {dataset} in the lakehouse ({self.url(dataset)}): materialize it first"
+            )
+        typed = not layout.table(dataset).open_columns
+        return _to_pandas(self._scan(table, columns, predicate, row_filter), typed)
+
+    def _scan(
+        self,
+        table: DeltaTable,
+        columns: Sequence[str] | None,
+        predicate: str | None,
+        row_filter: pads.Expression | None = None,
+        own_columns: bool = False,
+    ) -> pa.Table:
+        data = delta.dataset(table, predicate)
+        names = data.schema.names
+        wanted = names if columns is None else [c for c in columns if c in names]
+        out = data.to_table(columns=wanted, filter=row_filter)
+        if own_columns and out.num_rows:
+            # rows as received: the columns these rows came with, not every column the table
+            # gained from other batches (a column empty throughout is left out too)
+            empty = [c.name for c in out.schema if out.column(c.name).null_count == out.num_rows]
+            out = out.drop_columns(empty)
+        return out
 
     def partition_writer(self, dataset: str, batch_id: str, empty: pd.DataFrame) -> PartitionWriter:
-        """Write (or replace) one batch partition chunk by chunk; ``empty`` gives its columns
-        when no row is written."""
-        return PartitionWriter(self, self.batch_file(dataset, batch_id), empty)
+        """Write (or replace) one batch of ``dataset`` chunk by chunk; ``empty`` gives its
+        columns when no row is written."""
+        self._check_writable(dataset)
+        return PartitionWriter(self, dataset, check_batch_id(batch_id), empty)
 
-    def read_batch(self, dataset: str, batch_id: str) -> pd.DataFrame:
-        """One batch partition; :class:`LakehouseError` saying to materialize it if missing."""
-        rel = self.batch_file(dataset, batch_id)
-        if not self.exists(rel):
+    def read_batch(
+        self, dataset: str, batch_id: str, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """One batch of ``dataset`` (its files only), without the ``batch_id`` column.
+
+        Raises:
+            LakehouseError: the batch is not in the table, saying to materialize it.
+        """
+        frame = self._read_batches(dataset, [check_batch_id(batch_id)], columns)
+        if frame is None:
             raise LakehouseError(
-                f"batch {batch_id!r} of {dataset} is not in the lakehouse ({self.url(rel)}): "
-                "materialize it first"
+                f"batch {batch_id!r} of {dataset} is not in the lakehouse "
+                f"({self.batch_url(dataset, batch_id)}): materialize it first"
             )
-        return self.read_parquet(rel)
+        return frame.drop(columns=BATCH_COLUMN, errors="ignore")
+
+    def _read_batches(
+        self, dataset: str, batch_ids: list[str], columns: Sequence[str] | None
+    ) -> pd.DataFrame | None:
+        """The batches' rows with ``batch_id``; None when the table holds none of them (an
+        ingested batch without rows reads as no rows with the table's columns)."""
+        table = self._delta(dataset)
+        if table is None:
+            return None
+        spec = layout.table(dataset)
+        predicate = delta.batch_predicate(batch_ids)
+        row_filter = None if spec.partitioned else pc.field(BATCH_COLUMN).isin(batch_ids)
+        wanted = None if columns is None else [*columns, BATCH_COLUMN]
+        data = self._scan(table, wanted, predicate, row_filter, own_columns=spec.open_columns)
+        if data.num_rows == 0 and not self._ingested(batch_ids):
+            return None
+        return _to_pandas(data, typed=not spec.open_columns)
+
+    def _ingested(self, batch_ids: list[str]) -> bool:
+        """Whether all of ``batch_ids`` were ingested (a batch may have no rows in a table)."""
+        return set(batch_ids) <= self._known(batch_ids)
 
     def batch_rows(self, dataset: str, batch_id: str) -> int:
         """The rows of one batch partition, from its Parquet footer (no row is read)."""
@@ -273,29 +432,83 @@ class Lakehouse:
             return int(pq.ParquetFile(fh).metadata.num_rows)
 
     def batches(self, dataset: str) -> list[str]:
-        """Batch ids present in ``dataset`` (folders holding a partition file), sorted.
+        """Batch ids present in ``dataset``, sorted (from the table's log; none when there is
+        no table yet). Read fresh from the store, so batches of other processes are seen."""
+        table = self._delta(dataset)
+        return [] if table is None else delta.batch_ids(table, layout.table(dataset))
 
-        One flat listing of the dataset's prefix (not a listing plus one existence check per
-        folder), taken fresh from the store, so batches written by other processes are seen.
+    def read_batches(
+        self,
+        dataset: str,
+        batch_ids: list[str] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Rows of several batches (all when ``batch_ids`` is None), with a ``batch_id``
+        column; only ``columns`` (and ``batch_id``) when given."""
+        if batch_ids is None:
+            table = self._delta(dataset)
+            if table is None or not delta.batch_ids(table, layout.table(dataset)):
+                raise LakehouseError(f"no batches of {dataset} in {self.url(dataset)}")
+            wanted = None if columns is None else [*columns, BATCH_COLUMN]
+            typed = not layout.table(dataset).open_columns
+            return _to_pandas(self._scan(table, wanted, None), typed)
+        if not batch_ids:
+            raise LakehouseError(f"no batches of {dataset} asked for from {self.url(dataset)}")
+        frame = self._read_batches(dataset, list(batch_ids), columns)
+        if frame is None:
+            raise LakehouseError(
+                f"batches {batch_ids[:5]} of {dataset} are not in {self.url(dataset)}: "
+                "materialize them first"
+            )
+        missing = set(batch_ids) - set(frame[BATCH_COLUMN].unique()) - self._known(batch_ids)
+        if missing:
+            raise LakehouseError(
+                f"batch(es) {sorted(missing)[:5]} of {dataset} are not in {self.url(dataset)}: "
+                "materialize them first"
+            )
+        return frame
+
+    def _known(self, batch_ids: list[str]) -> set[str]:
+        """Those of ``batch_ids`` that were ingested (in the batch lineage table)."""
+        table = self._delta(layout.BATCH_LINEAGE)
+        if table is None:
+            return set()
+        known = self._scan(
+            table, [BATCH_COLUMN], None, pc.field(BATCH_COLUMN).isin(batch_ids)
+        ).column(BATCH_COLUMN)
+        return {str(v) for v in known.to_pylist()}
+
+    def table_columns(self, dataset: str) -> list[str]:
+        """The columns a table declares (none when there is no table yet)."""
+        table = self._delta(dataset)
+        return [] if table is None else list(pa.schema(table.schema().to_arrow()).names)
+
+    def column_range(self, dataset: str, column: str) -> tuple[Any, Any]:
+        """The smallest and largest value of ``column`` over the table, from the per-file
+        statistics of its log (no data file is read); (None, None) when unknown."""
+        table = self._delta(dataset)
+        if table is None:
+            return None, None
+        actions = pa.table(table.get_add_actions(flatten=True))
+        low, high = f"min.{column}", f"max.{column}"
+        if low not in actions.column_names or high not in actions.column_names:
+            return None, None
+        return pc.min(actions[low]).as_py(), pc.max(actions[high]).as_py()
+
+    def maintain(self, retention_hours: int = 168, vacuum: bool = True) -> list[dict[str, Any]]:
+        """OPTIMIZE (compact small files) and VACUUM every table of the layout.
+
+        Raises:
+            LakehouseError: a dataset is still Parquet files (VACUUM would delete them).
         """
-        ids = []
-        for rel in self.find(dataset):
-            folder, _, name = rel.partition("/")
-            if name == _PART_FILE and folder.startswith("batch="):
-                ids.append(folder.split("=", 1)[1])
-        return sorted(ids)
-
-    def read_batches(self, dataset: str, batch_ids: list[str] | None = None) -> pd.DataFrame:
-        """Concatenate batches (all when ``batch_ids`` is None), with a ``batch_id`` column."""
-        ids = self.batches(dataset) if batch_ids is None else batch_ids
-        if not ids:
-            raise LakehouseError(f"no batches of {dataset} in {self.url(dataset)}")
-        frames = []
-        for batch_id in ids:
-            frame = self.read_batch(dataset, batch_id)
-            frame[BATCH_COLUMN] = batch_id
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+        for spec in layout.TABLES:
+            self._delta(spec.path)  # refuses a dataset not migrated yet
+        return [
+            delta.maintain(
+                self.table_url(spec.path), self.delta_options, spec, retention_hours, vacuum
+            )
+            for spec in layout.TABLES
+        ]
 
     # --- model registry ---------------------------------------------------------------------
     def model_path(self, version: str, name: str = "") -> str:
@@ -319,28 +532,46 @@ class Lakehouse:
 
 
 class PartitionWriter:
-    """One partition file written chunk by chunk: nothing is visible until :meth:`commit`,
-    which publishes it whole (:meth:`Lakehouse.publish`); :meth:`abort` leaves the old one.
+    """One batch of a table written chunk by chunk: nothing is visible until :meth:`commit`,
+    which replaces the batch in one Delta commit; :meth:`abort` leaves the batch as it was.
+    The first chunk is held in memory (a file of one chunk is written straight from it);
+    from the second on, chunks are staged in local Parquet files and the commit streams from
+    them, so memory stays bounded by a chunk.
 
     Chunks may differ in columns (JSON lines gain keys as they go): a chunk without some
     columns gets nulls, a chunk with new ones starts a new staging part, and the parts are
     joined on commit under their unified schema, part by part.
     """
 
-    def __init__(self, lakehouse: Lakehouse, rel: str, empty: pd.DataFrame) -> None:
+    def __init__(
+        self, lakehouse: Lakehouse, dataset: str, batch_id: str, empty: pd.DataFrame
+    ) -> None:
         self._lakehouse = lakehouse
-        self._rel = rel
+        self._dataset = dataset
+        self._batch_id = batch_id
         self._empty = empty
         self._parts: list[str] = []
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
+        self._held: pa.Table | None = None
         self.rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:
         """Append rows (none: nothing happens)."""
-        if frame.empty and self._parts:
+        if frame.empty and (self._parts or self._held is not None):
             return
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = _from_pandas(frame)
+        if self._held is None and not self._parts:
+            self._held = table.cast(_no_null_types(table.schema))
+        else:
+            if self._held is not None:
+                held, self._held = self._held, None
+                self._stage(held)
+            self._stage(table)
+        self.rows += len(frame)
+
+    def _stage(self, table: pa.Table) -> None:
+        """Append a chunk to the staged parts (a new part when its columns differ)."""
         if self._schema is not None and not set(table.schema.names) - set(self._schema.names):
             try:
                 table = _conform(table, self._schema)
@@ -351,28 +582,50 @@ class PartitionWriter:
         if self._writer is None:
             self._schema = _no_null_types(table.schema)
             table = table.cast(self._schema)
-            self._parts.append(self._lakehouse.staging_path(self._rel))
+            fd, path = tempfile.mkstemp(prefix="lakehouse-", suffix=".parquet")
+            os.close(fd)
+            self._parts.append(path)
             self._writer = pq.ParquetWriter(self._parts[-1], self._schema, compression="zstd")
         self._writer.write_table(table)
-        self.rows += len(frame)
 
     def _close_part(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
-    def commit(self, metadata: Mapping[str, str] | None = None) -> str:
-        """Publish the partition (with ``metadata`` in its footer); return its URI."""
-        if not self._parts:
+    def commit(self, metadata: Mapping[str, Any] | None = None) -> str:
+        """Replace the batch with the rows written (``metadata`` goes into the commit's
+        ``commitInfo``); return the URI of its partition."""
+        if not self._parts and self._held is None:
             self.write(self._empty)
         if len(self._parts) > 1:
             self._close_part()
             self._join_parts()
-        assert self._writer is not None
-        if metadata:
-            self._writer.add_key_value_metadata(dict(metadata))
         self._close_part()
-        return self._lakehouse.publish(self._parts.pop(), self._rel)
+        try:
+            if self._held is not None:
+                source = delta.source_of(self._held)
+            else:
+                staged = self._parts[0]
+
+                def source() -> pa.RecordBatchReader:
+                    parquet = pq.ParquetFile(staged)
+                    return pa.RecordBatchReader.from_batches(
+                        parquet.schema_arrow, parquet.iter_batches(batch_size=65_536)
+                    )
+
+            lh = self._lakehouse
+            delta.write(
+                lh.table_url(self._dataset),
+                lh.delta_options,
+                layout.table(self._dataset),
+                source,
+                self._batch_id,
+                metadata,
+            )
+        finally:
+            self.abort()
+        return lh.batch_url(self._dataset, self._batch_id)
 
     def _join_parts(self) -> None:
         """Rewrite the parts into one staging file under their unified schema."""
@@ -381,7 +634,9 @@ class PartitionWriter:
         unified = pa.unify_schemas(
             [s.remove_metadata() for s in schemas], promote_options="permissive"
         )
-        self._parts.append(self._lakehouse.staging_path(self._rel))
+        fd, path = tempfile.mkstemp(prefix="lakehouse-", suffix=".parquet")
+        os.close(fd)
+        self._parts.append(path)
         self._writer = pq.ParquetWriter(self._parts[-1], unified, compression="zstd")
         for part in parts:
             source = pq.ParquetFile(part)
@@ -390,12 +645,55 @@ class PartitionWriter:
             os.remove(part)
 
     def abort(self) -> None:
-        """Drop what was written; the partition stays as it was."""
+        """Drop what was written; the batch stays as it was."""
+        self._held = None
         self._close_part()
         for part in self._parts:
             if os.path.exists(part):
                 os.remove(part)
         self._parts = []
+
+
+def _from_pandas(frame: pd.DataFrame) -> pa.Table:
+    """A frame as Arrow, as the lakehouse writes it."""
+    return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+
+
+# Which Arrow types hold a claim column of each kind as the claims schema types it (a feature
+# may share a claim column's name with another type: report_delay_days as a float feature).
+_KIND_ARROW: dict[str, Any] = {
+    "id": pa.types.is_string,
+    "category": pa.types.is_string,
+    "date": pa.types.is_timestamp,
+    "float": pa.types.is_floating,
+    "int": pa.types.is_integer,
+    "bool": pa.types.is_boolean,
+}
+
+
+def _to_pandas(table: pa.Table, typed: bool = True) -> pd.DataFrame:
+    """Rows read from a Delta table as the frames the pipeline wrote: claim columns with the
+    claims schema's dtypes, timestamps in nanoseconds, booleans and integers with gaps as
+    pandas' nullable types (Delta keeps no pandas metadata, as Parquet files written by
+    pandas did). ``typed=False``: rows as received (quarantine), claim columns left as text."""
+    fields = []
+    for f in table.schema:
+        if pa.types.is_timestamp(f.type) and f.type.unit != "ns":
+            fields.append(f.with_type(pa.timestamp("ns", f.type.tz)))
+        else:
+            fields.append(f)
+    table = table.cast(pa.schema(fields), safe=False)
+    frame = table.to_pandas()
+    for f in table.schema:
+        column = table.column(f.name)
+        kind = COLUMNS_BY_NAME[f.name].kind if typed and f.name in COLUMNS_BY_NAME else None
+        if kind is not None and _KIND_ARROW[kind](f.type):
+            frame[f.name] = frame[f.name].astype(KIND_DTYPES[kind])
+        elif column.null_count and pa.types.is_boolean(f.type):
+            frame[f.name] = frame[f.name].astype("boolean")
+        elif column.null_count and pa.types.is_integer(f.type):
+            frame[f.name] = frame[f.name].astype("Int64")
+    return frame
 
 
 def _no_null_types(schema: pa.Schema) -> pa.Schema:

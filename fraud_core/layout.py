@@ -3,26 +3,32 @@
 This module is the one place a path is named; everything else imports it. Under the root::
 
     landing/                          arriving files (unless a separate LANDING_URI is used)
-    raw/claims/batch=ID/              validated rows of one landed file
-    quarantine/claims/batch=ID/       its rows that failed the contract, with their reasons
+    raw/claims/                       validated rows, a batch per landed file
+    quarantine/claims/                its rows that failed the contract, with their reasons
     rejected/claims/batch=ID/version=V/  a whole file the contract refused: rejection.json
                                       (why, and what to fix) next to the file as it arrived
-    features/claims/batch=ID/         model features
-    outputs/scores/batch=ID/          fraud score and decision per claim, with the model version
-    monitoring/feature_drift/batch=ID/  drift of a batch's features against the champion's
-    monitoring/score_drift/batch=ID/    training reference (and of its scores)
-    metrics/model_metrics/            the aggregated metrics table (one file)
+    features/claims/                  model features
+    outputs/scores/                   fraud score and decision per claim, with the model version
+    monitoring/feature_drift/         drift of a batch's features against the champion's
+    monitoring/score_drift/           training reference (and of its scores)
+    metrics/model_metrics/            the aggregated metrics table
+    lineage/batches/                  a row per batch: when it was first ingested, from which
+                                      file with which feed contract, its counts
     models/VERSION/                   a model bundle: weights, manifest.json, drift reference
     models/champion.json              the champion pointer: {"version": ...}, replaced atomically
     models/champion_history.json      every promotion and rollback, oldest first
     models/candidate.json             the last trained candidate, waiting for the model gate
     quality/data_docs/                Great Expectations Data Docs, a page per validation
 
-A batch partition is one folder ``batch=ID`` holding one file, so rerunning a batch replaces
-it and never appends twice.
+Every dataset of :data:`TABLES` is a Delta table (:mod:`fraud_core.delta`): a folder with its
+transaction log ``_delta_log/``. The batch datasets are partitioned by ``batch_id`` (folders
+``batch_id=ID/``): rerunning a batch replaces its partition in one commit, never appends twice.
+``infra/databricks/tables.sql`` registers them in Unity Catalog, generated from :data:`TABLES`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 # The local default when LAKEHOUSE_URI is not set (relative to the working directory).
 DEFAULT_LAKEHOUSE_DIR = ".lakehouse"
@@ -36,7 +42,9 @@ SCORES = "outputs/scores"
 FEATURE_DRIFT = "monitoring/feature_drift"
 SCORE_DRIFT = "monitoring/score_drift"
 METRICS = "metrics/model_metrics"
-METRICS_FILE = f"{METRICS}/part-0.parquet"
+# Until `fraud lakehouse migrate`, the metrics table of a Parquet lakehouse was this one file.
+LEGACY_METRICS_FILE = f"{METRICS}/part-0.parquet"
+BATCH_LINEAGE = "lineage/batches"
 MODELS = "models"
 CHAMPION_POINTER = f"{MODELS}/champion.json"
 CHAMPION_HISTORY = f"{MODELS}/champion_history.json"
@@ -45,3 +53,73 @@ DATA_DOCS = "quality/data_docs"
 
 # The column naming each row's batch when batches are read together.
 BATCH_COLUMN = "batch_id"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One Delta table of the lakehouse.
+
+    Attributes:
+        name: its name in a catalog (Unity Catalog, ``infra/databricks/tables.sql``).
+        path: its folder under the lakehouse root.
+        by_batch: written a batch at a time (its rows, :data:`BATCH_COLUMN`, replaced in one
+            commit); otherwise the whole table is replaced at each write.
+        partitioned: by :data:`BATCH_COLUMN` (a folder per batch); a small table written a
+            batch at a time (a row per batch) is not, so reading it whole reads a few files
+            (one after ``fraud lakehouse maintain``), not one per batch.
+        open_columns: rows as received (quarantine): a batch may bring columns the table has
+            not seen, which are added to it; otherwise the table's columns are fixed and a
+            write that differs is refused.
+        history: read back as the claims history of later batches (only the rows a
+            look-back window can see: its files carry per-file statistics on ``claim_date``).
+        description: what a row is (the table's comment in a catalog).
+    """
+
+    name: str
+    path: str
+    by_batch: bool
+    description: str
+    open_columns: bool = False
+    history: bool = False
+    partitioned: bool = True
+
+
+TABLES: tuple[Table, ...] = (
+    Table("raw_claims", RAW, True, "Validated claims, one partition per landed file", history=True),
+    Table(
+        "quarantined_claims",
+        QUARANTINE,
+        True,
+        "Rows that failed the claims contract, as received, with their reasons",
+        open_columns=True,
+    ),
+    Table("claim_features", FEATURES, True, "Model features per claim"),
+    Table("claim_scores", SCORES, True, "Fraud score and decision per claim, with model version"),
+    Table("feature_drift", FEATURE_DRIFT, True, "Drift of a batch's features vs the champion"),
+    Table("score_drift", SCORE_DRIFT, True, "Drift of a batch's scores vs the champion"),
+    Table(
+        "model_metrics",
+        METRICS,
+        False,
+        "Metrics per model version, batch and claim day",
+        partitioned=False,
+    ),
+    Table(
+        "batch_lineage",
+        BATCH_LINEAGE,
+        True,
+        "Where each batch came from, and when",
+        partitioned=False,
+    ),
+)
+TABLES_BY_PATH: dict[str, Table] = {t.path: t for t in TABLES}
+
+
+def table(path: str) -> Table:
+    """The table whose folder is ``path`` (one of :data:`TABLES`)."""
+    try:
+        return TABLES_BY_PATH[path]
+    except KeyError:
+        raise KeyError(
+            f"{path!r} is not a table of the lakehouse layout (fraud_core.layout)"
+        ) from None

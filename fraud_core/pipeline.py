@@ -6,29 +6,111 @@ functions directly and measure what orchestration costs on top.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
 
 from fraud_core import drift, metrics
-from fraud_core.claim_versions import latest_versions
-from fraud_core.features import NUMERIC_FEATURES, build_features
+from fraud_core.claim_versions import SUPERSEDES, latest_versions
+from fraud_core.features import (
+    DATE,
+    HISTORY_COLUMNS,
+    NUMERIC_FEATURES,
+    WINDOWED,
+    build_features,
+    lookback_days,
+)
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import BATCH_COLUMN, FEATURES, METRICS_FILE, RAW, SCORES
+from fraud_core.layout import BATCH_COLUMN, FEATURES, METRICS, RAW, SCORES
 from fraud_core.model.bundle import ModelBundle
 from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, LABEL_COLUMN, Decision
 from fraud_core.warehouse import METRICS_COLUMNS, METRICS_KEY
 
+# How far back the window features look, per key column (days), and at most.
+LOOKBACK_DAYS: dict[str, int] = lookback_days(WINDOWED)
+MAX_LOOKBACK_DAYS = max(LOOKBACK_DAYS.values())
+
+
+def _day(value: pd.Timestamp) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def claims_history(
+    lakehouse: Lakehouse,
+    claims: pd.DataFrame,
+    batch_id: str | None = None,
+    columns: Sequence[str] = HISTORY_COLUMNS,
+) -> pd.DataFrame | None:
+    """The raw claims of other batches that the window features of ``claims`` can see: each
+    claim's latest version once, none of ``claims``' own ids; ``columns`` only.
+
+    Only what a window can reach is read: the raw table's files whose ``claim_date``
+    statistics overlap the longest look-back before ``claims`` (the Delta log's per-file
+    min/max), and of their rows those within each key column's look-back whose key is one of
+    ``claims``' (or that correct an earlier version, so the latest version still wins). The
+    cost is flat in the lakehouse's age: the window, not the history, is read.
+
+    Returns None when there is no other raw claim.
+    """
+    declared = lakehouse.table_columns(RAW)
+    if claims.empty or not declared:
+        return None
+    dates = pd.to_datetime(claims[DATE])
+    first, last = dates.min(), dates.max()
+    start = first - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
+    predicate = f"{DATE} >= '{_day(start)}' AND {DATE} <= '{_day(last)} 23:59:59'"
+    date = pads.field(DATE)
+    # a correction is kept whatever its key, so that it still replaces its earlier version
+    keep = pads.field(SUPERSEDES).is_valid() if SUPERSEDES in declared else pads.scalar(False)
+    for entity, days in LOOKBACK_DAYS.items():
+        keys = pa.array(claims[entity].dropna().astype(str).unique(), pa.string())
+        since = pa.scalar((first - pd.Timedelta(days=days + 1)).to_pydatetime(), pa.timestamp("us"))
+        keep = keep | ((date >= since) & pads.field(entity).isin(keys))
+    row_filter = (
+        (date >= pa.scalar(start.to_pydatetime(), pa.timestamp("us")))
+        & (date <= pa.scalar(last.to_pydatetime(), pa.timestamp("us")))
+        & keep
+    )
+    if batch_id is not None:
+        row_filter = row_filter & (pads.field(BATCH_COLUMN) != batch_id)
+    wanted = list(dict.fromkeys([ID_COLUMN, *columns, BATCH_COLUMN]))
+    history = lakehouse.read_table(RAW, wanted, predicate, row_filter)
+    if history.empty:
+        return None
+    history = latest_versions(lakehouse, history)
+    history = history[~history[ID_COLUMN].isin(claims[ID_COLUMN]).to_numpy()]
+    return history[list(dict.fromkeys([ID_COLUMN, *columns]))].reset_index(drop=True)
+
+
+def window_history(lakehouse: Lakehouse, columns: Sequence[str] = HISTORY_COLUMNS) -> pd.DataFrame:
+    """The raw claims within the longest look-back before the lakehouse's latest claim date
+    (each claim's latest version once; ``columns`` only): the history the scoring API holds.
+
+    Only files whose ``claim_date`` statistics reach the window are read (the latest date
+    comes from the Delta log's statistics too), so this is flat in the lakehouse's age.
+    An empty frame (with ``columns``) when there are no raw claims.
+    """
+    latest = lakehouse.column_range(RAW, DATE)[1] if lakehouse.batches(RAW) else None
+    if latest is None:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    since = pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
+    every = lakehouse.read_table(
+        RAW,
+        list(dict.fromkeys([ID_COLUMN, *columns, BATCH_COLUMN])),
+        predicate=f"{DATE} >= '{_day(since)}'",
+        row_filter=pads.field(DATE) >= pa.scalar(since.to_pydatetime(), pa.timestamp("us")),
+    )
+    return latest_versions(lakehouse, every)[list(columns)].reset_index(drop=True)
+
 
 def featurize_batch(lakehouse: Lakehouse, batch_id: str) -> pd.DataFrame:
-    """Features of one raw batch, with every other raw batch as history: each claim's latest
-    version once, none of this batch's claims (their own versions are these)."""
+    """Features of one raw batch, with the other raw batches' claims within the look-back
+    window as history (:func:`claims_history`)."""
     claims = lakehouse.read_batch(RAW, batch_id)
-    others = [b for b in lakehouse.batches(RAW) if b != batch_id]
-    history = None
-    if others:
-        history = latest_versions(lakehouse, lakehouse.read_batches(RAW, others))
-        history = history[~history[ID_COLUMN].isin(claims[ID_COLUMN]).to_numpy()]
+    history = claims_history(lakehouse, claims, batch_id)
     features = build_features(claims, history)
     lakehouse.write_batch(FEATURES, batch_id, features)
     return features
@@ -175,16 +257,16 @@ def aggregate_metrics(lakehouse: Lakehouse, bundles: dict[str, ModelBundle]) -> 
         raise ValueError("no scored batches in the lakehouse: materialize claim_scores first")
     table = pd.concat(parts, ignore_index=True)[[name for name, _ in METRICS_COLUMNS]]
     table = table.sort_values(list(METRICS_KEY)).reset_index(drop=True)
-    lakehouse.write_parquet(METRICS_FILE, table)
+    lakehouse.write_table(METRICS, table)
     return table
 
 
 def versions_in_scores(lakehouse: Lakehouse) -> list[str]:
     """Model versions that scored any batch (to load their bundles for the metrics)."""
-    versions: set[str] = set()
-    for batch_id in lakehouse.batches(SCORES):
-        versions.update(lakehouse.read_batch(SCORES, batch_id)["model_version"].astype(str))
-    return sorted(versions)
+    if not lakehouse.batches(SCORES):
+        return []
+    scores = lakehouse.read_table(SCORES, ["model_version"])
+    return sorted(set(scores["model_version"].dropna().astype(str)))
 
 
 __all__ = [

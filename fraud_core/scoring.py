@@ -28,13 +28,18 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from fraud_core.claim_versions import latest_versions
-from fraud_core.features import CATEGORICAL_FEATURES, FEATURES, HISTORY_COLUMNS, build_features
+from fraud_core.features import (
+    CATEGORICAL_FEATURES,
+    FEATURES,
+    HISTORY_COLUMNS,
+    build_features,
+)
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import BATCH_COLUMN, RAW
+from fraud_core.layout import RAW
 from fraud_core.model.bundle import ModelBundle, load_champion
 from fraud_core.model.fast import NumpyForward
 from fraud_core.online.history import HistoryIndex
+from fraud_core.pipeline import window_history
 from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, Decision
 
 log = logging.getLogger(__name__)
@@ -133,29 +138,25 @@ class ClaimScorer:
 
     @classmethod
     def from_lakehouse(cls, lakehouse: Lakehouse, version: str | None = None) -> ClaimScorer:
-        """Load a bundle (the champion unless ``version`` is given) and all raw claims as history.
+        """Load a bundle (the champion unless ``version`` is given) and, as history, the raw
+        claims within the look-back window before the latest claim (each claim's latest
+        version once; only the raw table's files whose ``claim_date`` statistics reach the
+        window are read, so the history held is flat in the lakehouse's age).
 
         Raises:
             BundleError: no champion, or the bundle is missing, corrupt or incompatible.
-            LakehouseError: a raw batch cannot be read.
+            LakehouseError: the raw table cannot be read.
         """
         bundle = (
             load_champion(lakehouse) if version is None else ModelBundle.load(lakehouse, version)
         )
         batch_ids = lakehouse.batches(RAW)
-        if batch_ids:
-            # Each claim once, in its latest version (fraud_core.claim_versions).
-            keep = list(dict.fromkeys([ID_COLUMN, *HISTORY_COLUMNS]))
-            frames = [
-                lakehouse.read_batch(RAW, b)[keep].assign(**{BATCH_COLUMN: b}) for b in batch_ids
-            ]
-            every = pd.concat(frames, ignore_index=True)
-            history = latest_versions(lakehouse, every)[list(HISTORY_COLUMNS)]
-        else:
+        # Each claim once, in its latest version (fraud_core.claim_versions).
+        history = window_history(lakehouse, HISTORY_COLUMNS)
+        if history.empty:
             log.warning("no raw claims in %s: history features start from zero", lakehouse.url(RAW))
-            history = pd.DataFrame({c: pd.Series(dtype=object) for c in HISTORY_COLUMNS})
         log.info(
-            "scorer for model %s: %d history claims from %d batch(es)",
+            "scorer for model %s: %d history claims (the look-back window) of %d batch(es)",
             bundle.version,
             len(history),
             len(batch_ids),

@@ -46,25 +46,41 @@ class FraudTrainingFlow(FlowSpec):
     )
     seed = Parameter("seed", default=0, type=int, help="random seed of every branch")
     max_epochs = Parameter("max_epochs", default=0, type=int, help="0: the config's max_epochs")
+    as_of = Parameter(
+        "as_of",
+        default="",
+        help='Delta version of each table to read, JSON {"features/claims": 12, ...} '
+        "(empty or {}: the current versions, recorded in the bundle's lineage)",
+    )
+
+    def _lakehouse(self):  # type: ignore[no-untyped-def]
+        """The lakehouse as this run reads it: every table at its recorded Delta version."""
+        from fraud_core.lakehouse import Lakehouse
+
+        return Lakehouse(self.lakehouse_uri).pinned(self.table_versions)
 
     def _split(self):  # type: ignore[no-untyped-def]
-        from fraud_core.lakehouse import Lakehouse
         from fraud_core.training import load_labelled_features, time_split
 
-        frame = load_labelled_features(Lakehouse(self.lakehouse_uri), self.batch_list or None)
+        frame = load_labelled_features(self._lakehouse(), self.batch_list or None)
         split = self.settings.split
         return time_split(frame, split.val_fraction, split.test_fraction)
 
     @step
     def start(self) -> None:
         """Load labelled features and split them by time; fan out over the grid."""
+        import json
+
         from fraud_core.lakehouse import Lakehouse
         from fraud_core.layout import FEATURES
 
         # Where this task's code came from: the code package (.mf_code) on a remote task.
         self.code_origin = {m.__name__: m.__file__ for m in (fraud_core, metaflow_jobs)}
+        # Every step reads the tables at these versions, so later batches change nothing.
+        pinned = json.loads(self.as_of) if self.as_of.strip() else {}
+        self.table_versions = pinned or Lakehouse(self.lakehouse_uri).table_versions()
         requested = [b.strip() for b in self.batches.split(",") if b.strip()]
-        self.batch_list = requested or Lakehouse(self.lakehouse_uri).batches(FEATURES)
+        self.batch_list = requested or self._lakehouse().batches(FEATURES)
         self.split_summary = self._split().describe()
         self.grid = [dict(point) for point in self.settings.grid]
         workers = min(self.settings.max_workers, len(self.grid))
@@ -120,7 +136,13 @@ class FraudTrainingFlow(FlowSpec):
 
         self.merge_artifacts(
             inputs,
-            include=["batch_list", "split_summary", "threads_per_branch", "lakehouse_uri"],
+            include=[
+                "batch_list",
+                "split_summary",
+                "threads_per_branch",
+                "lakehouse_uri",
+                "table_versions",
+            ],
         )
         self.candidates = [
             {
@@ -290,6 +312,7 @@ class FraudTrainingFlow(FlowSpec):
         bundle.lineage = {
             "metaflow_run": f"{current.flow_name}/{current.run_id}",
             "training_batches": self.batch_list,
+            "table_versions": self.table_versions,
             "split": self.split_summary,
             "hyperparameters": self.best_hparams,
         }

@@ -11,6 +11,7 @@ import pytest
 
 from fraud_cli.servers import FAKE_AWS, moto_server
 from fraud_cli.servers import azurite as azurite_server
+from fraud_core.claim_versions import as_raw
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.pipeline import featurize_batch
@@ -47,7 +48,7 @@ def champion_lakehouse(
     root = tmp_path_factory.mktemp("lakehouse")
     lh = Lakehouse(str(root))
     for i, batch in enumerate(split_into_batches(small_claims, 3)):
-        lh.write_batch(RAW, f"b{i}", coerce_claims(batch).frame)
+        lh.write_batch(RAW, f"b{i}", as_raw(coerce_claims(batch).frame))
     for i in range(3):
         featurize_batch(lh, f"b{i}")
     split = time_split(load_labelled_features(lh), 0.2, 0.2)
@@ -67,7 +68,11 @@ def champion_lakehouse(
         threshold=threshold,
         version="fm-test-1",
         metrics={"test": {"model": {"average_precision": result.best_val_ap}}},
-        lineage={"training_batches": ["b0", "b1", "b2"], "split": split.describe()},
+        lineage={
+            "training_batches": ["b0", "b1", "b2"],
+            "split": split.describe(),
+            "table_versions": lh.table_versions(),
+        },
     )
     bundle.reference_profile = drift.profile(split.train, NUMERIC_FEATURES)
     test_scores = bundle.predict_proba(split.test)

@@ -31,7 +31,7 @@ from fraud_core.registry import champion_bundle
             "policyholder and provider.",
             group_name="claims",
             owners=OWNERS,
-            kinds={"duckdb", "parquet"},
+            kinds={"duckdb", "delta"},
         )
     ],
     check_specs=[FEATURES_CONTRACT, FEATURE_DRIFT_CHECK.spec],
@@ -50,7 +50,8 @@ def claim_features(
         asset_key="claim_features",
         metadata={
             "dagster/row_count": len(features),
-            "uri": dg.MetadataValue.path(lh.url(lh.batch_file(FEATURES, batch_id))),
+            "uri": dg.MetadataValue.path(lh.batch_url(FEATURES, batch_id)),
+            "delta_version": lh.table_version(FEATURES),
             "feature_means": dg.MetadataValue.json(means),
         },
     )

@@ -1,5 +1,6 @@
 """fraud_model (a candidate trained by Metaflow) and champion_model (behind the gate)."""
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,10 @@ class TrainingConfig(dg.Config):
     """Upper bound on epochs per candidate (0: the flow's config file decides)."""
     resume_from: str = ""
     """Metaflow run id of a failed training run to resume (its finished steps are reused)."""
+    as_of: str = ""
+    """Delta version of each table to train on, JSON as a model's ``table_versions`` lineage
+    shows it (``{"features/claims": 12, ...}``): retrains on exactly the rows that model
+    saw. Empty: the tables' current versions."""
 
 
 # pool "training": the production instance runs one training at a time (deploy/dagster).
@@ -39,10 +44,12 @@ def fraud_model(
 ) -> dg.MaterializeResult:
     """A candidate model: FraudTrainingFlow's bundle, its Metaflow run and held-out metrics."""
     lh = lakehouse.get()
-    batches = lh.batches(FEATURES)
+    versions = {k: int(v) for k, v in json.loads(config.as_of).items()} if config.as_of else {}
+    versions = versions or lh.table_versions()
+    batches = lh.pinned(versions).batches(FEATURES)
     if not batches:
         raise dg.Failure("no claim_features batches in the lakehouse: ingest claims first")
-    context.log.info(f"training on {len(batches)} feature batches")
+    context.log.info(f"training on {len(batches)} feature batches, table versions {versions}")
     run = training.train(
         lh.uri,
         batches,
@@ -50,6 +57,7 @@ def fraud_model(
         max_epochs=config.max_epochs,
         resume_from=config.resume_from,
         log=context.log.info,
+        as_of=versions,
     )
     lh.write_json(
         CANDIDATE_POINTER,
@@ -76,6 +84,8 @@ def fraud_model(
         "candidates": dg.MetadataValue.md(candidates.to_markdown(index=False)),
         "pr_curve": dg.MetadataValue.md(markdown_image(run.pr_png, "PR curves")),
         "split": dg.MetadataValue.json(run.split),
+        # the Delta version of every table the run read (config as_of trains on them again)
+        "table_versions": dg.MetadataValue.json(versions),
     }
     if bayes:
         metadata["bayes_optimal_average_precision"] = bayes["average_precision"]

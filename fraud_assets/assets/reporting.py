@@ -5,12 +5,12 @@ import dagster as dg
 from fraud_assets.owners import OWNERS
 from fraud_assets.resources.lakehouse import LakehouseResource
 from fraud_assets.resources.warehouse import Warehouse
-from fraud_core.layout import METRICS_FILE
+from fraud_core.layout import METRICS
 from fraud_core.model.bundle import ModelBundle
 from fraud_core.pipeline import aggregate_metrics, versions_in_scores
 
 
-@dg.asset(deps=["claim_scores"], group_name="reporting", owners=OWNERS, kinds={"pandas", "parquet"})
+@dg.asset(deps=["claim_scores"], group_name="reporting", owners=OWNERS, kinds={"pandas", "delta"})
 def model_metrics(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     """Per model version, batch and day: volumes, alerts, fraud rate, precision, AP and drift."""
     lh = lakehouse.get()
@@ -31,7 +31,8 @@ def model_metrics(lakehouse: LakehouseResource) -> dg.MaterializeResult:
         metadata={
             "dagster/row_count": len(table),
             "batches": len(per_batch),
-            "uri": dg.MetadataValue.path(lh.url(METRICS_FILE)),
+            "uri": dg.MetadataValue.path(lh.table_url(METRICS)),
+            "delta_version": lh.table_version(METRICS),
             "table": dg.MetadataValue.md(per_batch.round(4).to_markdown(index=False)),
         }
     )
@@ -44,6 +45,6 @@ def snowflake_metrics_replica(
     lakehouse: LakehouseResource, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     """model_metrics upserted (MERGE on model version, batch and day) into the BI warehouse."""
-    table = lakehouse.get().read_parquet(METRICS_FILE)
+    table = lakehouse.get().read_table(METRICS)
     result = warehouse.replicate_metrics(table)
     return dg.MaterializeResult(metadata={**result.metadata(), "warehouse": warehouse.location()})

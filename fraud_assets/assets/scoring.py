@@ -31,7 +31,7 @@ from fraud_core.schema import DECISION_COLUMN, Decision
             "model version.",
             group_name="scoring",
             owners=OWNERS,
-            kinds={"pytorch", "parquet"},
+            kinds={"pytorch", "delta"},
             # Before the first model is promoted there is nothing to score with; the batch is
             # scored when claim_scores runs again after champion_model.
             skippable=True,
@@ -62,7 +62,8 @@ def claim_scores(
             "alerts": alerts,
             "alert_rate": alerts / max(len(scores), 1),
             "mean_score": float(scores["fraud_score"].mean()),
-            "uri": dg.MetadataValue.path(lh.url(lh.batch_file(SCORES, batch_id))),
+            "uri": dg.MetadataValue.path(lh.batch_url(SCORES, batch_id)),
+            "delta_version": lh.table_version(SCORES),
         },
     )
     if selected(context, SCORES_CONTRACT):

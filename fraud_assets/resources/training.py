@@ -97,18 +97,26 @@ class Training(dg.ConfigurableResource):
         max_epochs: int = 0,
         resume_from: str = "",
         log: Callable[[str], None] = print,
+        as_of: dict[str, int] | None = None,
     ) -> TrainingRun:
         raise NotImplementedError
 
     @staticmethod
     def flow_parameters(
-        lakehouse_uri: str, batches: list[str], seed: int, max_epochs: int
+        lakehouse_uri: str,
+        batches: list[str],
+        seed: int,
+        max_epochs: int,
+        as_of: dict[str, int] | None = None,
     ) -> dict[str, Any]:
+        """The flow's parameters; ``as_of``: the Delta version of each table to read (empty:
+        the flow reads, and records, the tables' current versions)."""
         return {
             "lakehouse_uri": lakehouse_uri,
             "batches": ",".join(batches),
             "seed": seed,
             "max_epochs": max_epochs,
+            "as_of": json.dumps(as_of or {}, sort_keys=True),
         }
 
 
@@ -152,6 +160,7 @@ class MetaflowTraining(Training):
         max_epochs: int = 0,
         resume_from: str = "",
         log: Callable[[str], None] = print,
+        as_of: dict[str, int] | None = None,
     ) -> TrainingRun:
         """Run the flow (or resume ``resume_from``, reusing its finished steps) and wait."""
         # A resume takes the origin run's config (Metaflow refuses --config with resume).
@@ -159,7 +168,7 @@ class MetaflowTraining(Training):
         options = {"config": [("settings", self.config_file)]} if use_config else {}
         with keep_interrupt_handlers():
             runner = _metaflow_runner()(FLOW_FILE, show_output=False, env=self.env(), **options)
-        params = self.flow_parameters(lakehouse_uri, batches, seed, max_epochs)
+        params = self.flow_parameters(lakehouse_uri, batches, seed, max_epochs, as_of)
         # Parallel branches: the config file's max_workers, which the flow also uses to give
         # each branch its share of the cores (one source of truth).
         workers = self.settings()["max_workers"]
@@ -297,6 +306,7 @@ class StepFunctionsTraining(Training):
         max_epochs: int = 0,
         resume_from: str = "",
         log: Callable[[str], None] = print,
+        as_of: dict[str, int] | None = None,
     ) -> TrainingRun:
         """Trigger an execution, follow it to its end and return the run it produced.
 
@@ -309,7 +319,9 @@ class StepFunctionsTraining(Training):
                 f"Metaflow's local runtime against the same S3 datastore: FRAUD_TRAINING=local "
                 f"METAFLOW_DEFAULT_DATASTORE=s3 and fraud_model config resume_from={resume_from}"
             )
-        triggered = self.trigger(**self.flow_parameters(lakehouse_uri, batches, seed, max_epochs))
+        triggered = self.trigger(
+            **self.flow_parameters(lakehouse_uri, batches, seed, max_epochs, as_of)
+        )
         run_id = triggered.pathspec.split("/")[-1]
         execution = StepFunctionsExecution.of_run(sfn_client(), self.state_machine, run_id)
         log(f"started {execution.arn} (Metaflow run {triggered.pathspec}): {execution.console_url}")

@@ -261,6 +261,11 @@ class ModelInfo(BaseModel):
     training_batches: list[str] = Field(
         default_factory=list, description="Raw/feature batches it was trained on."
     )
+    table_versions: dict[str, int] = Field(
+        default_factory=dict,
+        description="Delta version of each lakehouse table its training read (table folder -> "
+        "version): fraud_model's config `as_of` retrains on exactly those rows.",
+    )
     split: dict[str, Any] = Field(
         default_factory=dict, description="Train/validation/test periods of the training data."
     )

@@ -11,7 +11,7 @@ import pytest
 
 from fraud_cli.demo import DemoOptions, run_demo
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import FEATURES, METRICS_FILE, QUARANTINE, RAW, SCORES
+from fraud_core.layout import FEATURES, METRICS, QUARANTINE, RAW, SCORES
 from fraud_core.model.bundle import load_champion
 from fraud_core.warehouse import METRICS_KEY
 from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
@@ -61,7 +61,7 @@ def test_every_asset_produced_its_data(demo) -> None:
     assert set(scores["model_version"]) == {champion.version}
     assert len(scores) == valid
     assert scores["fraud_score"].between(0, 1).all()
-    metrics = lh.read_parquet(METRICS_FILE)  # one row per model version, batch and claim day
+    metrics = lh.read_table(METRICS)  # one row per model version, batch and claim day
     assert metrics["batch_id"].nunique() == 4
     assert not metrics.duplicated(list(METRICS_KEY)).any()
     assert metrics["claims_scored"].sum() == len(scores)
@@ -79,8 +79,14 @@ def test_every_asset_produced_its_data(demo) -> None:
 
 def test_champion_came_from_a_real_metaflow_run(demo) -> None:
     workdir, summary = demo
-    champion = load_champion(Lakehouse(str(workdir / ".lakehouse")))
+    lh = Lakehouse(str(workdir / ".lakehouse"))
+    champion = load_champion(lh)
     flow, run_id = champion.lineage["metaflow_run"].split("/")
+    # the run read the tables at the versions it recorded; those read the same batches again
+    versions = champion.lineage["table_versions"]
+    assert {"raw/claims", "features/claims", "lineage/batches"} <= versions.keys()
+    assert lh.pinned(versions).batches(FEATURES) == champion.lineage["training_batches"]
+
     assert flow == "FraudTrainingFlow"
     assert champion.version == f"fm-{run_id}"
     run_dir = workdir / ".metaflow" / "FraudTrainingFlow" / run_id

@@ -39,7 +39,7 @@ from fraud_assets.resources import (
 from fraud_assets.settings import LocationSettings
 from fraud_core import metrics as fraud_metrics
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import METRICS_FILE, SCORES
+from fraud_core.layout import METRICS, SCORES
 from fraud_core.pipeline import score_batch
 from fraud_core.warehouse import (
     BATCH_LEVEL,
@@ -116,7 +116,7 @@ def _metrics(batches: int = 3, days: int = 4, version: str = "fm-1") -> pd.DataF
 
 def _lakehouse(tmp_path: Path, table: pd.DataFrame) -> LakehouseResource:
     root = tmp_path / "lake"
-    Lakehouse(str(root)).write_parquet(METRICS_FILE, table)
+    Lakehouse(str(root)).write_table(METRICS, table)
     return LakehouseResource(uri=str(root))
 
 
@@ -632,7 +632,7 @@ def test_model_metrics_per_day_replicated_to_duckdb(tmp_path, champion_lakehouse
             "warehouse": DuckDBWarehouse(database=str(db)),
         },
     )
-    table = lh.read_parquet(METRICS_FILE)
+    table = lh.read_table(METRICS)
     assert list(table.columns) == column_names()
     assert not table.duplicated(KEY).any() and table["batch_id"].nunique() == 3
     assert len(table) > 3 * 30  # one row per claim day, not per batch

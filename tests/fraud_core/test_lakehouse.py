@@ -4,6 +4,7 @@ import os
 
 import pandas as pd
 import pytest
+from deltalake import DeltaTable
 
 from fraud_core.lakehouse import (
     Lakehouse,
@@ -20,14 +21,17 @@ def test_rerun_replaces_a_partition(tmp_path) -> None:
     lh.write_batch(RAW, "b1", pd.DataFrame({"x": [1, 2, 3]}))
     lh.write_batch(RAW, "b1", pd.DataFrame({"x": [4]}))
     assert lh.read_batch(RAW, "b1")["x"].tolist() == [4]
-    assert os.listdir(tmp_path / "raw/claims/batch=b1") == ["part-0.parquet"]  # no temp files
+    assert lh.table_version(RAW) == 1  # two commits: the rerun replaced the batch in one
+    table = DeltaTable(lh.table_url(RAW))
+    assert len(table.file_uris()) == 1  # the first run's file is no longer part of the table
+    assert table.history(1)[0]["operation"] == "WRITE"
 
 
 def test_batches_listed_and_concatenated(tmp_path) -> None:
     lh = Lakehouse(str(tmp_path))
     for b in ("b2", "b1"):
         lh.write_batch(RAW, b, pd.DataFrame({"x": [b]}))
-    (tmp_path / "raw/claims/batch=empty").mkdir()  # a folder without data is not a batch
+    (tmp_path / "raw/claims/batch_id=empty").mkdir()  # a folder the log does not name
     assert lh.batches(RAW) == ["b1", "b2"]
     both = lh.read_batches(RAW)
     assert both["batch_id"].tolist() == ["b1", "b2"]
@@ -61,14 +65,15 @@ def test_batch_ids_are_plain() -> None:
             check_batch_id(bad)
 
 
-def test_batches_come_from_one_listing_and_ignore_unfinished_writes(tmp_path) -> None:
+def test_batches_come_from_the_log_and_ignore_unfinished_writes(tmp_path) -> None:
     lh = Lakehouse(str(tmp_path))
     lh.write_batch(RAW, "b1", pd.DataFrame({"x": [1]}))
-    folder = tmp_path / "raw/claims/batch=b2"
+    folder = tmp_path / "raw/claims/batch_id=b2"
     folder.mkdir(parents=True)
-    (folder / "part-0.parquet.tmp-123").write_bytes(b"half written")  # a writer mid-way
+    (folder / "part-00000.parquet").write_bytes(b"half written")  # a writer mid-way
     assert lh.batches(RAW) == ["b1"]
-    assert lh.find(RAW) == ["batch=b1/part-0.parquet", "batch=b2/part-0.parquet.tmp-123"]
+    assert lh.read_batches(RAW)["batch_id"].tolist() == ["b1"]
+    assert "batch_id=b2/part-00000.parquet" in lh.find(RAW)
     assert lh.find("nothing/here") == []
 
 

@@ -173,6 +173,8 @@ def test_model_info(client: TestClient) -> None:
     assert info["version"] == "fm-test-1"
     assert 0.0 < info["threshold"] < 1.0
     assert info["training_batches"] == ["b0", "b1", "b2"]
+    # the Delta version of each table the training read (as_of retrains on exactly them)
+    assert info["table_versions"]["features/claims"] == 2 and "raw/claims" in info["table_versions"]
     assert info["metaflow_run"] is None  # the fixture trains without Metaflow
     assert "average_precision" in info["metrics"]["test"]["model"]
     assert info["created_at"]

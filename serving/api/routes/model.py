@@ -44,6 +44,7 @@ async def model_info(model: ModelDep) -> ModelInfo:
         previous_version=pointer.get("previous_version"),
         bundle_uri=model.bundle_uri,
         training_batches=[str(b) for b in lineage.get("training_batches", [])],
+        table_versions={str(k): int(v) for k, v in lineage.get("table_versions", {}).items()},
         split=dict(lineage.get("split", {})),
         hyperparameters=dict(lineage.get("hyperparameters", {})),
         metrics=bundle.metrics,

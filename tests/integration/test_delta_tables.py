@@ -1,0 +1,132 @@
+"""The Delta lakehouse on a local folder, S3 (moto) and ADLS (Azurite): reruns replace a batch in
+one commit, writers of two batches commit side by side, a training reads tables as of recorded
+versions, and a damaged log or a schema that differs from the declared one fails with the
+table's name and what to fix, writing nothing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+from fraud_core.claim_versions import as_raw
+from fraud_core.delta import LakehouseError
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import FEATURES, QUARANTINE, RAW
+from fraud_core.pipeline import featurize_batch
+from fraud_core.schema import coerce_claims
+from fraud_core.simulate import SimulationConfig, simulate_claims
+from fraud_core.training import load_labelled_features
+from tests.support.stores import Store, store_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["local", "s3", "adls"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch) -> Store:
+    return store_for(request, tmp_path, monkeypatch)
+
+
+def _claims(n: int, seed: int, start: str = "2024-01-01", days: int = 30) -> pd.DataFrame:
+    config = SimulationConfig(
+        n_claims=n, seed=seed, id_prefix=f"D{seed}", start_date=start, days=days
+    )
+    return as_raw(coerce_claims(simulate_claims(config).drop(columns="scenario")).frame)
+
+
+def test_a_rerun_replaces_its_batch_in_one_commit(store: Store) -> None:
+    lh = store.lakehouse()
+    first, second = _claims(300, 1), _claims(200, 2)
+    lh.write_batch(RAW, "b1", first)
+    lh.write_batch(RAW, "b2", second)
+    lh.write_batch(RAW, "b1", first.head(120))  # a rerun of b1 with fewer rows
+    assert lh.table_version(RAW) == 2  # three commits: each write is one
+    assert lh.batches(RAW) == ["b1", "b2"]
+    assert len(lh.read_batch(RAW, "b1")) == 120 and len(lh.read_batch(RAW, "b2")) == 200
+    table = DeltaTable(lh.table_url(RAW), storage_options=lh.delta_options)
+    assert table.history(1)[0]["operationParameters"]["predicate"] == "batch_id = 'b1'"
+    # a batch reads only its own files
+    assert all("batch_id=b1/" in uri for uri in table.file_uris("batch_id = 'b1'"))
+
+
+def test_concurrent_writers_of_two_batches_both_commit(store: Store) -> None:
+    lh = store.lakehouse()
+    frames = {f"c{i}": _claims(150, 10 + i) for i in range(4)}
+    errors: list[BaseException] = []
+
+    def write(batch: str) -> None:
+        try:
+            for _ in range(2):  # a rerun too, racing the others
+                store.lakehouse().write_batch(RAW, batch, frames[batch])
+        except BaseException as exc:
+            errors.append(exc)
+
+    # the table does not exist yet: the writers also race to create it
+    threads = [threading.Thread(target=write, args=(b,)) for b in frames]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert lh.batches(RAW) == sorted(frames)
+    assert lh.table_version(RAW) == 2 * len(frames) - 1  # every write committed, once
+    every = lh.read_batches(RAW, columns=["claim_id"])
+    assert len(every) == sum(len(f) for f in frames.values())  # no batch twice
+
+
+def test_training_reads_the_recorded_versions_again(store: Store) -> None:
+    lh = store.lakehouse()
+    for i, start in enumerate(["2024-01-01", "2024-02-01"]):
+        lh.write_batch(RAW, f"t{i}", _claims(400, 20 + i, start))
+        featurize_batch(lh, f"t{i}")
+    versions = lh.table_versions()
+    seen = load_labelled_features(lh.pinned(versions))
+    # new batches land, and an old one is rerun with other rows
+    lh.write_batch(RAW, "t2", _claims(400, 22, "2024-03-01"))
+    featurize_batch(lh, "t2")
+    lh.write_batch(RAW, "t0", _claims(100, 23))
+    featurize_batch(lh, "t0")
+    pinned = lh.pinned(versions)
+    assert pinned.batches(FEATURES) == ["t0", "t1"]
+    again = load_labelled_features(pinned)
+    pd.testing.assert_frame_equal(again, seen)
+    assert len(load_labelled_features(lh)) != len(seen)
+    with pytest.raises(LakehouseError, match="pinned"):
+        pinned.write_batch(RAW, "t9", _claims(10, 24))
+
+
+def test_a_schema_that_differs_from_the_declared_one_is_refused(store: Store) -> None:
+    lh = store.lakehouse()
+    claims = _claims(50, 30)
+    lh.write_batch(RAW, "s1", claims)
+    wrong = claims.assign(claimed_amount="a lot")
+    with pytest.raises(LakehouseError, match=r"table raw_claims .* declares column claimed_amount"):
+        lh.write_batch(RAW, "s1", wrong)
+    extra = claims.assign(surprise=1)
+    with pytest.raises(LakehouseError, match=r"does not declare column\(s\) surprise"):
+        lh.write_batch(RAW, "s2", extra)
+    assert lh.table_version(RAW) == 0  # nothing was written
+    assert len(lh.read_batch(RAW, "s1")) == 50 and lh.batches(RAW) == ["s1"]
+    # rows as received (quarantine) may bring columns the table has not seen
+    lh.write_batch(QUARANTINE, "q1", pd.DataFrame({"source_row": [1], "a": ["x"]}))
+    lh.write_batch(QUARANTINE, "q2", pd.DataFrame({"source_row": [2], "b": ["y"]}))
+    assert list(lh.read_batch(QUARANTINE, "q1").columns) == ["source_row", "a"]
+    assert list(lh.read_batch(QUARANTINE, "q2").columns) == ["source_row", "b"]
+
+
+def test_a_damaged_log_fails_naming_the_table(tmp_path: Path) -> None:
+    lh = Lakehouse(str(tmp_path))
+    lh.write_batch(RAW, "b1", _claims(20, 40))
+    lh.write_batch(RAW, "b2", _claims(20, 41))
+    log = tmp_path / "raw/claims/_delta_log/00000000000000000001.json"
+    log.write_text("{ this is not json")
+    before = sorted(p.name for p in (tmp_path / "raw/claims/_delta_log").iterdir())
+    with pytest.raises(LakehouseError, match=r"table raw_claims .*_delta_log.* cannot be read"):
+        lh.read_batch(RAW, "b1")
+    with pytest.raises(LakehouseError, match="Nothing was written"):
+        lh.write_batch(RAW, "b3", _claims(20, 42))
+    assert sorted(p.name for p in (tmp_path / "raw/claims/_delta_log").iterdir()) == before
+    assert log.read_text() == "{ this is not json"

@@ -426,10 +426,17 @@ class Lakehouse:
         return set(batch_ids) <= self._known(batch_ids)
 
     def batch_rows(self, dataset: str, batch_id: str) -> int:
-        """The rows of one batch partition, from its Parquet footer (no row is read)."""
-        rel = self.batch_file(dataset, batch_id)
-        with self.fs.open(self.path(rel), "rb") as fh:
-            return int(pq.ParquetFile(fh).metadata.num_rows)
+        """The rows of one batch, from its files' Parquet footers (no row is read; 0 for a
+        batch the table does not hold)."""
+        table = self._delta(dataset)
+        if table is None:
+            return 0
+        batch_id = check_batch_id(batch_id)
+        data = delta.dataset(table, delta.batch_predicate([batch_id]))
+        partitioned = layout.table(dataset).partitioned
+        return int(
+            data.count_rows(filter=None if partitioned else pc.field(BATCH_COLUMN) == batch_id)
+        )
 
     def batches(self, dataset: str) -> list[str]:
         """Batch ids present in ``dataset``, sorted (from the table's log; none when there is

@@ -14,6 +14,7 @@ from fraud_core.lakehouse import (
     uri_scheme,
 )
 from fraud_core.layout import RAW
+from fraud_core.schema import coerce_claims
 
 
 def test_rerun_replaces_a_partition(tmp_path) -> None:
@@ -96,12 +97,14 @@ def test_uris_and_their_schemes(tmp_path) -> None:
     assert lh.url(RAW) == f"{tmp_path}/{RAW}"
 
 
-def test_batch_rows_come_from_the_footer(tmp_path) -> None:
+def test_batch_rows_come_from_the_footers(tmp_path, small_claims) -> None:
     lh = Lakehouse(str(tmp_path))
-    writer = lh.partition_writer(RAW, "b1", pd.DataFrame({"x": pd.Series([], dtype="int64")}))
+    claims = coerce_claims(small_claims.head(2_500)).frame
+    writer = lh.partition_writer(RAW, "b1", claims.iloc[:0])
     for start in range(0, 2_500, 1_000):
-        writer.write(pd.DataFrame({"x": range(start, min(start + 1_000, 2_500))}))
+        writer.write(claims.iloc[start : start + 1_000])
     writer.commit()
-    lh.write_batch(RAW, "empty", pd.DataFrame({"x": pd.Series([], dtype="int64")}))
+    lh.write_batch(RAW, "empty", claims.iloc[:0])
     assert lh.batch_rows(RAW, "b1") == 2_500 == len(lh.read_batch(RAW, "b1"))
     assert lh.batch_rows(RAW, "empty") == 0
+    assert lh.batch_rows(RAW, "never") == 0

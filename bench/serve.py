@@ -74,11 +74,12 @@ def build_lakehouse(root: Path, n_claims: int) -> list[dict[str, Any]]:
     from fraud_core.layout import RAW
     from fraud_core.model.bundle import ModelBundle
     from fraud_core.model.calibration import fit_platt
-    from fraud_core.model.train import TrainConfig, fit
+    from fraud_core.model.train import ensemble_of, fit
     from fraud_core.pipeline import featurize_batch
     from fraud_core.schema import INPUT_COLUMNS, coerce_claims
     from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches
     from fraud_core.training import load_labelled_features, time_split
+    from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings, train_config
 
     claims = simulate_claims(SimulationConfig(n_claims=n_claims, seed=2026))
     lh = Lakehouse(str(root))
@@ -88,13 +89,22 @@ def build_lakehouse(root: Path, n_claims: int) -> list[dict[str, Any]]:
     for batch_id in batches:
         featurize_batch(lh, batch_id)
     split = time_split(load_labelled_features(lh), 0.2, 0.2)
-    config = TrainConfig(max_epochs=4, batch_size=1024, patience=2)
-    result = fit(split.train, split.val, config, threads=1)
-    candidate = ModelBundle(result.net, result.vocabulary, (1.0, 0.0), 0.5, "candidate")
+    # The network the flow's default config trains (its encoding and ensemble), few epochs.
+    with open(DEFAULT_CONFIG) as fh:
+        settings = parse_settings(fh.read())
+    fits = [
+        fit(split.train, split.val, train_config(settings["training"], point, 0, 4), threads=1)
+        for point in settings["grid"]
+    ]
+    net, _ = ensemble_of(
+        [f.net for f in fits], [f.best_val_ap for f in fits], settings["training"]["ensemble"]
+    )
+    vocabulary = fits[0].vocabulary
+    candidate = ModelBundle(net, vocabulary, (1.0, 0.0), 0.5, "candidate")
     calibration = fit_platt(candidate.logits(split.val), split.val["is_fraud"].to_numpy(bool))
     bundle = ModelBundle(
-        result.net,
-        result.vocabulary,
+        net,
+        vocabulary,
         calibration,
         threshold=0.05,
         version="fm-bench",

@@ -31,7 +31,7 @@ from fraud_core.layout import RAW
 from fraud_core.pipeline import featurize_batch
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches
-from metaflow_jobs.settings import DEFAULT_CONFIG
+from metaflow_jobs.settings import DEFAULT_CONFIG, parse_settings
 
 EPOCHS = 3
 BARE_HIDDEN = [64, 32]  # the network of the bare loop
@@ -110,7 +110,7 @@ def _bare_loop(uri: str, threads: int) -> float:
     from fraud_core.training import load_labelled_features, time_split
 
     with open(DEFAULT_CONFIG) as fh:
-        knobs = json.load(fh)["training"]
+        knobs = parse_settings(fh.read())["training"]
 
     split = time_split(load_labelled_features(Lakehouse(uri)), 0.15, 0.15)
     vocab = Vocabulary.fit(split.train, CATEGORICAL_FEATURES)
@@ -119,7 +119,7 @@ def _bare_loop(uri: str, threads: int) -> float:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cardinalities = [len(v) for v in vocab.values.values()]
-    bins, penalty = knobs.get("piecewise_bins", 0), knobs.get("direction_penalty", 0.0)
+    bins, penalty = knobs["piecewise_bins"], knobs["direction_penalty"]
     net = FraudNet(
         NetConfig(list(NUMERIC_FEATURES), cardinalities, BARE_HIDDEN, piecewise_bins=bins)
     )

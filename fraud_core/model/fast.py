@@ -21,6 +21,13 @@ over the bins times the first layer's weights for them: in the one-claim kernel,
 the bins the value has reached (the rest encode as zeros and add nothing), where the bins it
 fills add their weights summed in advance, one row per feature.
 
+An ensemble (:func:`~fraud_core.model.network.average_of`) is one wider network whose later
+layers are block-diagonal: the one-claim kernel visits each weight row only over its nonzero
+run (:func:`_nonzero_spans`), so the members' zeros cost nothing. Its backward pass sums over a
+layer's outputs with the transposed weights, output by output, in the order a per-input loop
+would: contiguous rows the compiler vectorises. The input gradients of the attribution are dot
+products over the first layer's units, summed in whatever order vectorises (``_dot``).
+
 Attribution is *gradient x input* in the space the MLP sees: for a numeric feature, the
 standardized value ``z`` (after log1p, centring on the training mean, scaling and clipping; 0
 is the training mean) times ``d logit / d z``; for a category, the embedding vector times the
@@ -57,8 +64,16 @@ class ForwardArrays(NamedTuple):
     positional arrays fastest) and name them again with ``ForwardArrays(*arrays)``.
 
     Attributes:
+        range_low, range_high: per numeric feature, the training range the encoding holds a
+            value to (unused without the encoding).
         hidden_flat: each later hidden layer's ``(in, out)`` weights then its bias, one layer
             after another.
+        hidden_flat_t: the same layers' weights transposed, ``(out, in)``, for the backward
+            pass (a sum over a layer's outputs becomes contiguous rows the compiler vectorises).
+        hidden_spans: per later layer, for each input the run of outputs its weights reach
+            (first, stop), then for each output the run of inputs that reach it: an ensemble's
+            layers are block-diagonal (:func:`~fraud_core.model.network.average_of`), and the
+            zeros outside the blocks are skipped, not multiplied.
         widths: the width of every hidden layer, the first included.
         piecewise_cum: per feature, the sums of the first layer's weights over its first
             ``t`` bins, ``(f, bins + 1, h1)``: a value past ``t`` bins adds their weights in
@@ -72,7 +87,11 @@ class ForwardArrays(NamedTuple):
     first_bias: np.ndarray
     category_table: np.ndarray
     category_offsets: np.ndarray
+    range_low: np.ndarray
+    range_high: np.ndarray
     hidden_flat: np.ndarray
+    hidden_flat_t: np.ndarray
+    hidden_spans: np.ndarray
     widths: np.ndarray
     output_weight: np.ndarray
     output_bias: np.float32
@@ -139,6 +158,13 @@ class NumpyForward:
             object.__setattr__(self, "_range", (low[:, 0].copy(), tops.astype(np.float32)))
         flat = [np.concatenate([w.ravel(), b]) for w, b in self.hidden]
         packed = np.concatenate(flat) if flat else np.zeros(0, np.float32)
+        flat_t = [w.T.ravel() for w, _ in self.hidden]
+        packed_t = np.concatenate(flat_t) if flat_t else np.zeros(0, np.float32)
+        spans = [
+            np.concatenate([_nonzero_spans(w), _nonzero_spans(w.T)]).ravel() for w, _ in self.hidden
+        ]
+        f = self.numeric_weight.shape[0]
+        low, high = self._range if self._range is not None else (np.zeros(f), np.zeros(f))
         widths = [self.numeric_weight.shape[1]] + [w.shape[1] for w, _ in self.hidden]
         (f, bins), h1 = self.piecewise_low.shape, self.numeric_weight.shape[1]
         per_bin = self.piecewise_weight.astype(np.float64).reshape(f, bins, h1)
@@ -146,6 +172,10 @@ class NumpyForward:
         np.cumsum(per_bin, axis=1, out=cum[:, 1:])  # summed in float64, rounded once
         packed_arrays: dict[str, Any] = {
             "hidden_flat": np.ascontiguousarray(packed, dtype=np.float32),
+            "hidden_flat_t": np.ascontiguousarray(packed_t, dtype=np.float32),
+            "hidden_spans": np.concatenate(spans) if spans else np.zeros(0, np.int64),
+            "range_low": np.ascontiguousarray(low, dtype=np.float32),
+            "range_high": np.ascontiguousarray(high, dtype=np.float32),
             "widths": np.array(widths, dtype=np.int64),
             "piecewise_cum": np.ascontiguousarray(cum, dtype=np.float32),
         }
@@ -367,26 +397,61 @@ class NumpyForward:
         return 0.5 * (1.0 + math.tanh(0.5 * (a * logit + b)))
 
 
+def _nonzero_spans(weight: np.ndarray) -> np.ndarray:
+    """Per row of ``weight``, the columns from its first nonzero to past its last, ``(rows, 2)``
+    int64 (``(0, 0)`` for a row of zeros): the run a row's product must visit."""
+    nonzero = weight != 0
+    any_ = nonzero.any(axis=1)
+    first = np.where(any_, nonzero.argmax(axis=1), 0)
+    stop = np.where(any_, weight.shape[1] - nonzero[:, ::-1].argmax(axis=1), 0)
+    return np.stack([first, stop], axis=1).astype(np.int64)
+
+
+def _dot_python(  # pragma: no cover - compiled
+    u: np.ndarray, v: np.ndarray
+) -> np.float32:
+    """``u . v`` in float32, summed in whatever order vectorises (``reassoc``): the input
+    gradients of the attribution, each a sum over the first layer's units."""
+    acc = np.float32(0.0)
+    for j in range(u.shape[0]):
+        acc += u[j] * v[j]
+    return acc
+
+
+_dot: Callable[..., np.float32] = numba.njit(
+    cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"}
+)(_dot_python)
+
+
 def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy and torch paths
     x: np.ndarray, codes: Any, explain: bool, *arrays: Any
 ) -> tuple[float, np.ndarray]:
     """Forward pass (and gradient x input) of one claim, float32 like torch: ``x`` its numeric
     inputs, ``codes`` its category codes (a tuple), ``arrays`` the :class:`ForwardArrays`."""
-    a = ForwardArrays(*arrays)
-    log_mask, mean, std = a.log_mask, a.mean, a.std
-    numeric_weight, first_bias, category_table = a.numeric_weight, a.first_bias, a.category_table
-    hidden_flat, widths = a.hidden_flat, a.widths
-    output_weight, output_bias = a.output_weight, a.output_bias
-    piecewise_low, piecewise_width, piecewise_weight, piecewise_cum = (
-        a.piecewise_low,
-        a.piecewise_width,
-        a.piecewise_weight,
-        a.piecewise_cum,
+    arr = ForwardArrays(*arrays)
+    log_mask, mean, std = arr.log_mask, arr.mean, arr.std
+    numeric_weight, first_bias, category_table = (
+        arr.numeric_weight,
+        arr.first_bias,
+        arr.category_table,
     )
-    n_rows = min(len(codes), a.category_offsets.shape[0])
+    hidden_flat, hidden_flat_t, spans, widths = (
+        arr.hidden_flat,
+        arr.hidden_flat_t,
+        arr.hidden_spans,
+        arr.widths,
+    )
+    output_weight, output_bias = arr.output_weight, arr.output_bias
+    piecewise_low, piecewise_width, piecewise_weight, piecewise_cum = (
+        arr.piecewise_low,
+        arr.piecewise_width,
+        arr.piecewise_weight,
+        arr.piecewise_cum,
+    )
+    n_rows = min(len(codes), arr.category_offsets.shape[0])
     rows = np.empty(n_rows, np.int64)
     for c in range(n_rows):
-        rows[c] = codes[c] + a.category_offsets[c]
+        rows[c] = codes[c] + arr.category_offsets[c]
     f = x.shape[0]
     h1 = numeric_weight.shape[1]
     bins = piecewise_low.shape[1]
@@ -397,18 +462,10 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
             z[i] = 0.0
             continue
         if bins > 0:  # held to the training range (PiecewiseLinear.clamp)
-            low = piecewise_low[i, 0]
-            high = low
-            for t in range(bins):
-                top = piecewise_low[i, t]
-                if np.isfinite(piecewise_width[i, t]):
-                    top = top + piecewise_width[i, t]
-                if top > high:
-                    high = top
-            if v < low:
-                v = low
-            elif v > high:
-                v = high
+            if v < arr.range_low[i]:
+                v = arr.range_low[i]
+            elif v > arr.range_high[i]:
+                v = arr.range_high[i]
         if log_mask[i]:
             v = np.log1p(v) if v > 0.0 else 0.0
         s = (np.float32(v) - mean[i]) / std[i]
@@ -437,7 +494,8 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
             continue  # a missing value encodes as all zeros
         v = np.float32(x[i])
         # Bins are contiguous and ascending: the value fills a run of leading bins (their
-        # weights summed in advance: one row), then at most a part of the next.
+        # weights summed in advance: one row), then a part of the next; the bins above start
+        # past the value and add nothing.
         t = 0
         while t < bins and (v - piecewise_low[i, t]) / piecewise_width[i, t] >= 1.0:
             ramp[i, t] = 1.0
@@ -449,7 +507,7 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
         for t in range(full[i], bins):
             e = (v - piecewise_low[i, t]) / piecewise_width[i, t]
             if not e > 0.0:
-                continue
+                break  # this bin starts at or past the value, and so do the ones above
             if e > 1.0:
                 e = np.float32(1.0)
             ramp[i, t] = e
@@ -461,6 +519,7 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
             acts[j] = 0.0
     pos = 0
     w_off = 0
+    s_off = 0
     for k in range(1, widths.shape[0]):
         n_in = widths[k - 1]
         n_out = widths[k]
@@ -468,17 +527,19 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
         for j in range(n_out):
             acts[out + j] = hidden_flat[w_off + n_in * n_out + j]
         for i in range(n_in):
-            a = acts[pos + i]
-            if a == 0.0:  # an inactive unit adds exact zeros: skip its row
+            act = acts[pos + i]
+            if act == 0.0:  # an inactive unit adds exact zeros: skip its row
                 continue
             row = w_off + i * n_out
-            for j in range(n_out):
-                acts[out + j] += a * hidden_flat[row + j]
+            # and of its row, only the outputs its weights reach (an ensemble's blocks)
+            for j in range(spans[s_off + 2 * i], spans[s_off + 2 * i + 1]):
+                acts[out + j] += act * hidden_flat[row + j]
         for j in range(n_out):
             if not acts[out + j] > 0.0:
                 acts[out + j] = 0.0
         pos += n_in
         w_off += n_in * n_out + n_out
+        s_off += 2 * (n_in + n_out)
     n_last = widths[widths.shape[0] - 1]
     logit = output_bias
     for j in range(n_last):
@@ -489,40 +550,38 @@ def _one_claim_python(  # pragma: no cover - compiled; tested against the numpy 
     grad = np.empty(n_last, np.float32)
     for j in range(n_last):
         grad[j] = output_weight[j] if acts[pos + j] > 0.0 else np.float32(0.0)
+    t_off = hidden_flat_t.shape[0]
     for k in range(widths.shape[0] - 1, 0, -1):
         n_in = widths[k - 1]
         n_out = widths[k]
-        w_off -= n_in * n_out + n_out
         pos -= n_in
+        t_off -= n_in * n_out
+        s_off -= 2 * (n_in + n_out)
+        # d/d(input i) = sum over outputs j of W[i, j] * grad[j], accumulated in j order as
+        # a per-input loop would, but output by output over contiguous transposed rows
         below = np.zeros(n_in, np.float32)
+        back = s_off + 2 * n_in  # this layer's spans per output
+        for j in range(n_out):
+            g = grad[j]
+            if g == 0.0:
+                continue
+            row = t_off + j * n_in
+            for i in range(spans[back + 2 * j], spans[back + 2 * j + 1]):
+                below[i] += hidden_flat_t[row + i] * g
         for i in range(n_in):
-            if acts[pos + i] > 0.0:
-                acc = np.float32(0.0)
-                for j in range(n_out):
-                    acc += hidden_flat[w_off + i * n_out + j] * grad[j]
-                below[i] = acc
+            if not acts[pos + i] > 0.0:
+                below[i] = 0.0
         grad = below
     for i in range(f):
-        acc = np.float32(0.0)
-        for j in range(h1):
-            acc += numeric_weight[i, j] * grad[j]
-        contributions[i] = acc * z[i]
+        contributions[i] = _dot(numeric_weight[i], grad) * z[i]
         if full[i] > 0:  # the filled bins (ramp 1), through their summed weights
-            acc = np.float32(0.0)
-            for j in range(h1):
-                acc += piecewise_cum[i, full[i], j] * grad[j]
-            contributions[i] += acc
+            contributions[i] += _dot(piecewise_cum[i, full[i]], grad)
         for t in range(full[i], bins):
-            if ramp[i, t] > 0.0:
-                acc = np.float32(0.0)
-                for j in range(h1):
-                    acc += piecewise_weight[i * bins + t, j] * grad[j]
-                contributions[i] += acc * ramp[i, t]
+            if not ramp[i, t] > 0.0:
+                break
+            contributions[i] += _dot(piecewise_weight[i * bins + t], grad) * ramp[i, t]
     for c in range(rows.shape[0]):
-        acc = np.float32(0.0)
-        for j in range(h1):
-            acc += category_table[rows[c], j] * grad[j]
-        contributions[f + c] = acc
+        contributions[f + c] = _dot(category_table[rows[c]], grad)
     return float(logit), contributions
 
 

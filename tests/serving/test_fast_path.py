@@ -33,7 +33,7 @@ from fraud_core.features import (
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.model.bundle import BundleError
-from fraud_core.model.fast import NumpyForward
+from fraud_core.model.fast import NumpyForward, _nonzero_spans
 from fraud_core.model.network import FraudNet, NetConfig, average_of
 from fraud_core.model.train import encode
 from fraud_core.online.history import HistoryIndex
@@ -385,3 +385,17 @@ def test_declared_features_are_computed_alike_online(
         alone = index.one_claim(records[i]) if new else index.features(records[i : i + 1])[0]
         want = build_features(claims.iloc[[i]], history)[NUMERIC].to_numpy(float)[0]
         np.testing.assert_allclose(alone[: len(NUMERIC)], want, rtol=1e-9, atol=1e-9)
+
+
+def test_nonzero_spans_cover_every_nonzero_weight() -> None:
+    """The one-claim kernel visits each row only over its span: a span that missed a nonzero
+    weight would drop it from the sum (an ensemble's block-diagonal layers, a zero row)."""
+    weight = np.array(
+        [[0.0, 2.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, -1.0]],
+        np.float32,
+    )
+    np.testing.assert_array_equal(_nonzero_spans(weight), [[1, 4], [0, 0], [0, 1], [3, 4]])
+    blocks = np.zeros((6, 4), np.float32)
+    blocks[:3, :2], blocks[3:, 2:] = 1.0, 2.0
+    np.testing.assert_array_equal(_nonzero_spans(blocks), [[0, 2]] * 3 + [[2, 4]] * 3)
+    np.testing.assert_array_equal(_nonzero_spans(blocks.T), [[0, 3]] * 2 + [[3, 6]] * 2)

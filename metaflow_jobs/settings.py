@@ -79,6 +79,13 @@ class TrainingKnobs(_Strict):
         description="weight of the directional penalty in the loss (0: off; see "
         "fraud_core.model.train.direction_violation)",
     )
+    ema_decay: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="per-step decay of the moving average of the weights that is validated "
+        "and kept (0: off, the raw weights)",
+    )
 
 
 class SplitSettings(_Strict):
@@ -157,6 +164,7 @@ def train_config(
         embedding_dim=knobs["embedding_dim"],
         piecewise_bins=knobs["piecewise_bins"],
         direction_penalty=knobs.get("direction_penalty", 0.0),
+        ema_decay=knobs.get("ema_decay", 0.0),
         weight_decay=knobs["weight_decay"],
         max_epochs=max_epochs or knobs["max_epochs"],
         patience=knobs["patience"],

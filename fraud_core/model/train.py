@@ -22,6 +22,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     pos_weight: float | None = None  # None: sqrt(negatives / positives)
     direction_penalty: float = 0.0  # weight of direction_violation in the loss (0: off)
+    ema_decay: float = 0.0  # per-step decay of an exponential moving average of the weights
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -183,6 +185,16 @@ def fit(
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight))
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            net,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay),
+            use_buffers=False,  # the preprocessing buffers are fixed (and hold inf)
+        )
+        if config.ema_decay
+        else None
+    )
+    judged = net if ema is None else cast(FraudNet, ema.module)
     best_ap, best_epoch, best_state = -1.0, 0, copy.deepcopy(net.state_dict())
     history: list[dict[str, float]] = []
     generator = torch.Generator().manual_seed(config.seed)
@@ -203,9 +215,11 @@ def fit(
                 loss = loss + config.direction_penalty * violation
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(net)
             total += loss.item() * len(idx)
         train_seconds = time.perf_counter() - epoch_started
-        val_ap = average_precision(y_val, predict_logits(net, v_num, v_cat))
+        val_ap = average_precision(y_val, predict_logits(judged, v_num, v_cat))
         history.append(
             {
                 "epoch": epoch,
@@ -217,7 +231,7 @@ def fit(
         )
         epochs.set_postfix(val_ap=f"{val_ap:.4f}")
         if val_ap > best_ap:
-            best_ap, best_epoch, best_state = val_ap, epoch, copy.deepcopy(net.state_dict())
+            best_ap, best_epoch, best_state = val_ap, epoch, copy.deepcopy(judged.state_dict())
         elif epoch - best_epoch >= config.patience:
             break
     net.load_state_dict(best_state)

@@ -153,6 +153,24 @@ def open_table(
         raise _damaged(spec, uri, exc) from exc
 
 
+def refresh(
+    table: DeltaTable | None, uri: str, options: Mapping[str, str], spec: Table
+) -> DeltaTable | None:
+    """``table`` (opened before) brought up to the latest version by reading only the commits
+    since; the table opened anew when there is none.
+
+    Raises:
+        LakehouseError: the log is damaged.
+    """
+    if table is None:
+        return open_table(uri, options, spec)
+    try:
+        table.update_incremental()
+    except (DeltaError, DeltaProtocolError, OSError, ValueError) as exc:
+        raise _damaged(spec, uri, exc) from exc
+    return table
+
+
 def table_version(uri: str, options: Mapping[str, str], spec: Table) -> int | None:
     """The table's current version (None: no table yet)."""
     table = open_table(uri, options, spec)
@@ -264,19 +282,29 @@ def write(
     source: Source,
     batch_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
-) -> int:
-    """Replace batch ``batch_id`` of the table (the whole table when None) with ``source``'s
-    rows, in one commit; return the table's new version.
+    replace: str | None = None,
+    table: DeltaTable | None = None,
+) -> DeltaTable:
+    """Replace batch ``batch_id`` of the table (for a table not written by batch: the rows
+    ``replace`` selects, SQL on its partition column; the whole table when None) with
+    ``source``'s rows, in one commit; return the table at its new version.
+
+    ``table``: the table opened already (it is brought up to date, then written through, and
+    returned): saves reading its log again.
 
     Raises:
         LakehouseError: the data differs from the declared schema, or the log is damaged.
     """
     if spec.by_batch != (batch_id is not None):
         raise ValueError(f"table {spec.name} is written {'by batch' if spec.by_batch else 'whole'}")
+    if replace is not None and spec.by_batch:
+        raise ValueError(f"table {spec.name} is written by batch: its batch is what is replaced")
     what = f"batch {batch_id!r}" if batch_id is not None else "the data"
-    predicate = f"{BATCH_COLUMN} = '{batch_id}'" if batch_id is not None else None
+    predicate = f"{BATCH_COLUMN} = '{batch_id}'" if batch_id is not None else replace
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
-        current = open_table(uri, options, spec)
+        current = refresh(table, uri, options, spec) if attempt == 1 else None
+        if current is None:
+            current = open_table(uri, options, spec)
         declared = None if current is None else _arrow_schema(current)
         reader = source()
         incoming = reader.schema
@@ -295,7 +323,7 @@ def write(
                 stream,
                 mode="overwrite",
                 predicate=predicate,
-                partition_by=[BATCH_COLUMN] if spec.partitioned and spec.by_batch else None,
+                partition_by=[spec.partition_column] if spec.partition_column else None,
                 schema_mode="merge" if grows else None,
                 storage_options=dict(options),
                 description=spec.description if current is None else None,
@@ -323,9 +351,10 @@ def write(
                 "written. Write "
                 "the declared columns and types, or migrate the table"
             ) from exc
-        table = open_table(uri, options, spec)
-        assert table is not None
-        return table.version()
+        if current is None:
+            current = open_table(uri, options, spec)
+            assert current is not None
+        return current
     raise AssertionError("unreachable")
 
 

@@ -14,6 +14,8 @@ This module is the one place a path is named; everything else imports it. Under 
     metrics/model_metrics/            the aggregated metrics table
     lineage/batches/                  a row per batch: when it was first ingested, from which
                                       file with which feed contract, its counts
+    history/claims/                   raw claims' window columns by claim month (claim_month=M/),
+                                      folded from raw by maintenance: what history reads read
     models/VERSION/                   a model bundle: weights, manifest.json, drift reference
     models/champion.json              the champion pointer: {"version": ...}, replaced atomically
     models/champion_history.json      every promotion and rollback, oldest first
@@ -23,6 +25,8 @@ This module is the one place a path is named; everything else imports it. Under 
 Every dataset of :data:`TABLES` is a Delta table (:mod:`fraud_core.delta`): a folder with its
 transaction log ``_delta_log/``. The batch datasets are partitioned by ``batch_id`` (folders
 ``batch_id=ID/``): rerunning a batch replaces its partition in one commit, never appends twice.
+The claims history is partitioned by claim month instead, so a look-back window reads a file
+a month (:mod:`fraud_core.window`).
 ``infra/databricks/tables.sql`` registers them in Unity Catalog, generated from :data:`TABLES`.
 """
 
@@ -45,6 +49,7 @@ METRICS = "metrics/model_metrics"
 # Until `fraud lakehouse migrate`, the metrics table of a Parquet lakehouse was this one file.
 LEGACY_METRICS_FILE = f"{METRICS}/part-0.parquet"
 BATCH_LINEAGE = "lineage/batches"
+CLAIMS_HISTORY = "history/claims"
 MODELS = "models"
 CHAMPION_POINTER = f"{MODELS}/champion.json"
 CHAMPION_HISTORY = f"{MODELS}/champion_history.json"
@@ -53,6 +58,8 @@ DATA_DOCS = "quality/data_docs"
 
 # The column naming each row's batch when batches are read together.
 BATCH_COLUMN = "batch_id"
+# The claims history's partition column: a claim's month, "YYYY-MM".
+MONTH_COLUMN = "claim_month"
 
 
 @dataclass(frozen=True)
@@ -64,14 +71,17 @@ class Table:
         path: its folder under the lakehouse root.
         by_batch: written a batch at a time (its rows, :data:`BATCH_COLUMN`, replaced in one
             commit); otherwise the whole table is replaced at each write.
-        partitioned: by :data:`BATCH_COLUMN` (a folder per batch); a small table written a
-            batch at a time (a row per batch) is not, so reading it whole reads a few files
-            (one after ``fraud lakehouse maintain``), not one per batch.
+        partition_column: the column whose values are the table's folders (None: none). The
+            batch tables are partitioned by :data:`BATCH_COLUMN` (a folder per batch); a small
+            table written a batch at a time (a row per batch) is not, so reading it whole
+            reads a few files (one after ``fraud lakehouse maintain``), not one per batch.
         open_columns: rows as received (quarantine): a batch may bring columns the table has
             not seen, which are added to it; otherwise the table's columns are fixed and a
             write that differs is refused.
         history: read back as the claims history of later batches (only the rows a
             look-back window can see: its files carry per-file statistics on ``claim_date``).
+        folded: derived from raw by ``fraud lakehouse maintain`` (the claims history), never
+            written by the pipeline; a reader checks its rows against raw's files.
         description: what a row is (the table's comment in a catalog).
     """
 
@@ -81,7 +91,13 @@ class Table:
     description: str
     open_columns: bool = False
     history: bool = False
-    partitioned: bool = True
+    partition_column: str | None = BATCH_COLUMN
+    folded: bool = False
+
+    @property
+    def partitioned(self) -> bool:
+        """A folder per batch (partitioned by :data:`BATCH_COLUMN`)."""
+        return self.partition_column == BATCH_COLUMN
 
 
 TABLES: tuple[Table, ...] = (
@@ -102,14 +118,22 @@ TABLES: tuple[Table, ...] = (
         METRICS,
         False,
         "Metrics per model version, batch and claim day",
-        partitioned=False,
+        partition_column=None,
     ),
     Table(
         "batch_lineage",
         BATCH_LINEAGE,
         True,
         "Where each batch came from, and when",
-        partitioned=False,
+        partition_column=None,
+    ),
+    Table(
+        "claims_history",
+        CLAIMS_HISTORY,
+        False,
+        "Raw claims' window-feature columns by claim month, folded from raw_claims",
+        partition_column=MONTH_COLUMN,
+        folded=True,
     ),
 )
 TABLES_BY_PATH: dict[str, Table] = {t.path: t for t in TABLES}

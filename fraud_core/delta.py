@@ -266,6 +266,13 @@ def conform(
 
 
 # --- writing -----------------------------------------------------------------------------------
+def configuration(spec: Table) -> dict[str, str | None] | None:
+    """The Delta table properties a table is created with (its statistics columns)."""
+    if spec.stats_columns is None:
+        return None
+    return {"delta.dataSkippingStatsColumns": ",".join(spec.stats_columns)}
+
+
 # Data to write, given again for each attempt: a function returning a fresh reader.
 Source = Callable[[], pa.RecordBatchReader]
 
@@ -328,6 +335,7 @@ def write(
                 storage_options=dict(options),
                 description=spec.description if current is None else None,
                 name=spec.name if current is None else None,
+                configuration=configuration(spec) if current is None else None,
                 commit_properties=CommitProperties(
                     custom_metadata={"fraud.table": spec.name, **dict(metadata or {})}
                 ),

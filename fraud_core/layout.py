@@ -60,6 +60,9 @@ DATA_DOCS = "quality/data_docs"
 BATCH_COLUMN = "batch_id"
 # The claims history's partition column: a claim's month, "YYYY-MM".
 MONTH_COLUMN = "claim_month"
+# The column a claim's windows look back on, and the one the per-file statistics of the claim
+# tables keep (what reads prune on).
+CLAIM_DATE = "claim_date"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,11 @@ class Table:
             look-back window can see: its files carry per-file statistics on ``claim_date``).
         folded: derived from raw by ``fraud lakehouse maintain`` (the claims history), never
             written by the pipeline; a reader checks its rows against raw's files.
+        stats_columns: the columns whose per-file min/max the log keeps (Delta's
+            ``delta.dataSkippingStatsColumns``, set when the table is created); None: the
+            first 32 columns. A table with a file per batch keeps only what reads prune on:
+            every open of a table parses every file's statistics, so fewer columns make a
+            years-old table open several times faster.
         description: what a row is (the table's comment in a catalog).
     """
 
@@ -93,6 +101,7 @@ class Table:
     history: bool = False
     partition_column: str | None = BATCH_COLUMN
     folded: bool = False
+    stats_columns: tuple[str, ...] | None = None
 
     @property
     def partitioned(self) -> bool:
@@ -101,7 +110,14 @@ class Table:
 
 
 TABLES: tuple[Table, ...] = (
-    Table("raw_claims", RAW, True, "Validated claims, one partition per landed file", history=True),
+    Table(
+        "raw_claims",
+        RAW,
+        True,
+        "Validated claims, one partition per landed file",
+        history=True,
+        stats_columns=(CLAIM_DATE,),
+    ),
     Table(
         "quarantined_claims",
         QUARANTINE,
@@ -109,8 +125,16 @@ TABLES: tuple[Table, ...] = (
         "Rows that failed the claims contract, as received, with their reasons",
         open_columns=True,
     ),
-    Table("claim_features", FEATURES, True, "Model features per claim"),
-    Table("claim_scores", SCORES, True, "Fraud score and decision per claim, with model version"),
+    Table(
+        "claim_features", FEATURES, True, "Model features per claim", stats_columns=(CLAIM_DATE,)
+    ),
+    Table(
+        "claim_scores",
+        SCORES,
+        True,
+        "Fraud score and decision per claim, with model version",
+        stats_columns=(CLAIM_DATE,),
+    ),
     Table("feature_drift", FEATURE_DRIFT, True, "Drift of a batch's features vs the champion"),
     Table("score_drift", SCORE_DRIFT, True, "Drift of a batch's scores vs the champion"),
     Table(
@@ -134,6 +158,7 @@ TABLES: tuple[Table, ...] = (
         "Raw claims' window-feature columns by claim month, folded from raw_claims",
         partition_column=MONTH_COLUMN,
         folded=True,
+        stats_columns=(CLAIM_DATE,),
     ),
 )
 TABLES_BY_PATH: dict[str, Table] = {t.path: t for t in TABLES}

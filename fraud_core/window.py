@@ -26,6 +26,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,7 +39,8 @@ from fraud_core.features import DATE, HISTORY_COLUMNS
 from fraud_core.lakehouse import Lakehouse, to_frame
 from fraud_core.layout import BATCH_COLUMN, CLAIMS_HISTORY, MONTH_COLUMN, RAW
 
-# The raw file (its path in raw's log) a history row was folded from.
+# The raw file a history row was folded from: a 64-bit hash of its path in raw's log (a
+# number, so that checking a window's rows against raw's files costs little).
 RAW_FILE = "raw_file"
 # What the history holds of each raw claim (besides RAW_FILE and MONTH_COLUMN).
 FOLDED_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys([*HISTORY_COLUMNS, SUPERSEDES]))
@@ -48,9 +50,16 @@ _TIMESTAMP = pa.timestamp("us")
 _FILENAME = "__filename"  # pyarrow's scanner names each row's file in this column
 
 
+def file_ids(paths: Sequence[str]) -> pa.Array:
+    """The :data:`RAW_FILE` of raw's files (paths as its log names them)."""
+    hashes = pd.util.hash_array(np.asarray(list(paths), dtype=object))
+    return pa.array(np.asarray(hashes, dtype=np.uint64).view(np.int64), pa.int64())
+
+
 def _raw_files(raw: DeltaTable) -> pa.Table:
-    """Raw's data files from its log: ``path``, ``batch_id``, ``rows`` and the claim dates'
-    ``low`` and ``high`` (null when the log has no statistics)."""
+    """Raw's data files from its log: ``path``, its ``file`` id (:func:`file_ids`),
+    ``batch_id``, ``rows`` and the claim dates' ``low`` and ``high`` (null when the log has
+    no statistics)."""
     actions = pa.table(raw.get_add_actions(flatten=True))
     n = actions.num_rows
 
@@ -62,6 +71,7 @@ def _raw_files(raw: DeltaTable) -> pa.Table:
     return pa.table(
         {
             "path": actions["path"],
+            "file": file_ids(actions["path"].to_pylist()),
             BATCH_COLUMN: column(f"partition.{BATCH_COLUMN}", pa.string()),
             "rows": column("num_records", pa.int64()),
             "low": column(f"min.{DATE}", _TIMESTAMP),
@@ -111,23 +121,26 @@ def window_rows(
     if end is not None:
         months += f" AND {MONTH_COLUMN} <= '{_month(end)}'"
     stored = pa.schema(history.schema().to_arrow()).names  # what row_filter may name
-    held = lakehouse.scan(history, stored, months, dates)
-    held = held.filter(pc.is_in(held[RAW_FILE], files["path"]))  # still raw's files
+    # the rows of the window whose raw file raw still has
+    valid = dates & pads.field(RAW_FILE).isin(files["file"].combine_chunks())
+    held = lakehouse.scan(history, stored, months, valid)
     folded = pc.unique(held[RAW_FILE])
     reaches = pc.fill_null(pc.greater_equal(files["high"], _stamp(start)), True)
     if end is not None:
         reaches = pc.and_(reaches, pc.fill_null(pc.less_equal(files["low"], _stamp(end)), True))
     missing = files.filter(
         pc.and_(
-            pc.and_(reaches, pc.invert(pc.is_in(files["path"], folded))),
+            pc.and_(reaches, pc.invert(pc.is_in(files["file"], folded))),
             pc.fill_null(pc.greater(files["rows"], 0), True),
         )
     )
     todo = sorted({str(b) for b in missing[BATCH_COLUMN].to_pylist()})
+    rest = row_filter
     if todo:  # a batch is read whole from raw: none of its rows from the history
-        held = held.filter(pc.invert(pc.is_in(held[BATCH_COLUMN], pa.array(todo, pa.string()))))
-    if row_filter is not None:
-        held = held.filter(row_filter)
+        other = ~pads.field(BATCH_COLUMN).isin(pa.array(todo, pa.string()))
+        rest = other if rest is None else other & rest
+    if rest is not None:
+        held = held.filter(rest)
     parts = [held.select(wanted)]
     if todo:
         fresh = lakehouse.scan(raw, wanted, f"({delta.batch_predicate(todo)}) AND {sql}", keep)
@@ -149,21 +162,22 @@ def fold(lakehouse: Lakehouse) -> dict[str, Any]:
     done = {"folded_files": 0, "dropped_files": 0, "months": 0, "commits": 0}
     if raw is None:
         return done
+    if not set(HISTORY_COLUMNS) <= set(_folded_names(raw)):
+        return done  # not claims (a test's table): nothing a window would read
     files = _raw_files(raw)
     history = lakehouse.delta_table(CLAIMS_HISTORY)
-    none = pa.array([], pa.string())
-    have = pa.table({RAW_FILE: none, MONTH_COLUMN: none})
+    have = pa.table({RAW_FILE: pa.array([], pa.int64()), MONTH_COLUMN: pa.array([], pa.string())})
     if history is not None:
         have = lakehouse.scan(history, [RAW_FILE, MONTH_COLUMN], None)
         have = have.group_by([RAW_FILE, MONTH_COLUMN]).aggregate([])
-    gone = have.filter(pc.invert(pc.is_in(have[RAW_FILE], files["path"])))
+    gone = have.filter(pc.invert(pc.is_in(have[RAW_FILE], files["file"])))
     new = files.filter(
         pc.and_(
-            pc.invert(pc.is_in(files["path"], have[RAW_FILE])),
+            pc.invert(pc.is_in(files["file"], have[RAW_FILE])),
             pc.fill_null(pc.greater(files["rows"], 0), True),
         )
     ).sort_by([("low", "ascending"), ("path", "ascending")])
-    every = pa.array(sorted(files["path"].to_pylist()), pa.string())
+    every = files["file"].combine_chunks()
     schema = _folded_schema(raw)
     dropped = set(gone[MONTH_COLUMN].to_pylist())
     for first in range(0, max(new.num_rows, 1 if dropped else 0), FOLD_FILES):
@@ -202,11 +216,17 @@ def _rows_of(raw: DeltaTable, files: pa.Table, schema: pa.Schema) -> pa.Table:
     columns = [c for c in schema.names if c not in (RAW_FILE, MONTH_COLUMN)]
     rows = data.to_table(columns=[*columns, _FILENAME])
     # each row's file as raw's log names it (null: a file of these batches not asked for)
-    wanted = {os.path.basename(p): p for p in files["path"].to_pylist()}
+    wanted = dict(
+        zip(
+            (os.path.basename(p) for p in files["path"].to_pylist()),
+            files["file"].to_pylist(),
+            strict=True,
+        )
+    )
     names = rows[_FILENAME].combine_chunks().dictionary_encode()
-    paths = [wanted.get(os.path.basename(f)) for f in names.dictionary.to_pylist()]
+    ids = [wanted.get(os.path.basename(f)) for f in names.dictionary.to_pylist()]
     rows = rows.drop_columns([_FILENAME]).append_column(
-        RAW_FILE, pc.take(pa.array(paths, pa.string()), names.indices)
+        RAW_FILE, pc.take(pa.array(ids, pa.int64()), names.indices)
     )
     rows = rows.filter(pc.is_valid(rows[RAW_FILE]))
     rows = rows.append_column(MONTH_COLUMN, pc.strftime(rows[DATE], format="%Y-%m"))
@@ -246,7 +266,7 @@ def _folded_schema(raw: DeltaTable) -> pa.Schema:
         [
             *(declared.field(c) for c in FOLDED_COLUMNS if c in declared.names),
             pa.field(BATCH_COLUMN, pa.string()),
-            pa.field(RAW_FILE, pa.string()),
+            pa.field(RAW_FILE, pa.int64()),
             pa.field(MONTH_COLUMN, pa.string()),
         ]
     )

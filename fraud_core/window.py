@@ -120,11 +120,10 @@ def window_rows(
     months = f"{MONTH_COLUMN} >= '{_month(start)}'"
     if end is not None:
         months += f" AND {MONTH_COLUMN} <= '{_month(end)}'"
-    stored = pa.schema(history.schema().to_arrow()).names  # what row_filter may name
-    # the rows of the window whose raw file raw still has
-    valid = dates & pads.field(RAW_FILE).isin(files["file"].combine_chunks())
-    held = lakehouse.scan(history, stored, months, valid)
-    folded = pc.unique(held[RAW_FILE])
+    # A raw file is folded whole, so one the history's months hold at all is one whose window
+    # rows are all there: that needs the (tiny) file-id column only.
+    ids = lakehouse.scan(history, [RAW_FILE], months)[RAW_FILE]
+    folded = pc.unique(pc.filter(ids, pc.is_in(ids, files["file"])))  # raw still has them
     reaches = pc.fill_null(pc.greater_equal(files["high"], _stamp(start)), True)
     if end is not None:
         reaches = pc.and_(reaches, pc.fill_null(pc.less_equal(files["low"], _stamp(end)), True))
@@ -135,12 +134,11 @@ def window_rows(
         )
     )
     todo = sorted({str(b) for b in missing[BATCH_COLUMN].to_pylist()})
-    rest = row_filter
-    if todo:  # a batch is read whole from raw: none of its rows from the history
-        other = ~pads.field(BATCH_COLUMN).isin(pa.array(todo, pa.string()))
-        rest = other if rest is None else other & rest
-    if rest is not None:
-        held = held.filter(rest)
+    # the rows of raw's folded files (none of a batch read from raw), filtered as they are read
+    held_filter = keep & pads.field(RAW_FILE).isin(folded)
+    if todo:
+        held_filter = held_filter & ~pads.field(BATCH_COLUMN).isin(pa.array(todo, pa.string()))
+    held = lakehouse.scan(history, wanted, months, held_filter)
     parts = [held.select(wanted)]
     if todo:
         fresh = lakehouse.scan(raw, wanted, f"({delta.batch_predicate(todo)}) AND {sql}", keep)

@@ -76,20 +76,29 @@ def claims_history(
     return history[list(dict.fromkeys([ID_COLUMN, *columns]))].reset_index(drop=True)
 
 
-def window_history(lakehouse: Lakehouse, columns: Sequence[str] = HISTORY_COLUMNS) -> pd.DataFrame:
+def window_since(latest: pd.Timestamp) -> pd.Timestamp:
+    """The first claim date of the longest look-back window before claims of ``latest``'s day
+    (what the scoring API holds)."""
+    return pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
+
+
+def window_history(
+    lakehouse: Lakehouse, columns: Sequence[str] = HISTORY_COLUMNS, batches: bool = False
+) -> pd.DataFrame:
     """The raw claims within the longest look-back before the lakehouse's latest claim date
-    (each claim's latest version once; ``columns`` only): the history the scoring API holds.
+    (each claim's latest version once; ``columns`` only, and ``batch_id`` when ``batches``):
+    the history the scoring API holds.
 
     Only the window is read (:func:`fraud_core.window.window_rows`; the latest date comes from
     the Delta log's statistics), so this is flat in the lakehouse's age. An empty frame (with
     ``columns``) when there are no raw claims.
     """
+    wanted = [*columns, BATCH_COLUMN] if batches else list(columns)
     latest = lakehouse.column_range(RAW, DATE)[1] if lakehouse.batches(RAW) else None
     if latest is None:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    since = pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
-    every = window_rows(lakehouse, [ID_COLUMN, *columns], since)
-    return latest_versions(lakehouse, every)[list(columns)].reset_index(drop=True)
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in wanted})
+    every = window_rows(lakehouse, [ID_COLUMN, *columns], window_since(latest))
+    return latest_versions(lakehouse, every)[wanted].reset_index(drop=True)
 
 
 def featurize_batch(lakehouse: Lakehouse, batch_id: str) -> pd.DataFrame:

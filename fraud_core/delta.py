@@ -56,7 +56,7 @@ from deltalake.exceptions import (
     SchemaMismatchError,
     TableNotFoundError,
 )
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from fraud_core.layout import BATCH_COLUMN, Table
 
@@ -276,6 +276,8 @@ def configuration(spec: Table) -> dict[str, str | None] | None:
     """The Delta table properties a table is created with (its statistics columns)."""
     if spec.stats_columns is None:
         return None
+    if not spec.stats_columns:
+        return {"delta.dataSkippingNumIndexedCols": "0"}
     return {"delta.dataSkippingStatsColumns": ",".join(spec.stats_columns)}
 
 
@@ -336,7 +338,7 @@ def write(
         try:
             if _writes_files(spec, uri, batch_id, grows):
                 assert batch_id is not None
-                if current is not None:  # the history shows the replaced batch, as delta-rs's
+                if current is not None and spec.partitioned:  # the history shows the batch
                     replaced = {"mode": "Overwrite", "predicate": predicate}
                     commit = CommitProperties(
                         custom_metadata={**commit.custom_metadata, "operationParameters": replaced}
@@ -385,11 +387,10 @@ def write(
 
 
 def _writes_files(spec: Table, uri: str, batch_id: str | None, grows: bool) -> bool:
-    """Whether a write goes through :func:`_write_file`: a batch of a local table with a
-    folder per batch and declared statistics columns (the large batch tables)."""
+    """Whether a write goes through :func:`_write_file`: a batch of a local table that
+    declares its statistics columns, whose columns stay as they are."""
     return (
         batch_id is not None
-        and spec.partitioned
         and spec.stats_columns is not None
         and not grows
         and _scheme(uri) == "file"
@@ -409,58 +410,46 @@ def _write_file(
     batch_id: str,
     commit: CommitProperties,
 ) -> DeltaTable:
-    """Replace batch ``batch_id`` of a local table with ``stream``'s rows: pyarrow writes the
-    Parquet file into the batch's folder (about twice as fast as delta-rs's writer for a large
-    batch), then one commit adds it and removes the batch's old files (``overwrite`` with the
-    batch's partition filter; the table is created by that commit when there is none).
-    The commit's statistics are those delta-rs writes: rows, and min/max/nulls of the
-    declared statistics columns. Returns the table at its new version.
+    """Replace batch ``batch_id`` of a local table with ``stream``'s rows in one commit, the
+    Parquet file written by pyarrow and committed as a transaction (delta-rs's writer costs
+    about 0.4 s the first time a process uses it, and is about twice as slow for a large
+    batch).
+
+    A table with a folder per batch gets the file in the batch's folder, and the commit
+    replaces the batch's files (``overwrite`` with its partition filter). A table without
+    (a row per batch: the batch lineage) gets one file with the new rows and the other rows of
+    the files that may hold the batch (by their statistics), and the commit removes those.
+    A new table is created by the commit. The statistics are those delta-rs writes: rows, and
+    min/max/nulls of the declared statistics columns. Returns the table at its new version.
 
     Raises:
         CommitFailedError: another writer committed a conflicting change (the file is gone).
         LakehouseError: a value did not convert to its declared type (nothing was written).
     """
     root = urlparse(uri).path if uri.startswith("file://") else uri
-    rel = f"{BATCH_COLUMN}={batch_id}/part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+    folder = f"{BATCH_COLUMN}={batch_id}/" if spec.partitioned else ""
+    rel = f"{folder}part-00000-{uuid.uuid4()}-c000.zstd.parquet"
     path = os.path.join(root, rel)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    stats_columns = [c for c in spec.stats_columns or () if c in stream.schema.names]
-    columns = [n for n in stream.schema.names if n != BATCH_COLUMN]
+    columns = [n for n in stream.schema.names if n != BATCH_COLUMN or not spec.partitioned]
     file_schema = pa.schema([stream.schema.field(n) for n in columns])
-    rows = 0
-    low: dict[str, Any] = {}
-    high: dict[str, Any] = {}
-    nulls = dict.fromkeys(stats_columns, 0)
+    stats = _Stats([c for c in spec.stats_columns or () if c in columns])
+    replaced: list[RemoveAction] = []
     try:
         with pq.ParquetWriter(path, file_schema, compression="zstd") as out:
             for batch in stream:
                 batch = batch.select(columns)
                 out.write_batch(batch)
-                rows += batch.num_rows
-                for c in stats_columns:
-                    column = batch.column(c)
-                    nulls[c] += column.null_count
-                    bounds = pc.min_max(column)
-                    for side, seen, better in (("min", low, min), ("max", high, max)):
-                        value = bounds[side].as_py()
-                        if value is not None:
-                            seen[c] = value if c not in seen else better(seen[c], value)
-        stats = json.dumps(
-            {
-                "numRecords": rows,
-                "minValues": {c: _stat(v) for c, v in low.items()},
-                "maxValues": {c: _stat(v) for c, v in high.items()},
-                "nullCount": nulls,
-            },
-            separators=(",", ":"),
-        )
+                stats.add(batch)
+            if current is not None and not spec.partitioned:
+                replaced = _rewrite_batch_rows(current, root, batch_id, file_schema, out, stats)
         add = AddAction(
             rel,
             os.path.getsize(path),
-            {BATCH_COLUMN: batch_id},
+            {BATCH_COLUMN: batch_id} if spec.partitioned else {},
             int(time.time() * 1000),
             True,
-            stats,
+            stats.json(),
         )
         if current is None:
             create_table_with_add_actions(
@@ -468,7 +457,7 @@ def _write_file(
                 Schema.from_arrow(stream.schema),
                 [add],
                 mode="error",
-                partition_by=[BATCH_COLUMN],
+                partition_by=[BATCH_COLUMN] if spec.partitioned else None,
                 name=spec.name,
                 description=spec.description,
                 configuration=configuration(spec),
@@ -478,19 +467,82 @@ def _write_file(
             table = open_table(uri, options, spec)
             assert table is not None
             return table
-        current.create_write_transaction(
-            [add],
-            mode="overwrite",
-            schema=stream.schema,
-            partition_by=[BATCH_COLUMN],
-            partition_filters=[(BATCH_COLUMN, "=", batch_id)],
-            commit_properties=commit,
-        )
+        if spec.partitioned:
+            current.create_write_transaction(
+                [add],
+                mode="overwrite",
+                schema=stream.schema,
+                partition_by=[BATCH_COLUMN],
+                partition_filters=[(BATCH_COLUMN, "=", batch_id)],
+                commit_properties=commit,
+            )
+        else:
+            current.create_write_transaction(
+                [*replaced, add], mode="append", schema=stream.schema, commit_properties=commit
+            )
         return current
     except BaseException:
         if os.path.exists(path):
             os.remove(path)
         raise
+
+
+def _rewrite_batch_rows(
+    table: DeltaTable,
+    root: str,
+    batch_id: str,
+    schema: pa.Schema,
+    out: pq.ParquetWriter,
+    stats: _Stats,
+) -> list[RemoveAction]:
+    """For a table without batch folders: write to ``out`` the other batches' rows of the
+    files that may hold ``batch_id`` (by their ``batch_id`` statistics), and return those
+    files' removal."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    low, high = f"min.{BATCH_COLUMN}", f"max.{BATCH_COLUMN}"
+    removed = []
+    now = int(time.time() * 1000)
+    for row in actions.to_pylist():
+        lo, hi = row.get(low), row.get(high)
+        if lo is not None and hi is not None and not lo <= batch_id <= hi:
+            continue
+        held = pq.read_table(os.path.join(root, row["path"]))
+        others = held.filter(pc.not_equal(held[BATCH_COLUMN], batch_id)).select(schema.names)
+        for batch in others.cast(schema).to_batches():
+            out.write_batch(batch)
+            stats.add(batch)
+        removed.append(RemoveAction(row["path"], True, now, row["size_bytes"], {}))
+    return removed
+
+
+class _Stats:
+    """A file's statistics as delta-rs writes them: rows, and min/max/nulls of ``columns``."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
+        self.rows = 0
+        self.low: dict[str, Any] = {}
+        self.high: dict[str, Any] = {}
+        self.nulls = dict.fromkeys(columns, 0)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        for c in self.columns:
+            column = batch.column(c)
+            self.nulls[c] += column.null_count
+            bounds = pc.min_max(column)
+            for side, seen, better in (("min", self.low, min), ("max", self.high, max)):
+                value = bounds[side].as_py()
+                if value is not None:
+                    seen[c] = value if c not in seen else better(seen[c], value)
+
+    def json(self) -> str:
+        stats: dict[str, Any] = {"numRecords": self.rows}
+        if self.columns:
+            stats["minValues"] = {c: _stat(v) for c, v in self.low.items()}
+            stats["maxValues"] = {c: _stat(v) for c, v in self.high.items()}
+            stats["nullCount"] = self.nulls
+        return json.dumps(stats, separators=(",", ":"))
 
 
 def _stat(value: Any) -> Any:

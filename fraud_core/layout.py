@@ -87,9 +87,11 @@ class Table:
             written by the pipeline; a reader checks its rows against raw's files.
         stats_columns: the columns whose per-file min/max the log keeps (Delta's
             ``delta.dataSkippingStatsColumns``, set when the table is created); None: the
-            first 32 columns. A table with a file per batch keeps only what reads prune on:
-            every open of a table parses every file's statistics, so fewer columns make a
-            years-old table open several times faster.
+            first 32 columns; empty: none. A table with a file per batch keeps only what
+            reads prune on: every open of a table parses every file's statistics, so fewer
+            columns make a years-old table open several times faster. A table that declares
+            them is written, on a local lakehouse, by pyarrow and a Delta transaction
+            (:mod:`fraud_core.delta`).
         description: what a row is (the table's comment in a catalog).
     """
 
@@ -124,6 +126,7 @@ TABLES: tuple[Table, ...] = (
         True,
         "Rows that failed the claims contract, as received, with their reasons",
         open_columns=True,
+        stats_columns=(),
     ),
     Table(
         "claim_features", FEATURES, True, "Model features per claim", stats_columns=(CLAIM_DATE,)
@@ -135,8 +138,20 @@ TABLES: tuple[Table, ...] = (
         "Fraud score and decision per claim, with model version",
         stats_columns=(CLAIM_DATE,),
     ),
-    Table("feature_drift", FEATURE_DRIFT, True, "Drift of a batch's features vs the champion"),
-    Table("score_drift", SCORE_DRIFT, True, "Drift of a batch's scores vs the champion"),
+    Table(
+        "feature_drift",
+        FEATURE_DRIFT,
+        True,
+        "Drift of a batch's features vs the champion",
+        stats_columns=(),
+    ),
+    Table(
+        "score_drift",
+        SCORE_DRIFT,
+        True,
+        "Drift of a batch's scores vs the champion",
+        stats_columns=(),
+    ),
     Table(
         "model_metrics",
         METRICS,
@@ -150,6 +165,7 @@ TABLES: tuple[Table, ...] = (
         True,
         "Where each batch came from, and when",
         partition_column=None,
+        stats_columns=(BATCH_COLUMN,),
     ),
     Table(
         "claims_history",

@@ -341,7 +341,10 @@ def write(
                 if current is not None and spec.partitioned:  # the history shows the batch
                     replaced = {"mode": "Overwrite", "predicate": predicate}
                     commit = CommitProperties(
-                        custom_metadata={**commit.custom_metadata, "operationParameters": replaced}
+                        custom_metadata={
+                            **(commit.custom_metadata or {}),
+                            "operationParameters": replaced,
+                        }
                     )
                 current = _write_file(uri, options, spec, current, stream, batch_id, commit)
                 return current

@@ -6,8 +6,9 @@ corrupt bundle) the service still starts and :attr:`Champion.error` says why. It
 champion pointer and swaps in a new model when the champion changes. With ``reload_history``
 it also follows raw: batches that land are added to the history the model holds
 (:meth:`ClaimScorer.updated`: their rows only are read, and the rows the window no longer
-reaches dropped), and a batch replaced or removed reloads the history. A new model that cannot be loaded or fails its
-check is refused: the old one keeps serving, ``error`` and the logs say why,
+reaches dropped), and a batch replaced or removed reloads the history. A new model that
+cannot be loaded or fails its check is refused: the old one keeps serving, ``error`` and the
+logs say why,
 ``fraud_api_model_reloads_total{result="refused"}`` counts it, and it is not tried again before
 :data:`RETRY_REFUSED_SECONDS` unless the pointer or the raw batches change.
 """

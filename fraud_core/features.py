@@ -28,9 +28,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from fraud_core.layout import CLAIM_DATE
 from fraud_core.schema import COLUMNS_BY_NAME, ID_COLUMN, LABEL_COLUMN, ORACLE_COLUMN
 
-DATE = "claim_date"  # windows look back from this date
+DATE = CLAIM_DATE  # windows look back from this date (fraud_core.layout names it)
 POLICYHOLDER = "policyholder_id"
 PROVIDER = "provider_id"
 

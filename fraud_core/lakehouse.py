@@ -23,6 +23,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,11 @@ class Lakehouse:
 
     ``storage_options`` is for non-secret settings (it is left out of ``repr``, in case).
     ``as_of`` pins tables to Delta versions (:meth:`pinned`).
+
+    A table's log is read once per thread: later reads and writes bring the opened table up
+    to date by reading only the commits since (:func:`fraud_core.delta.refresh`), so another
+    process's commits are seen, and a step that reads and writes the same tables does not
+    replay their logs each time.
     """
 
     uri: str
@@ -103,6 +109,23 @@ class Lakehouse:
             fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
         )
         self.delta_options = delta.storage_options(self.uri)
+        self._opened = threading.local()  # per thread (delta-rs tables are not shared)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_opened", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._opened = threading.local()
+
+    def _tables(self) -> dict[str, DeltaTable]:
+        """This thread's opened tables, by folder."""
+        tables: dict[str, DeltaTable] | None = getattr(self._opened, "tables", None)
+        if tables is None:
+            tables = self._opened.tables = {}
+        return tables
 
     # --- paths ------------------------------------------------------------------------------
     def path(self, rel: str) -> str:
@@ -188,6 +211,7 @@ class Lakehouse:
 
     def delete(self, rel: str) -> None:
         """Remove a file or a folder (prefix) and everything under it; no-op when absent."""
+        self._tables().clear()  # a table under it may be gone
         if self.exists(rel):
             self.fs.rm(self.path(rel), recursive=True)
 
@@ -268,12 +292,32 @@ class Lakehouse:
             self.uri, self.storage_options, as_of={k: int(v) for k, v in versions.items()}
         )
 
+    def delta_table(self, dataset: str) -> DeltaTable | None:
+        """A table of the layout as reads see it (its pinned version, else the latest), or None
+        when there is none yet.
+
+        Raises:
+            LakehouseError: the dataset is still Parquet files, or the log is damaged.
+        """
+        return self._delta(dataset)
+
     def _delta(self, dataset: str) -> DeltaTable | None:
         spec = layout.table(dataset)
-        table = delta.open_table(
-            self.table_url(dataset), self.delta_options, spec, self.as_of.get(dataset)
-        )
-        if table is None and self._legacy(dataset):
+        version = self.as_of.get(dataset)
+        opened = self._tables()
+        table = opened.get(dataset)
+        if table is not None:
+            if version is not None:
+                return table  # pinned: never moves
+            try:
+                return delta.refresh(table, self.table_url(dataset), self.delta_options, spec)
+            except LakehouseError:
+                del opened[dataset]  # e.g. the log it had read up to was cleaned: read it anew
+        table = delta.open_table(self.table_url(dataset), self.delta_options, spec, version)
+        if table is not None:
+            opened[dataset] = table
+            return table
+        if self._legacy(dataset):
             raise LakehouseError(
                 f"{self.url(dataset)} holds Parquet files of a lakehouse written before its "
                 "datasets became Delta tables: convert it in place with `fraud lakehouse "
@@ -319,26 +363,45 @@ class Lakehouse:
         """Write (or replace) batch ``batch_id`` of ``dataset`` in one commit; return the URI of
         its partition."""
         spec = self._check_writable(dataset)
-        data = _from_pandas(frame)
-        delta.write(
-            self.table_url(dataset),
-            self.delta_options,
-            spec,
-            delta.source_of(data),
-            check_batch_id(batch_id),
-            metadata,
+        self._write(
+            dataset, delta.source_of(_from_pandas(frame)), check_batch_id(batch_id), metadata
         )
         return self.batch_url(dataset, batch_id) if spec.partitioned else self.table_url(dataset)
 
-    def write_table(self, dataset: str, frame: pd.DataFrame) -> str:
-        """Replace the whole of a table not written by batch (the metrics table); its URI."""
-        spec = self._check_writable(dataset)
-        delta.write(
+    def _write(
+        self,
+        dataset: str,
+        source: delta.Source,
+        batch_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        replace: str | None = None,
+    ) -> None:
+        """One commit to ``dataset`` (:func:`fraud_core.delta.write`), through the table this
+        thread opened already."""
+        opened = self._tables()
+        written = delta.write(
             self.table_url(dataset),
             self.delta_options,
-            spec,
-            delta.source_of(_from_pandas(frame)),
+            layout.table(dataset),
+            source,
+            batch_id,
+            metadata,
+            replace,
+            table=opened.get(dataset),
         )
+        opened[dataset] = written
+
+    def replace_rows(self, dataset: str, data: delta.Source, predicate: str | None) -> str:
+        """Replace the rows ``predicate`` selects (SQL on the partition column; all when None)
+        of a table not written by batch with ``data``'s, in one commit; its URI."""
+        self._check_writable(dataset)
+        self._write(dataset, data, replace=predicate)
+        return self.table_url(dataset)
+
+    def write_table(self, dataset: str, frame: pd.DataFrame) -> str:
+        """Replace the whole of a table not written by batch (the metrics table); its URI."""
+        self._check_writable(dataset)
+        self._write(dataset, delta.source_of(_from_pandas(frame)))
         return self.table_url(dataset)
 
     def read_table(
@@ -361,9 +424,9 @@ class Lakehouse:
                 f"no table {dataset} in the lakehouse ({self.url(dataset)}): materialize it first"
             )
         typed = not layout.table(dataset).open_columns
-        return _to_pandas(self._scan(table, columns, predicate, row_filter), typed)
+        return to_frame(self.scan(table, columns, predicate, row_filter), typed)
 
-    def _scan(
+    def scan(
         self,
         table: DeltaTable,
         columns: Sequence[str] | None,
@@ -371,6 +434,9 @@ class Lakehouse:
         row_filter: pads.Expression | None = None,
         own_columns: bool = False,
     ) -> pa.Table:
+        """Rows of an opened table as Arrow: the files ``predicate`` may hold (see
+        :func:`fraud_core.delta.dataset`), the rows ``row_filter`` keeps, ``columns`` only
+        (those it has); ``own_columns``: without the columns empty throughout."""
         data = delta.dataset(table, predicate)
         names = data.schema.names
         wanted = names if columns is None else [c for c in columns if c in names]
@@ -416,10 +482,10 @@ class Lakehouse:
         predicate = delta.batch_predicate(batch_ids)
         row_filter = None if spec.partitioned else pc.field(BATCH_COLUMN).isin(batch_ids)
         wanted = None if columns is None else [*columns, BATCH_COLUMN]
-        data = self._scan(table, wanted, predicate, row_filter, own_columns=spec.open_columns)
+        data = self.scan(table, wanted, predicate, row_filter, own_columns=spec.open_columns)
         if data.num_rows == 0 and not self._ingested(batch_ids):
             return None
-        return _to_pandas(data, typed=not spec.open_columns)
+        return to_frame(data, typed=not spec.open_columns)
 
     def _ingested(self, batch_ids: list[str]) -> bool:
         """Whether all of ``batch_ids`` were ingested (a batch may have no rows in a table)."""
@@ -458,7 +524,7 @@ class Lakehouse:
                 raise LakehouseError(f"no batches of {dataset} in {self.url(dataset)}")
             wanted = None if columns is None else [*columns, BATCH_COLUMN]
             typed = not layout.table(dataset).open_columns
-            return _to_pandas(self._scan(table, wanted, None), typed)
+            return to_frame(self.scan(table, wanted, None), typed)
         if not batch_ids:
             raise LakehouseError(f"no batches of {dataset} asked for from {self.url(dataset)}")
         frame = self._read_batches(dataset, list(batch_ids), columns)
@@ -480,7 +546,7 @@ class Lakehouse:
         table = self._delta(layout.BATCH_LINEAGE)
         if table is None:
             return set()
-        known = self._scan(
+        known = self.scan(
             table, [BATCH_COLUMN], None, pc.field(BATCH_COLUMN).isin(batch_ids)
         ).column(BATCH_COLUMN)
         return {str(v) for v in known.to_pylist()}
@@ -503,19 +569,29 @@ class Lakehouse:
         return pc.min(actions[low]).as_py(), pc.max(actions[high]).as_py()
 
     def maintain(self, retention_hours: int = 168, vacuum: bool = True) -> list[dict[str, Any]]:
-        """OPTIMIZE (compact small files) and VACUUM every table of the layout.
+        """Fold the raw claims landed since into the claims history
+        (:func:`fraud_core.window.fold`), then OPTIMIZE (compact small files) and VACUUM every
+        table of the layout. Returns what was done, a record per table.
 
         Raises:
             LakehouseError: a dataset is still Parquet files (VACUUM would delete them).
         """
+        from fraud_core.window import fold  # it reads and writes through this class
+
+        self._check_writable(layout.CLAIMS_HISTORY)
         for spec in layout.TABLES:
             self._delta(spec.path)  # refuses a dataset not migrated yet
-        return [
+        folded = fold(self)
+        results = [
             delta.maintain(
                 self.table_url(spec.path), self.delta_options, spec, retention_hours, vacuum
             )
             for spec in layout.TABLES
         ]
+        for result in results:
+            if result["table"] == layout.table(layout.CLAIMS_HISTORY).name:
+                result.update(folded)
+        return results
 
     # --- model registry ---------------------------------------------------------------------
     def model_path(self, version: str, name: str = "") -> str:
@@ -622,14 +698,7 @@ class PartitionWriter:
                     )
 
             lh = self._lakehouse
-            delta.write(
-                lh.table_url(self._dataset),
-                lh.delta_options,
-                layout.table(self._dataset),
-                source,
-                self._batch_id,
-                metadata,
-            )
+            lh._write(self._dataset, source, self._batch_id, metadata)
         finally:
             self.abort()
         return lh.batch_url(self._dataset, self._batch_id)
@@ -678,7 +747,7 @@ _KIND_ARROW: dict[str, Any] = {
 }
 
 
-def _to_pandas(table: pa.Table, typed: bool = True) -> pd.DataFrame:
+def to_frame(table: pa.Table, typed: bool = True) -> pd.DataFrame:
     """Rows read from a Delta table as the frames the pipeline wrote: claim columns with the
     claims schema's dtypes, timestamps in nanoseconds, booleans and integers with gaps as
     pandas' nullable types (Delta keeps no pandas metadata, as Parquet files written by

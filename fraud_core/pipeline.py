@@ -28,14 +28,11 @@ from fraud_core.layout import BATCH_COLUMN, FEATURES, METRICS, RAW, SCORES
 from fraud_core.model.bundle import ModelBundle
 from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, LABEL_COLUMN, Decision
 from fraud_core.warehouse import METRICS_COLUMNS, METRICS_KEY
+from fraud_core.window import window_rows
 
 # How far back the window features look, per key column (days), and at most.
 LOOKBACK_DAYS: dict[str, int] = lookback_days(WINDOWED)
 MAX_LOOKBACK_DAYS = max(LOOKBACK_DAYS.values())
-
-
-def _day(value: pd.Timestamp) -> str:
-    return pd.Timestamp(value).strftime("%Y-%m-%d")
 
 
 def claims_history(
@@ -47,11 +44,11 @@ def claims_history(
     """The raw claims of other batches that the window features of ``claims`` can see: each
     claim's latest version once, none of ``claims``' own ids; ``columns`` only.
 
-    Only what a window can reach is read: the raw table's files whose ``claim_date``
-    statistics overlap the longest look-back before ``claims`` (the Delta log's per-file
-    min/max), and of their rows those within each key column's look-back whose key is one of
-    ``claims``' (or that correct an earlier version, so the latest version still wins). The
-    cost is flat in the lakehouse's age: the window, not the history, is read.
+    Only what a window can reach is read (:func:`fraud_core.window.window_rows`: the claims
+    history's months, and raw's batches landed since it was folded), and of those rows the
+    ones within each key column's look-back whose key is one of ``claims``' (or that correct
+    an earlier version, so the latest version still wins). The cost is flat in the
+    lakehouse's age: the window, not the history, is read.
 
     Returns None when there is no other raw claim.
     """
@@ -61,7 +58,6 @@ def claims_history(
     dates = pd.to_datetime(claims[DATE])
     first, last = dates.min(), dates.max()
     start = first - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
-    predicate = f"{DATE} >= '{_day(start)}' AND {DATE} <= '{_day(last)} 23:59:59'"
     date = pads.field(DATE)
     # a correction is kept whatever its key, so that it still replaces its earlier version
     keep = pads.field(SUPERSEDES).is_valid() if SUPERSEDES in declared else pads.scalar(False)
@@ -69,15 +65,10 @@ def claims_history(
         keys = pa.array(claims[entity].dropna().astype(str).unique(), pa.string())
         since = pa.scalar((first - pd.Timedelta(days=days + 1)).to_pydatetime(), pa.timestamp("us"))
         keep = keep | ((date >= since) & pads.field(entity).isin(keys))
-    row_filter = (
-        (date >= pa.scalar(start.to_pydatetime(), pa.timestamp("us")))
-        & (date <= pa.scalar(last.to_pydatetime(), pa.timestamp("us")))
-        & keep
-    )
+    row_filter = keep
     if batch_id is not None:
         row_filter = row_filter & (pads.field(BATCH_COLUMN) != batch_id)
-    wanted = list(dict.fromkeys([ID_COLUMN, *columns, BATCH_COLUMN]))
-    history = lakehouse.read_table(RAW, wanted, predicate, row_filter)
+    history = window_rows(lakehouse, [ID_COLUMN, *columns], start, last, row_filter)
     if history.empty:
         return None
     history = latest_versions(lakehouse, history)
@@ -85,25 +76,29 @@ def claims_history(
     return history[list(dict.fromkeys([ID_COLUMN, *columns]))].reset_index(drop=True)
 
 
-def window_history(lakehouse: Lakehouse, columns: Sequence[str] = HISTORY_COLUMNS) -> pd.DataFrame:
-    """The raw claims within the longest look-back before the lakehouse's latest claim date
-    (each claim's latest version once; ``columns`` only): the history the scoring API holds.
+def window_since(latest: pd.Timestamp) -> pd.Timestamp:
+    """The first claim date of the longest look-back window before claims of ``latest``'s day
+    (what the scoring API holds)."""
+    return pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
 
-    Only files whose ``claim_date`` statistics reach the window are read (the latest date
-    comes from the Delta log's statistics too), so this is flat in the lakehouse's age.
-    An empty frame (with ``columns``) when there are no raw claims.
+
+def window_history(
+    lakehouse: Lakehouse, columns: Sequence[str] = HISTORY_COLUMNS, batches: bool = False
+) -> pd.DataFrame:
+    """The raw claims within the longest look-back before the lakehouse's latest claim date
+    (each claim's latest version once; ``columns`` only, and ``batch_id`` when ``batches``):
+    the history the scoring API holds.
+
+    Only the window is read (:func:`fraud_core.window.window_rows`; the latest date comes from
+    the Delta log's statistics), so this is flat in the lakehouse's age. An empty frame (with
+    ``columns``) when there are no raw claims.
     """
+    wanted = [*columns, BATCH_COLUMN] if batches else list(columns)
     latest = lakehouse.column_range(RAW, DATE)[1] if lakehouse.batches(RAW) else None
     if latest is None:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    since = pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
-    every = lakehouse.read_table(
-        RAW,
-        list(dict.fromkeys([ID_COLUMN, *columns, BATCH_COLUMN])),
-        predicate=f"{DATE} >= '{_day(since)}'",
-        row_filter=pads.field(DATE) >= pa.scalar(since.to_pydatetime(), pa.timestamp("us")),
-    )
-    return latest_versions(lakehouse, every)[list(columns)].reset_index(drop=True)
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in wanted})
+    every = window_rows(lakehouse, [ID_COLUMN, *columns], window_since(latest))
+    return latest_versions(lakehouse, every)[wanted].reset_index(drop=True)
 
 
 def featurize_batch(lakehouse: Lakehouse, batch_id: str) -> pd.DataFrame:

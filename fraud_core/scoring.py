@@ -28,21 +28,31 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from fraud_core.claim_versions import latest_versions
 from fraud_core.features import (
     CATEGORICAL_FEATURES,
+    DATE,
     FEATURES,
     HISTORY_COLUMNS,
     build_features,
 )
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import RAW
+from fraud_core.layout import BATCH_COLUMN, RAW
 from fraud_core.model.bundle import ModelBundle, load_champion
 from fraud_core.model.fast import NumpyForward
 from fraud_core.online.history import HistoryIndex
-from fraud_core.pipeline import window_history
+from fraud_core.pipeline import window_history, window_since
 from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, Decision
 
 log = logging.getLogger(__name__)
+
+
+def _raw_snapshot(lakehouse: Lakehouse) -> tuple[frozenset[str], int | None]:
+    """Raw's data files (paths in its log) and its version (None: no raw table yet)."""
+    raw = lakehouse.delta_table(RAW)
+    if raw is None:
+        return frozenset(), None
+    return frozenset(raw.file_uris()), raw.version()
 
 
 class FeatureContribution(NamedTuple):
@@ -105,19 +115,27 @@ class ClaimScorer:
 
     Attributes:
         bundle: the model.
-        history: raw claims (at least :data:`~fraud_core.features.HISTORY_COLUMNS`); kept as
-            those columns, sorted by date.
+        history: raw claims (at least :data:`~fraud_core.features.HISTORY_COLUMNS`, and
+            ``batch_id`` for :meth:`updated`); kept as those columns, sorted by date.
         history_batches: the raw batches ``history`` was read from.
+        history_files: raw's data files then (paths in its log): what :meth:`updated`
+            compares with.
     """
 
     bundle: ModelBundle
     history: pd.DataFrame
     history_batches: list[str] = field(default_factory=list)
+    history_files: frozenset[str] = frozenset()
+    _row_batches: np.ndarray | None = field(init=False, repr=False)
     _index: HistoryIndex = field(init=False, repr=False)
     _forward: NumpyForward = field(init=False, repr=False)
     _category_codes: tuple[dict[str, int], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._row_batches = None
+        if BATCH_COLUMN in self.history:  # the index sorts by date (stably): so do the batches
+            self.history = self.history.sort_values(DATE, kind="stable").reset_index(drop=True)
+            self._row_batches = self.history[BATCH_COLUMN].to_numpy()
         self._index = HistoryIndex.build(self.history)
         self.history = self._index.frame
         if tuple(self.bundle.vocabulary.values) != CATEGORICAL_FEATURES:
@@ -150,9 +168,12 @@ class ClaimScorer:
         bundle = (
             load_champion(lakehouse) if version is None else ModelBundle.load(lakehouse, version)
         )
+        files, raw_version = _raw_snapshot(lakehouse)
+        if raw_version is not None:  # the files and the rows of one version of raw
+            lakehouse = lakehouse.pinned({**lakehouse.as_of, RAW: raw_version})
         batch_ids = lakehouse.batches(RAW)
         # Each claim once, in its latest version (fraud_core.claim_versions).
-        history = window_history(lakehouse, HISTORY_COLUMNS)
+        history = window_history(lakehouse, HISTORY_COLUMNS, batches=True)
         if history.empty:
             log.warning("no raw claims in %s: history features start from zero", lakehouse.url(RAW))
         log.info(
@@ -161,7 +182,44 @@ class ClaimScorer:
             len(history),
             len(batch_ids),
         )
-        return cls(bundle=bundle, history=history, history_batches=list(batch_ids))
+        return cls(bundle, history, list(batch_ids), files)
+
+    def updated(self, lakehouse: Lakehouse) -> ClaimScorer | None:
+        """This scorer for raw as it is now: itself when raw has not changed; a new scorer
+        with the same model when batches were only added (their rows read and added, each
+        claim's latest version kept, and the rows the window no longer reaches dropped: the
+        history a fresh :meth:`from_lakehouse` would hold, without reading it again); None
+        when a batch was replaced or removed (load anew).
+
+        Raises:
+            LakehouseError: the raw table cannot be read.
+        """
+        files, raw_version = _raw_snapshot(lakehouse)
+        if files == self.history_files:
+            return self
+        if self._row_batches is None or not files >= self.history_files or raw_version is None:
+            return None
+        pinned = lakehouse.pinned({**lakehouse.as_of, RAW: raw_version})
+        batch_ids = pinned.batches(RAW)
+        new = sorted(set(batch_ids) - set(self.history_batches))
+        if not new or set(self.history_batches) - set(batch_ids):
+            return None  # files added to batches held already: a batch changed
+        held = self.history.assign(**{BATCH_COLUMN: self._row_batches})
+        added = pinned.read_batches(RAW, new, list(HISTORY_COLUMNS))[held.columns]
+        every = pd.concat([held, added], ignore_index=True) if len(added) else held
+        if every.empty:
+            return ClaimScorer(self.bundle, every, batch_ids, files)
+        since = window_since(every[DATE].max())
+        every = every[(every[DATE] >= since).to_numpy()]
+        history = latest_versions(lakehouse, every).reset_index(drop=True)
+        log.info(
+            "scorer for model %s: %d batch(es) added to the history (%d rows read, %d held)",
+            self.bundle.version,
+            len(new),
+            len(added),
+            len(history),
+        )
+        return ClaimScorer(self.bundle, history, batch_ids, files)
 
     def history_for(self, claims: pd.DataFrame) -> pd.DataFrame:
         """History rows the features of ``claims`` can see: earlier claims of the same key within

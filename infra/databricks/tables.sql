@@ -14,6 +14,7 @@
 --   score_drift          monitoring/score_drift     Drift of a batch's scores vs the champion
 --   model_metrics        metrics/model_metrics      Metrics per model version, batch and claim day
 --   batch_lineage        lineage/batches            Where each batch came from, and when
+--   claims_history       history/claims             Raw claims' window-feature columns by claim month, folded from raw_claims
 
 CREATE TABLE IF NOT EXISTS ${catalog}.${schema}.raw_claims
 USING DELTA
@@ -54,3 +55,8 @@ CREATE TABLE IF NOT EXISTS ${catalog}.${schema}.batch_lineage
 USING DELTA
 LOCATION '${lakehouse_uri}/lineage/batches'
 COMMENT 'Where each batch came from, and when';
+
+CREATE TABLE IF NOT EXISTS ${catalog}.${schema}.claims_history
+USING DELTA
+LOCATION '${lakehouse_uri}/history/claims'
+COMMENT 'Raw claims'' window-feature columns by claim month, folded from raw_claims';

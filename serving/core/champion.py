@@ -3,9 +3,12 @@ it, checks it and swaps in a new one without a restart.
 
 At startup :meth:`Champion.watching` loads the champion; when that fails (no champion yet, a
 corrupt bundle) the service still starts and :attr:`Champion.error` says why. It then polls the
-champion pointer and swaps in a new model when the champion changes (or, with
-``reload_history``, when new raw batches land). A new model that cannot be loaded or fails its
-check is refused: the old one keeps serving, ``error`` and the logs say why,
+champion pointer and swaps in a new model when the champion changes. With ``reload_history``
+it also follows raw: batches that land are added to the history the model holds
+(:meth:`ClaimScorer.updated`: their rows only are read, and the rows the window no longer
+reaches dropped), and a batch replaced or removed reloads the history. A new model that
+cannot be loaded or fails its check is refused: the old one keeps serving, ``error`` and the
+logs say why,
 ``fraud_api_model_reloads_total{result="refused"}`` counts it, and it is not tried again before
 :data:`RETRY_REFUSED_SECONDS` unless the pointer or the raw batches change.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import math
@@ -169,12 +173,21 @@ class Champion:
             if not self.reload_history:
                 self.error = None
                 return
-            batches = await asyncio.to_thread(lakehouse.batches, RAW)
-            if batches == current.scorer.history_batches:
+            try:
+                updated = await asyncio.to_thread(current.scorer.updated, lakehouse)
+            except Exception as exc:  # unreadable raw: keep serving, say why
+                log.error("cannot add the new raw batches to the history: %s", exc)
+                self.error = f"raw claims unreadable: {exc}"
+                return
+            if updated is current.scorer:
                 self.error = None
                 return
+            if updated is not None:  # batches were added: the same model, the history grown
+                self._swap(dataclasses.replace(current, scorer=updated), "new raw batches")
+                return
+            batches = await asyncio.to_thread(lakehouse.batches, RAW)
             key += repr(batches)
-            reason = f"new raw batches ({len(batches)} now)"
+            reason = f"raw batches replaced ({len(batches)} now)"
         else:
             reason = f"champion changed (serving {current and current.version})"
         if key == self._refused_key and time.monotonic() - self._refused_at < RETRY_REFUSED_SECONDS:
@@ -190,17 +203,22 @@ class Champion:
             self.error = f"champion {version} could not be loaded: {exc}"
             self.metrics.reloads.labels("refused").inc()
             return
-        self.model = new  # one assignment: requests in flight keep the model they got
+        del current
+        self._swap(new, reason)
+
+    def _swap(self, new: LoadedModel, reason: str) -> None:
+        """Serve ``new`` from now on (one assignment: requests in flight keep the model they
+        got)."""
+        self.model = new
         self.error = None
         self._refused_key = None
-        del current  # the replaced model goes with the next collection
-        freeze_heap()
+        freeze_heap()  # the replaced model goes with this collection
         self.metrics.reloads.labels("swapped").inc()
         self.metrics.model_changed(
             new.version, new.lineage("metaflow_run") or "", new.lineage("dagster_run_id") or ""
         )
         log.info(
-            "serving model %s (%s; %d history claims)", version, reason, len(new.scorer.history)
+            "serving model %s (%s; %d history claims)", new.version, reason, len(new.scorer.history)
         )
 
     async def _poll(self, every: float) -> None:

@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     )
     reload_history: bool = Field(
         default=True,
-        description="Also reload the claims history when new raw batches land (checked at each "
-        "poll), so history features include them.",
+        description="Also follow raw (checked at each poll): new raw batches are added to the "
+        "claims history, a replaced batch reloads it, so history features include them.",
     )
     torch_threads: int = Field(
         default=1,

@@ -5,14 +5,16 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 from fraud_assets.definitions import build_definitions
 from fraud_assets.maintenance import lakehouse_maintenance
 from fraud_assets.resources import LakehouseResource
 from fraud_core import delta
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import BATCH_COLUMN, RAW, TABLES
+from fraud_core.layout import BATCH_COLUMN, BATCH_LINEAGE, RAW, TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE = (
@@ -82,3 +84,20 @@ def test_the_maintenance_schedule_is_stopped_by_default(tmp_path: Path) -> None:
     schedule = defs.get_schedule_def("lakehouse_maintenance_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert defs.get_job_def("lakehouse_maintenance") is not None
+
+
+def test_a_table_with_a_row_per_batch_replaces_its_row(tmp_path: Path) -> None:
+    """The batch lineage (no batch folders) written by pyarrow and a transaction: a rerun
+    replaces its batch's row, in a compacted file too, and keeps the others'."""
+    lh = Lakehouse(str(tmp_path))
+    for batch in ("b1", "b2", "b3"):
+        lh.write_batch(BATCH_LINEAGE, batch, pd.DataFrame({"file": [f"{batch}.csv"]}))
+    lh.maintain(vacuum=False)  # one file holds the three rows
+    lh.write_batch(BATCH_LINEAGE, "b2", pd.DataFrame({"file": ["b2-again.csv"]}))
+    rows = lh.read_table(BATCH_LINEAGE).sort_values(BATCH_COLUMN)
+    assert rows[BATCH_COLUMN].tolist() == ["b1", "b2", "b3"]
+    assert rows["file"].tolist() == ["b1.csv", "b2-again.csv", "b3.csv"]
+    assert lh.table_version(BATCH_LINEAGE) == 4  # three writes, OPTIMIZE, the rerun
+    table = DeltaTable(lh.table_url(BATCH_LINEAGE))
+    assert len(table.file_uris()) == 1  # the compacted file was rewritten, not added to
+    assert pa.table(table.get_add_actions(flatten=True))["max.batch_id"].to_pylist() == ["b3"]

@@ -1,7 +1,7 @@
 """The Delta lakehouse on a local folder, S3 (moto) and ADLS (Azurite): reruns replace a batch in
 one commit, writers of two batches commit side by side, a training reads tables as of recorded
-versions, and a damaged log or a schema that differs from the declared one fails with the
-table's name and what to fix, writing nothing."""
+versions, the claims history folds and reads a window, and a damaged log or a schema that
+differs from the declared one fails with the table's name and what to fix, writing nothing."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from deltalake import DeltaTable
 
 from fraud_core.claim_versions import as_raw
 from fraud_core.delta import LakehouseError
+from fraud_core.features import HISTORY_COLUMNS
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import FEATURES, QUARANTINE, RAW
+from fraud_core.layout import CLAIMS_HISTORY, FEATURES, MONTH_COLUMN, QUARANTINE, RAW
 from fraud_core.pipeline import featurize_batch
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims
 from fraud_core.training import load_labelled_features
+from fraud_core.window import window_rows
 from tests.support.stores import Store, store_for
 
 pytestmark = pytest.mark.integration
@@ -98,6 +100,23 @@ def test_training_reads_the_recorded_versions_again(store: Store) -> None:
         pinned.write_batch(RAW, "t9", _claims(10, 24))
 
 
+def test_the_claims_history_folds_and_reads_the_window_on_each_store(store: Store) -> None:
+    lh = store.lakehouse()
+    for i, start in enumerate(["2024-01-10", "2024-02-10", "2024-03-10"]):
+        lh.write_batch(RAW, f"h{i}", _claims(60, 50 + i, start, days=5))
+    every = lh.read_batches(RAW, columns=list(HISTORY_COLUMNS))
+    assert lh.maintain()  # folds the three batches into the claims history
+    assert sorted(lh.read_table(CLAIMS_HISTORY)[MONTH_COLUMN].unique()) == [
+        "2024-01",
+        "2024-02",
+        "2024-03",
+    ]
+    lh.write_batch(RAW, "h1", _claims(30, 60, "2024-02-10", days=5))  # a rerun since
+    window = window_rows(store.lakehouse(), HISTORY_COLUMNS, pd.Timestamp("2024-01-01"))
+    expected = pd.concat([every[every["batch_id"] != "h1"], lh.read_batches(RAW, ["h1"])])
+    assert sorted(window["claim_id"]) == sorted(expected["claim_id"])
+
+
 def test_a_schema_that_differs_from_the_declared_one_is_refused(store: Store) -> None:
     lh = store.lakehouse()
     claims = _claims(50, 30)
@@ -124,9 +143,12 @@ def test_a_damaged_log_fails_naming_the_table(tmp_path: Path) -> None:
     log = tmp_path / "raw/claims/_delta_log/00000000000000000001.json"
     log.write_text("{ this is not json")
     before = sorted(p.name for p in (tmp_path / "raw/claims/_delta_log").iterdir())
+    # the next run reads the log (this Lakehouse read it before the damage, and reads only
+    # the commits after the ones it has)
+    lh = Lakehouse(str(tmp_path))
     with pytest.raises(LakehouseError, match=r"table raw_claims .*_delta_log.* cannot be read"):
         lh.read_batch(RAW, "b1")
     with pytest.raises(LakehouseError, match="Nothing was written"):
-        lh.write_batch(RAW, "b3", _claims(20, 42))
+        Lakehouse(str(tmp_path)).write_batch(RAW, "b3", _claims(20, 42))
     assert sorted(p.name for p in (tmp_path / "raw/claims/_delta_log").iterdir()) == before
     assert log.read_text() == "{ this is not json"

@@ -9,10 +9,16 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from fraud_core.claim_versions import as_raw
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
+from fraud_core.schema import coerce_claims
+from fraud_core.scoring import ClaimScorer
+from fraud_core.simulate import SimulationConfig, simulate_claims
 from serving.api.models import Claim, load_example
 from serving.core import champion as champion_module
 from serving.core.champion import Champion
@@ -84,6 +90,63 @@ def test_new_raw_batches_reload_the_history_only_when_asked(lakehouse: Path) -> 
     assert fixed.model.scorer.history_batches == ["b0", "b1", "b2"]
     assert _reloads(reloading.metrics, "swapped") == 2
     assert _reloads(fixed.metrics, "swapped") == 1
+
+
+def _scores(scorer: ClaimScorer, claims: pd.DataFrame) -> np.ndarray:
+    records = claims.to_dict("records")
+    for record in records:
+        record["claim_date"] = record["claim_date"].date()
+        record["policy_start_date"] = record["policy_start_date"].date()
+    return scorer.score_records(records).fraud_score
+
+
+def test_new_batches_are_added_to_the_history_as_a_fresh_load_reads_it(lakehouse: Path) -> None:
+    lh = Lakehouse(str(lakehouse))
+    champion = _champion(lakehouse)
+    asyncio.run(champion.refresh())
+    assert champion.model is not None
+    before = champion.model
+    # a batch a year on: the window moves, the first months' claims leave it; and a
+    # correction of a claim of b2 (a later version wins)
+    later = as_raw(
+        coerce_claims(
+            simulate_claims(
+                SimulationConfig(n_claims=300, seed=5, start_date="2025-06-01", days=30)
+            )
+            .drop(columns="scenario")
+            .assign(policyholder_id=lambda f: lh.read_batch(RAW, "b2")["policyholder_id"][:300])
+        ).frame
+    )
+    fixed = lh.read_batch(RAW, "b2").tail(2).copy()
+    fixed["claimed_amount"] = fixed["claimed_amount"] + 1000.0
+    lh.write_batch(RAW, "b3", pd.concat([as_raw(fixed.drop(columns="content_hash")), later]))
+    asyncio.run(champion.refresh())
+    model = champion.model
+    assert model is not before and model.version == before.version
+    assert model.loaded_at == before.loaded_at  # the same model: only its history grew
+    assert _reloads(champion.metrics, "swapped") == 2
+    fresh = ClaimScorer.from_lakehouse(Lakehouse(str(lakehouse)), model.version)
+    assert model.scorer.history_batches == fresh.history_batches == ["b0", "b1", "b2", "b3"]
+    assert len(model.scorer.history) == len(fresh.history) < 0.6 * len(before.scorer.history)
+    key = ["claim_id"]
+    pd.testing.assert_frame_equal(
+        model.scorer.history.sort_values(key).reset_index(drop=True),
+        fresh.history.sort_values(key).reset_index(drop=True),
+    )
+    probe = pd.concat([later.tail(50), lh.read_batch(RAW, "b2").tail(50)])
+    np.testing.assert_allclose(_scores(model.scorer, probe), _scores(fresh, probe), rtol=1e-9)
+    assert not np.allclose(_scores(before.scorer, probe), _scores(fresh, probe))
+    # nothing new: the same model object; a batch replaced: the history is read anew
+    asyncio.run(champion.refresh())
+    assert champion.model is model
+    assert model.scorer.updated(lh) is model.scorer
+    lh.write_batch(RAW, "b3", later.head(100))
+    assert model.scorer.updated(Lakehouse(str(lakehouse))) is None
+    asyncio.run(champion.refresh())
+    again = ClaimScorer.from_lakehouse(Lakehouse(str(lakehouse)), model.version)
+    assert champion.model is not model
+    assert len(champion.model.scorer.history) == len(again.history) != len(fresh.history)
+    assert _reloads(champion.metrics, "swapped") == 3
 
 
 def test_no_champion_says_what_to_do(tmp_path: Path) -> None:

@@ -1,0 +1,270 @@
+"""The claims history by claim month, and reading a look-back window of raw claims from it.
+
+Raw claims are a Delta partition per batch, so a daily feed leaves a small file a day, and a
+year's look-back would open about 365 of them: opening a file costs more than reading its
+rows (``bench/lakehouse.py``). The claims history table (:data:`fraud_core.layout.CLAIMS_HISTORY`)
+holds the same rows' window columns (:data:`~fraud_core.features.HISTORY_COLUMNS`, with
+``supersedes`` and ``batch_id``) partitioned by claim month, one file a month once compacted,
+so a window reads about 13 files plus the batches landed since.
+
+* **Folded by maintenance, never by the pipeline.** :func:`fold` (run first by
+  :meth:`Lakehouse.maintain <fraud_core.lakehouse.Lakehouse.maintain>`: ``fraud lakehouse
+  maintain`` and the ``lakehouse_maintenance`` job) adds raw's files not folded yet and drops
+  the rows of raw files that are gone (a rerun replaced its batch), rewriting only the months
+  they touch, in one commit. Ingest pays nothing for it.
+* **Raw stays the truth.** Each history row names the raw file it came from (``raw_file``,
+  as raw's log names it). :func:`window_rows` keeps only the rows whose file is in the raw
+  snapshot it reads, and reads from raw itself the batches with a file in the window not
+  folded (landed or rerun since the last maintenance). So the rows are raw's rows whatever
+  the history holds: at any pair of versions (time travel pins both tables), with or
+  without maintenance (without it, every batch comes from raw: correct, only slower).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from deltalake import DeltaTable
+
+from fraud_core import delta
+from fraud_core.claim_versions import SUPERSEDES
+from fraud_core.features import DATE, HISTORY_COLUMNS
+from fraud_core.lakehouse import Lakehouse, to_frame
+from fraud_core.layout import BATCH_COLUMN, CLAIMS_HISTORY, MONTH_COLUMN, RAW
+
+# The raw file a history row was folded from: a 64-bit hash of its path in raw's log (a
+# number, so that checking a window's rows against raw's files costs little).
+RAW_FILE = "raw_file"
+# What the history holds of each raw claim (besides RAW_FILE and MONTH_COLUMN).
+FOLDED_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys([*HISTORY_COLUMNS, SUPERSEDES]))
+# Raw files folded per commit (memory is bounded by their rows and the months they touch).
+FOLD_FILES = 512
+_TIMESTAMP = pa.timestamp("us")
+_FILENAME = "__filename"  # pyarrow's scanner names each row's file in this column
+
+
+def file_ids(paths: Sequence[str]) -> pa.Array:
+    """The :data:`RAW_FILE` of raw's files (paths as its log names them)."""
+    hashes = pd.util.hash_array(np.asarray(list(paths), dtype=object))
+    return pa.array(np.asarray(hashes, dtype=np.uint64).view(np.int64), pa.int64())
+
+
+def _raw_files(raw: DeltaTable) -> pa.Table:
+    """Raw's data files from its log: ``path``, its ``file`` id (:func:`file_ids`),
+    ``batch_id``, ``rows`` and the claim dates' ``low`` and ``high`` (null when the log has
+    no statistics)."""
+    actions = pa.table(raw.get_add_actions(flatten=True))
+    n = actions.num_rows
+
+    def column(name: str, kind: pa.DataType) -> pa.Array | pa.ChunkedArray:
+        if name in actions.column_names:
+            return actions[name].cast(kind)
+        return pa.nulls(n, kind)
+
+    return pa.table(
+        {
+            "path": actions["path"],
+            "file": file_ids(actions["path"].to_pylist()),
+            BATCH_COLUMN: column(f"partition.{BATCH_COLUMN}", pa.string()),
+            "rows": column("num_records", pa.int64()),
+            "low": column(f"min.{DATE}", _TIMESTAMP),
+            "high": column(f"max.{DATE}", _TIMESTAMP),
+        }
+    )
+
+
+def _month(day: pd.Timestamp) -> str:
+    return pd.Timestamp(day).strftime("%Y-%m")
+
+
+def _stamp(value: pd.Timestamp) -> pa.Scalar:
+    return pa.scalar(pd.Timestamp(value).to_pydatetime(), _TIMESTAMP)
+
+
+def window_rows(
+    lakehouse: Lakehouse,
+    columns: Sequence[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp | None = None,
+    row_filter: pads.Expression | None = None,
+) -> pd.DataFrame:
+    """Raw claims with ``start <= claim_date`` (``<= end`` when given) that ``row_filter``
+    keeps, with ``columns`` and ``batch_id``: from the claims history where it holds their
+    raw file, otherwise from raw (see the module's doc). Every version of a claim is there:
+    pick the latest with :func:`fraud_core.claim_versions.latest_versions`.
+
+    Raises:
+        LakehouseError: there is no raw table, or a log is damaged.
+    """
+    wanted = list(dict.fromkeys([*columns, BATCH_COLUMN]))
+    raw = lakehouse.delta_table(RAW)
+    if raw is None:
+        return lakehouse.read_table(RAW, wanted)  # raises: no raw table, saying what to do
+    dates = pads.field(DATE) >= _stamp(start)
+    sql = f"{DATE} >= '{start:%Y-%m-%d %H:%M:%S}'"
+    if end is not None:
+        dates = dates & (pads.field(DATE) <= _stamp(end))
+        sql += f" AND {DATE} <= '{end:%Y-%m-%d %H:%M:%S}'"
+    keep = dates if row_filter is None else dates & row_filter
+    history = lakehouse.delta_table(CLAIMS_HISTORY)
+    if history is None or not set(wanted) <= set(_folded_names(raw)):
+        return to_frame(lakehouse.scan(raw, wanted, sql, keep))
+    files = _raw_files(raw)
+    months = f"{MONTH_COLUMN} >= '{_month(start)}'"
+    if end is not None:
+        months += f" AND {MONTH_COLUMN} <= '{_month(end)}'"
+    # A raw file is folded whole, so one the history's months hold at all is one whose window
+    # rows are all there: that needs the (tiny) file-id column only.
+    ids = lakehouse.scan(history, [RAW_FILE], months)[RAW_FILE]
+    folded = pc.unique(pc.filter(ids, pc.is_in(ids, files["file"])))  # raw still has them
+    reaches = pc.fill_null(pc.greater_equal(files["high"], _stamp(start)), True)
+    if end is not None:
+        reaches = pc.and_(reaches, pc.fill_null(pc.less_equal(files["low"], _stamp(end)), True))
+    missing = files.filter(
+        pc.and_(
+            pc.and_(reaches, pc.invert(pc.is_in(files["file"], folded))),
+            pc.fill_null(pc.greater(files["rows"], 0), True),
+        )
+    )
+    todo = sorted({str(b) for b in missing[BATCH_COLUMN].to_pylist()})
+    # the rows of raw's folded files (none of a batch read from raw), filtered as they are read
+    held_filter = keep & pads.field(RAW_FILE).isin(folded)
+    if todo:
+        held_filter = held_filter & ~pads.field(BATCH_COLUMN).isin(pa.array(todo, pa.string()))
+    held = lakehouse.scan(history, wanted, months, held_filter)
+    parts = [held.select(wanted)]
+    if todo:
+        fresh = lakehouse.scan(raw, wanted, f"({delta.batch_predicate(todo)}) AND {sql}", keep)
+        parts.append(fresh.select(wanted).cast(parts[0].schema))
+    return to_frame(pa.concat_tables(parts))
+
+
+def fold(lakehouse: Lakehouse) -> dict[str, Any]:
+    """Bring the claims history up to raw: add the rows of raw's files not folded yet, drop
+    those of files raw no longer has, rewriting only the months either touches. A commit per
+    :data:`FOLD_FILES` new files (oldest first), so memory is bounded by those files' rows
+    and the months they touch. Returns the counts (``folded_files``, ``dropped_files``,
+    ``months`` rewritten, ``commits``).
+
+    Raises:
+        LakehouseError: the lakehouse is pinned, or a log is damaged.
+    """
+    raw = lakehouse.delta_table(RAW)
+    done = {"folded_files": 0, "dropped_files": 0, "months": 0, "commits": 0}
+    if raw is None:
+        return done
+    if not set(HISTORY_COLUMNS) <= set(_folded_names(raw)):
+        return done  # not claims (a test's table): nothing a window would read
+    files = _raw_files(raw)
+    history = lakehouse.delta_table(CLAIMS_HISTORY)
+    have = pa.table({RAW_FILE: pa.array([], pa.int64()), MONTH_COLUMN: pa.array([], pa.string())})
+    if history is not None:
+        have = lakehouse.scan(history, [RAW_FILE, MONTH_COLUMN], None)
+        have = have.group_by([RAW_FILE, MONTH_COLUMN]).aggregate([])
+    gone = have.filter(pc.invert(pc.is_in(have[RAW_FILE], files["file"])))
+    new = files.filter(
+        pc.and_(
+            pc.invert(pc.is_in(files["file"], have[RAW_FILE])),
+            pc.fill_null(pc.greater(files["rows"], 0), True),
+        )
+    ).sort_by([("low", "ascending"), ("path", "ascending")])
+    every = files["file"].combine_chunks()
+    schema = _folded_schema(raw)
+    dropped = set(gone[MONTH_COLUMN].to_pylist())
+    for first in range(0, max(new.num_rows, 1 if dropped else 0), FOLD_FILES):
+        group = new.slice(first, FOLD_FILES)
+        months = sorted(_months_of(raw, group) | dropped)
+        listed = ", ".join(f"'{m}'" for m in months)
+        history = lakehouse.delta_table(CLAIMS_HISTORY)
+        parts = []
+        if history is not None:  # the months' rows whose raw file is still there
+            kept = lakehouse.scan(
+                history,
+                schema.names,
+                f"{MONTH_COLUMN} IN ({listed})",
+                pc.field(RAW_FILE).isin(every),
+            )
+            parts.append(kept.cast(schema))
+        if group.num_rows:
+            parts.append(_rows_of(raw, group, schema))
+        data = pa.concat_tables(parts) if parts else schema.empty_table()
+        lakehouse.replace_rows(
+            CLAIMS_HISTORY, delta.source_of(data), f"{MONTH_COLUMN} IN ({listed})"
+        )
+        dropped = set()
+        done["months"] += len(months)
+        done["commits"] += 1
+    done.update(
+        folded_files=new.num_rows,
+        dropped_files=len(set(gone[RAW_FILE].to_pylist())),
+    )
+    return done
+
+
+def _rows_of(raw: DeltaTable, files: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The rows of raw's ``files`` with ``schema``'s columns: each with its file and month."""
+    data = delta.dataset(raw, delta.batch_predicate(sorted(set(files[BATCH_COLUMN].to_pylist()))))
+    columns = [c for c in schema.names if c not in (RAW_FILE, MONTH_COLUMN)]
+    rows = data.to_table(columns=[*columns, _FILENAME])
+    # each row's file as raw's log names it (null: a file of these batches not asked for)
+    wanted = dict(
+        zip(
+            (os.path.basename(p) for p in files["path"].to_pylist()),
+            files["file"].to_pylist(),
+            strict=True,
+        )
+    )
+    names = rows[_FILENAME].combine_chunks().dictionary_encode()
+    ids = [wanted.get(os.path.basename(f)) for f in names.dictionary.to_pylist()]
+    rows = rows.drop_columns([_FILENAME]).append_column(
+        RAW_FILE, pc.take(pa.array(ids, pa.int64()), names.indices)
+    )
+    rows = rows.filter(pc.is_valid(rows[RAW_FILE]))
+    rows = rows.append_column(MONTH_COLUMN, pc.strftime(rows[DATE], format="%Y-%m"))
+    return rows.cast(schema)
+
+
+def _months_of(raw: DeltaTable, files: pa.Table) -> set[str]:
+    """The claim months the rows of ``files`` may fall in: every month between each file's
+    lowest and highest claim date (its statistics; the dates themselves when it has none)."""
+    months: set[str] = set()
+    unknown = set()
+    for lo, hi, batch in zip(
+        files["low"].to_pylist(),
+        files["high"].to_pylist(),
+        files[BATCH_COLUMN].to_pylist(),
+        strict=True,
+    ):
+        if lo is None or hi is None:
+            unknown.add(str(batch))
+            continue
+        months.update(_month(m) for m in pd.period_range(lo, hi, freq="M").to_timestamp())
+    if unknown:
+        dates = delta.dataset(raw, delta.batch_predicate(sorted(unknown))).to_table(columns=[DATE])
+        months.update(pc.unique(pc.strftime(dates[DATE], format="%Y-%m")).to_pylist())
+    return months
+
+
+def _folded_names(raw: DeltaTable) -> list[str]:
+    """The columns the claims history holds of ``raw``'s rows, then ``batch_id``."""
+    declared = pa.schema(raw.schema().to_arrow()).names
+    return [*(c for c in FOLDED_COLUMNS if c in declared), BATCH_COLUMN]
+
+
+def _folded_schema(raw: DeltaTable) -> pa.Schema:
+    declared = pa.schema(raw.schema().to_arrow())
+    return pa.schema(
+        [
+            *(declared.field(c) for c in FOLDED_COLUMNS if c in declared.names),
+            pa.field(BATCH_COLUMN, pa.string()),
+            pa.field(RAW_FILE, pa.int64()),
+            pa.field(MONTH_COLUMN, pa.string()),
+        ]
+    )

@@ -1,0 +1,159 @@
+"""The claims history by claim month (fraud_core.window): folded from raw by maintenance, read
+for a look-back window; the rows are raw's whatever the history holds (reruns, corrections,
+time travel, batches landed since the fold)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_core.claim_versions import SUPERSEDES, as_raw, content_hashes, with_versions
+from fraud_core.delta import LakehouseError
+from fraud_core.features import HISTORY_COLUMNS
+from fraud_core.lakehouse import Lakehouse
+from fraud_core.layout import CLAIMS_HISTORY, MONTH_COLUMN, RAW
+from fraud_core.pipeline import claims_history, featurize_batch, window_history
+from fraud_core.schema import ID_COLUMN, coerce_claims
+from fraud_core.simulate import SimulationConfig, simulate_claims
+from fraud_core.window import fold, window_rows
+
+# a batch every 20 days over 14 months: the window (366 days) reaches over a dozen months
+DAYS = pd.date_range("2024-01-01", periods=22, freq="20D")
+
+
+def _day(i: int, n: int = 40) -> pd.DataFrame:
+    config = SimulationConfig(
+        n_claims=n,
+        seed=100 + i,
+        id_prefix=f"W{i}-",
+        start_date=DAYS[i].strftime("%Y-%m-%d"),
+        days=1,  # policyholder and provider ids recur across simulations: windows see history
+    )
+    return as_raw(coerce_claims(simulate_claims(config).drop(columns="scenario")).frame)
+
+
+def _batch(i: int) -> str:
+    return f"d{i:02d}"
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(ID_COLUMN).reset_index(drop=True)
+
+
+def _reads(lh: Lakehouse, batch: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What the pipeline and the API read: a batch's history, its features, the API's window
+    (each through a fresh Lakehouse, as a run would)."""
+    fresh = Lakehouse(lh.uri)
+    claims = fresh.read_batch(RAW, batch)
+    history = claims_history(fresh, claims, batch)
+    assert history is not None
+    return (
+        _sorted(history),
+        _sorted(featurize_batch(Lakehouse(lh.uri), batch)),
+        _sorted(window_history(Lakehouse(lh.uri))),
+    )
+
+
+def _equal(left: tuple[pd.DataFrame, ...], right: tuple[pd.DataFrame, ...]) -> None:
+    for a, b in zip(left, right, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.fixture
+def lakehouse(tmp_path: Path) -> Lakehouse:
+    lh = Lakehouse(str(tmp_path))
+    for i in range(len(DAYS) - 3):
+        lh.write_batch(RAW, _batch(i), _day(i))
+    return lh
+
+
+def test_the_folded_history_reads_the_same_rows_as_raw(lakehouse: Lakehouse) -> None:
+    last = _batch(len(DAYS) - 4)
+    before = _reads(lakehouse, last)
+    assert len(before[0]) > 0 and len(before[2]) > len(before[0])
+    done = fold(lakehouse)
+    assert done["folded_files"] == len(DAYS) - 3 and done["commits"] == 1
+    history = lakehouse.read_table(CLAIMS_HISTORY)
+    assert len(history) == sum(len(lakehouse.read_batch(RAW, b)) for b in lakehouse.batches(RAW))
+    assert set(history[MONTH_COLUMN]) == {d.strftime("%Y-%m") for d in DAYS[:-3]}
+    _equal(_reads(lakehouse, last), before)
+    assert fold(lakehouse)["folded_files"] == 0  # nothing new: nothing written
+    assert lakehouse.table_version(CLAIMS_HISTORY) == 0
+
+
+def test_batches_landed_since_the_fold_are_read_from_raw(lakehouse: Lakehouse) -> None:
+    fold(lakehouse)
+    new = _batch(len(DAYS) - 3)
+    lakehouse.write_batch(RAW, new, _day(len(DAYS) - 3))
+    window = window_rows(lakehouse, HISTORY_COLUMNS, DAYS[0])
+    assert set(window["batch_id"]) == set(lakehouse.batches(RAW))
+    assert len(window) == sum(len(lakehouse.read_batch(RAW, b)) for b in lakehouse.batches(RAW))
+    # the folded batches come from the history: their raw files are not opened (one removed
+    # behind the log's back does not matter), the new batch's are
+    folded_file = next((Path(lakehouse.uri) / RAW / "batch_id=d00").glob("*.parquet"))
+    folded_file.unlink()
+    assert len(window_rows(lakehouse, HISTORY_COLUMNS, DAYS[0])) == len(window)
+    next((Path(lakehouse.uri) / RAW / f"batch_id={new}").glob("*.parquet")).unlink()
+    with pytest.raises(OSError):
+        window_rows(lakehouse, HISTORY_COLUMNS, DAYS[0])
+
+
+def test_a_rerun_of_a_folded_batch_is_read_from_raw_then_refolded(lakehouse: Lakehouse) -> None:
+    fold(lakehouse)
+    versions = lakehouse.table_versions()
+    old = lakehouse.read_batch(RAW, "d05")
+    rerun = _day(5, n=15)
+    lakehouse.write_batch(RAW, "d05", rerun)
+    lakehouse.write_batch(RAW, "d19", _day(19))  # and a batch lands
+    window = window_rows(lakehouse, HISTORY_COLUMNS, DAYS[0])
+    assert sorted(window.loc[window["batch_id"] == "d05", ID_COLUMN]) == sorted(rerun[ID_COLUMN])
+    assert not set(old[ID_COLUMN]) - set(rerun[ID_COLUMN]) & set(window[ID_COLUMN])
+    before = _reads(lakehouse, "d18")
+    done = fold(lakehouse)
+    assert done["folded_files"] == 2 and done["dropped_files"] == 1 and done["months"] == 2
+    _equal(_reads(lakehouse, "d18"), before)
+    # time travel: pinned to the versions before the rerun, the old rows come back
+    pinned = window_rows(lakehouse.pinned(versions), HISTORY_COLUMNS, DAYS[0])
+    assert sorted(pinned.loc[pinned["batch_id"] == "d05", ID_COLUMN]) == sorted(old[ID_COLUMN])
+    assert "d19" not in set(pinned["batch_id"])
+    # raw pinned before, the history as folded after: still raw's rows then (the history's
+    # rows of files raw did not have are left out)
+    raw_only = lakehouse.pinned({RAW: versions[RAW]})
+    again = window_rows(raw_only, HISTORY_COLUMNS, DAYS[0])
+    pd.testing.assert_frame_equal(_sorted(again), _sorted(pinned))
+
+
+def test_a_correction_wins_in_the_folded_history(lakehouse: Lakehouse) -> None:
+    first = lakehouse.read_batch(RAW, "d10")
+    fixed = first.head(3).copy()
+    fixed["claimed_amount"] = fixed["claimed_amount"] * 2
+    fixed = with_versions(
+        fixed.drop(columns=["content_hash", SUPERSEDES]),
+        content_hashes(fixed),
+        np.full(3, "d10", dtype=object),
+    )
+    lakehouse.write_batch(RAW, "d99", fixed)  # a later batch corrects three claims
+    before = window_history(Lakehouse(lakehouse.uri))
+    fold(lakehouse)
+    after = window_history(Lakehouse(lakehouse.uri))
+    pd.testing.assert_frame_equal(_sorted(after), _sorted(before))
+    amounts = after.set_index(ID_COLUMN).loc[fixed[ID_COLUMN], "claimed_amount"]
+    np.testing.assert_allclose(amounts.to_numpy(), fixed["claimed_amount"].to_numpy())
+
+
+def test_maintain_folds_and_a_pinned_lakehouse_refuses_to(lakehouse: Lakehouse) -> None:
+    results = {r["table"]: r for r in lakehouse.maintain()}
+    assert results["claims_history"]["folded_files"] == len(DAYS) - 3
+    assert lakehouse.table_version(CLAIMS_HISTORY) is not None
+    with pytest.raises(LakehouseError, match="pinned"):
+        lakehouse.pinned(lakehouse.table_versions()).maintain()
+
+
+def test_a_raw_table_without_claims_columns_is_not_folded(tmp_path: Path) -> None:
+    lh = Lakehouse(str(tmp_path))
+    lh.write_batch(RAW, "b1", pd.DataFrame({"x": [1, 2]}))
+    assert fold(lh)["folded_files"] == 0
+    assert lh.table_version(CLAIMS_HISTORY) is None

@@ -5,6 +5,7 @@ differs from the declared one fails with the table's name and what to fix, writi
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from pathlib import Path
 
@@ -77,6 +78,34 @@ def test_concurrent_writers_of_two_batches_both_commit(store: Store) -> None:
     assert lh.table_version(RAW) == 2 * len(frames) - 1  # every write committed, once
     every = lh.read_batches(RAW, columns=["claim_id"])
     assert len(every) == sum(len(f) for f in frames.values())  # no batch twice
+
+
+def _write_twice(uri: str, batch: str, seed: int) -> None:
+    """A writer process: one batch written, then rerun (its own Lakehouse and delta-rs)."""
+    for _ in range(2):
+        Lakehouse(uri).write_batch(RAW, batch, _claims(150, seed))
+
+
+@pytest.mark.parametrize("store", ["local", "s3"], indirect=True)
+def test_concurrent_writer_processes_both_commit(store: Store) -> None:
+    """Writers as Dagster runs them: separate processes (spawned: no state shared), racing to
+    create the table, then to commit their batches and reruns."""
+    spawn = multiprocessing.get_context("spawn")  # the stores' settings travel in the env
+    writers = [
+        spawn.Process(target=_write_twice, args=(store.lakehouse_uri, f"p{i}", 20 + i))
+        for i in range(3)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=300)
+    assert [w.exitcode for w in writers] == [0, 0, 0]
+    lh = store.lakehouse()
+    assert lh.batches(RAW) == ["p0", "p1", "p2"]
+    assert lh.table_version(RAW) == 2 * len(writers) - 1  # every write committed, once
+    every = lh.read_batches(RAW, columns=["claim_id"])
+    assert len(every) == 150 * len(writers)  # no batch twice
+    assert every["claim_id"].is_unique
 
 
 def test_training_reads_the_recorded_versions_again(store: Store) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from filelock import FileLock
 
 from fraud_core.polling import poll_until
 
@@ -250,7 +251,6 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-AZURITE_VERSION = "3.35.0"
 
 
 @contextlib.contextmanager
@@ -267,26 +267,29 @@ def moto_server(log_path: Path | None = None) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def azurite_executable() -> str:
-    """The repository's azurite-blob, installed with npm into node_modules when missing."""
-    exe = ROOT / "node_modules" / ".bin" / "azurite-blob"
+def node_tool(name: str) -> str:
+    """``node_modules/.bin/NAME``: the repository's Node tooling (package.json: Azurite,
+    npm-groovy-lint), installed from package-lock.json with ``npm ci`` when missing. One
+    install at a time across processes (test workers), and never over a complete install."""
+    exe = ROOT / "node_modules" / ".bin" / name
     if not exe.exists():
         npm = shutil.which("npm")
         if not npm:
-            raise RuntimeError("npm is needed to install Azurite (the ADLS emulator): Node 20")
-        # With a package.json, record it as a dev dependency (others share that file),
-        # exactly as pinned, so the file stays as it is.
-        save = ["--save-dev", "--save-exact"] if (ROOT / "package.json").exists() else []
-        command = [npm, "install", *(save or ["--no-save"]), "--no-audit", "--no-fund"]
-        subprocess.run(
-            [*command, f"azurite@{AZURITE_VERSION}"],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
+            raise RuntimeError(f"npm is needed to install {name} (package.json): Node >= 20")
+        with FileLock(str(ROOT / "node_modules.lock")):
+            if not exe.exists():
+                done = subprocess.run(
+                    [npm, "ci", "--no-audit", "--no-fund"],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
+                if done.returncode != 0:
+                    failed = done.stderr[-2000:]
+                    raise RuntimeError(f"`npm ci` failed ({name} not installed):\n{failed}")
     if not exe.exists():
-        raise RuntimeError(f"npm did not install {exe}")
+        raise RuntimeError(f"`npm ci` did not install {exe}: is {name} in package.json?")
     return str(exe)
 
 
@@ -296,7 +299,7 @@ def azurite(workdir: Path, log_path: Path | None = None) -> Iterator[str]:
     without telemetry; yields its connection string (what adlfs reads from
     ``AZURE_STORAGE_CONNECTION_STRING``)."""
     port = free_port()
-    command = [azurite_executable(), "--blobHost", "127.0.0.1", "--blobPort", str(port)]
+    command = [node_tool("azurite-blob"), "--blobHost", "127.0.0.1", "--blobPort", str(port)]
     command += ["--inMemoryPersistence", "--loose", "--skipApiVersionCheck", "--disableTelemetry"]
     with background_server(command, port, cwd=workdir, log_path=log_path):
         yield (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -18,6 +19,7 @@ from fraud_core.pipeline import featurize_batch
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches
 from tests.support.containers import TIMINGS, BackgroundImage, DockerEngine
+from tests.support.scheduling import CONTAINER_MODULES, ContainersFirst, module_of
 
 os.environ.setdefault("USERNAME", "fraud-tests")  # Metaflow refuses to run without a user
 
@@ -112,21 +114,44 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield connection
 
 
-# The project's image: built in the background from the start of the session (see
+# The project's image: built in a thread from the start of the session (see
 # pytest_collection_modifyitems), used by the tests that run containers, which run last.
 _IMAGE = BackgroundImage("fraud-mlops:test")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that need the image run last (in their order); its build starts now."""
+    """Tests that need the image run last (in their order). In one process, the image's build
+    starts now, in the background; on pytest-xdist workers (`make test`), the worker that runs
+    the container modules builds it when its first test asks (tests/support/scheduling.py)."""
     needs = [i for i in items if "project_image" in getattr(i, "fixturenames", ())]
+    strays = {module_of(i.nodeid) for i in needs} - CONTAINER_MODULES
+    if strays:
+        raise pytest.UsageError(
+            f"{', '.join(sorted(strays))} need the project's image: add them to "
+            "CONTAINER_MODULES in tests/support/scheduling.py (they share one Docker engine)"
+        )
     if needs:
         items[:] = [i for i in items if i not in needs] + needs
-        _IMAGE.start()
+        if not os.environ.get("PYTEST_XDIST_WORKER"):
+            _IMAGE.start()
 
 
-def pytest_sessionfinish() -> None:
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> ContainersFirst | None:
+    """`--dist loadscope`: test modules as units, the container modules as one."""
+    return ContainersFirst(config, log) if config.getvalue("dist") == "loadscope" else None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
     _IMAGE.close()  # stops dockerd (by PID)
+    if hasattr(session.config, "workeroutput"):  # a worker: its timings go to the controller
+        session.config.workeroutput["container_timings"] = list(TIMINGS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the controller: a worker's container timings (pytest-xdist's hook)."""
+    TIMINGS.extend(getattr(node, "workeroutput", {}).get("container_timings", []))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

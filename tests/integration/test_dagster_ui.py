@@ -10,7 +10,6 @@ is read from Chromium's DOM dump (``--dump-dom``): each asset of the graph is an
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -24,9 +23,9 @@ from typing import Any
 import pytest
 
 from fraud_cli.servers import DagsterDev, start_dagster_dev
+from tests.support.containers import ensure_apt
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 # Headless, no sandbox as root, no background traffic (this machine has no internet access).
 CHROMIUM_FLAGS = [
     "--headless",
@@ -50,28 +49,8 @@ pytestmark = pytest.mark.integration
 
 
 def ensure_chromium() -> str:
-    """/usr/bin/chromium, installed from Debian's packages when missing (needs root + apt)."""
-    if os.path.exists(CHROMIUM):
-        return CHROMIUM
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        pytest.fail(
-            "Chromium is missing and cannot be installed here: "
-            "run `apt-get install -y chromium` as root (Debian/Ubuntu)"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in ([apt, "update"], [apt, "install", "-y", "chromium"]):
-        try:
-            subprocess.run(
-                command, env=env, check=True, capture_output=True, text=True, timeout=600
-            )
-        except subprocess.CalledProcessError as exc:
-            pytest.fail(f"`{' '.join(command)}` failed:\n{exc.stderr[-2000:]}")
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"`{' '.join(command)}` did not finish within 600 s")
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"apt-get installed chromium but {CHROMIUM} is not there")
-    return CHROMIUM
+    """Chromium, installed from Debian's packages when missing (needs root + apt)."""
+    return ensure_apt("chromium", "chromium")
 
 
 class AssetNodes(HTMLParser):
@@ -175,9 +154,10 @@ def dagster_ui(
 
 def dump_pages(urls: list[str]) -> list[str]:
     """The rendered DOM of each URL (Chromium processes in parallel)."""
+    chromium = ensure_chromium()
     procs = [
         subprocess.Popen(
-            [CHROMIUM, *CHROMIUM_FLAGS, "--dump-dom", url],
+            [chromium, *CHROMIUM_FLAGS, "--dump-dom", url],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from fraud_cli.servers import node_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 JENKINSFILE = ROOT / "Jenkinsfile"
 MAKEFILE = ROOT / "Makefile"
-LINTER = ROOT / "node_modules" / ".bin" / "npm-groovy-lint"
 
 STAGES_IN_ORDER = [
     "Setup",
@@ -143,26 +144,13 @@ def structure_problems(jenkinsfile: str, makefile: str) -> list[str]:
 @pytest.fixture(scope="module")
 def groovy_lint() -> Path:
     """node_modules/.bin/npm-groovy-lint, installed from package-lock.json when missing."""
-    if not LINTER.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is not installed: the Jenkinsfile lint needs Node >= 20 and npm")
-        try:
-            subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund"],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-        except subprocess.CalledProcessError as exc:
-            pytest.fail(f"`npm ci` failed (npm-groovy-lint not installed):\n{exc.stderr[-2000:]}")
-        except subprocess.TimeoutExpired:
-            pytest.fail("`npm ci` did not finish within 300 s (npm-groovy-lint not installed)")
+    try:
+        linter = Path(node_tool("npm-groovy-lint"))
+    except RuntimeError as exc:
+        pytest.fail(f"the Jenkinsfile lint needs npm-groovy-lint: {exc}")
     if shutil.which("java") is None:
         pytest.fail("java is not installed: npm-groovy-lint runs CodeNarc on Java >= 17")
-    return LINTER
+    return linter
 
 
 @pytest.mark.slow  # a JVM (CodeNarc): ~15 s, plus `npm ci` on a fresh clone

@@ -34,6 +34,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from fraud_cli.servers import background_server, free_port
 from tests.support.wheelhouse import build_wheelhouse, image_requirements
 
@@ -43,6 +45,7 @@ BASE_IMAGE = "fraud-test-base:bookworm-1"
 BASE_PACKAGES = ("python3-minimal", "python3-venv", "ca-certificates")
 WHEEL_PORT = 38_213
 WHEEL_CACHE = Path.home() / ".cache" / "fraud-mlops" / "wheels"
+APT_LOCK = "/tmp/fraud-mlops-apt.lock"  # noqa: S108 (apt is machine-wide, so is its lock)
 TIMINGS: list[str] = []  # what the engine, the base and the build took, in order
 
 
@@ -59,9 +62,14 @@ def ensure_apt(binary: str, package: str) -> str:
     assert os.geteuid() == 0, f"{binary} is missing and only root can `apt-get install {package}`"
     started = time.monotonic()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
-        subprocess.run(command, check=True, env=env, capture_output=True, timeout=900)
-    _log(f"apt-get install {package}: {time.monotonic() - started:.1f} s")
+    with FileLock(APT_LOCK):  # one apt at a time across the test workers (dpkg's lock fails)
+        if not (shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin")):
+            for command in (
+                ["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", package],
+            ):
+                subprocess.run(command, check=True, env=env, capture_output=True, timeout=900)
+            _log(f"apt-get install {package}: {time.monotonic() - started:.1f} s")
     found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin")
     assert found, f"apt installed {package} but {binary} is still not on PATH"
     return found
@@ -278,18 +286,21 @@ class BackgroundImage:
         self._pool: ThreadPoolExecutor | None = None
         self._future: Future[tuple[DockerEngine, str]] | None = None
 
-    def start(self) -> None:
+    def start(self, idle: bool = True) -> None:
+        """Start preparing; ``idle``: at the lowest CPU and disk priority (the tests running
+        meanwhile come first), else at the test session's (a test is waiting for it)."""
         if self._future is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="image-build")
-            self._future = self._pool.submit(self._prepare)
+            self._future = self._pool.submit(self._prepare, idle)
 
-    def _prepare(self) -> tuple[DockerEngine, str]:
+    def _prepare(self, idle: bool) -> tuple[DockerEngine, str]:
         # Idle-time work: this thread, and what it starts (apt, debootstrap, dockerd and the
         # build's containers), yield the CPU and the disk to the tests running meanwhile.
-        thread = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread, 19)
-        if shutil.which("ionice"):
-            subprocess.run(["ionice", "-c", "2", "-n", "7", "-p", str(thread)], check=False)
+        if idle:
+            thread = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread, 19)
+            if shutil.which("ionice"):
+                subprocess.run(["ionice", "-c", "2", "-n", "7", "-p", str(thread)], check=False)
         started = time.monotonic()
         engine = self._stack.enter_context(docker_engine())
         image = build_project_image(engine, self.tag, build_base_image(engine))
@@ -297,7 +308,7 @@ class BackgroundImage:
         return engine, image
 
     def result(self) -> tuple[DockerEngine, str]:
-        self.start()
+        self.start(idle=False)
         assert self._future is not None
         if not self._future.done():
             started = time.monotonic()

@@ -25,28 +25,32 @@ promoted. The run's log says why (:func:`skip`).
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import great_expectations as gx
 import pandas as pd
-from great_expectations.core.expectation_validation_result import (
-    ExpectationSuiteValidationResult,
-)
 
-from expectations.claims import ClaimsValidator, build_claims_suite
-from expectations.data_docs import publish_validation
-from expectations.drift import kl_divergence
-from expectations.runner import SuiteOutcome, build_suite
 from fraud_assets.resources.lakehouse import LakehouseResource
 from fraud_core import drift
 from fraud_core.gate import GateConfig, evaluate_gate
 from fraud_core.ingest import IngestCounts
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import CANDIDATE_POINTER, FEATURE_DRIFT, SCORE_DRIFT
-from fraud_core.model.bundle import ModelBundle
 from fraud_core.registry import champion_bundle
 from fraud_core.training import holdout_of
+
+# Great Expectations (~8 s of imports on a slow machine) and torch are imported by the checks
+# that use them, not when the code location loads: every Dagster process loads it (the code
+# server, each run worker, each step), and most steps validate nothing.
+if TYPE_CHECKING:
+    import great_expectations as gx
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
+
+    from expectations.claims import ClaimsValidator
+    from expectations.runner import SuiteOutcome
+    from fraud_core.model.bundle import ModelBundle
 
 KL_THRESHOLD = 0.1
 NO_CHAMPION = "no champion model yet (materialize fraud_model and champion_model)"
@@ -70,8 +74,8 @@ def _result(check: dg.AssetCheckSpec, **verdict: Any) -> dg.AssetCheckResult:
 
 def data_docs_link(
     lh: Lakehouse,
-    report: ExpectationSuiteValidationResult | None,
-    suite: gx.ExpectationSuite,
+    report: "ExpectationSuiteValidationResult | None",
+    suite: "gx.ExpectationSuite",
     batch_id: str,
 ) -> dict[str, dg.MetadataValue]:
     """Publish a validation's GX Data Docs page into the lakehouse; check metadata linking it.
@@ -80,6 +84,8 @@ def data_docs_link(
     """
     if report is None:
         return {}
+    from expectations.data_docs import publish_validation
+
     uri = publish_validation(lh, report, suite, batch_id)
     return {"data_docs": dg.MetadataValue.path(uri) if lh.is_local else dg.MetadataValue.url(uri)}
 
@@ -103,7 +109,7 @@ class ClaimsContractConfig(dg.Config):
 
 
 def claims_contract(
-    validator: ClaimsValidator,
+    validator: "ClaimsValidator",
     counts: IngestCounts,
     config: ClaimsContractConfig,
     lh: Lakehouse,
@@ -114,6 +120,8 @@ def claims_contract(
     every column's share of nulls against its plausible bound; claims delivered before are
     reported (re-delivered unchanged: not ingested again; changed: corrections), never
     failures. ``about`` names the file and its feed."""
+    from expectations.claims import build_claims_suite
+
     validation = validator.finish()
     docs = data_docs_link(lh, validation.report, build_claims_suite(validator.window), batch_id)
     max_failure_rate = config.max_failure_rate
@@ -180,9 +188,11 @@ SCORES_CONTRACT = _contract_spec("scores_contract", "claim_scores")
 
 
 def contract_result(
-    check: dg.AssetCheckSpec, outcome: SuiteOutcome, lh: Lakehouse, batch_id: str
+    check: dg.AssetCheckSpec, outcome: "SuiteOutcome", lh: Lakehouse, batch_id: str
 ) -> dg.AssetCheckResult:
     """A contract's verdict from its suite's outcome, linking the batch's Data Docs page."""
+    from expectations.runner import build_suite
+
     docs = data_docs_link(lh, outcome.report, build_suite(outcome.suite), batch_id)
     return _result(
         check,
@@ -207,9 +217,11 @@ class DriftCheck:
     record: str
 
     def evaluate(
-        self, lh: Lakehouse, champion: ModelBundle, batch_id: str, frame: pd.DataFrame
+        self, lh: Lakehouse, champion: "ModelBundle", batch_id: str, frame: pd.DataFrame
     ) -> dg.AssetCheckResult:
         """Compare one batch with ``champion``'s reference; record it; say what drifts."""
+        from expectations.drift import kl_divergence
+
         reference = champion.reference_profile
         table = drift.with_divergence(
             drift.drift_table(reference, frame, self.columns),
@@ -271,6 +283,8 @@ class ModelGateConfig(dg.Config):
 @dg.asset_check(asset="fraud_model", blocking=True, name="model_gate")
 def model_gate(config: ModelGateConfig, lakehouse: LakehouseResource) -> dg.AssetCheckResult:
     """Candidate vs floor, calibration bound, champion on the same claims, and invariance."""
+    from fraud_core.model.bundle import ModelBundle
+
     lh = lakehouse.get()
     candidate = ModelBundle.load(lh, lh.read_json(CANDIDATE_POINTER)["version"])
     champion = champion_bundle(lh)

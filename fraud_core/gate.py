@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from fraud_core import metrics
-from fraud_core.model.bundle import ModelBundle
 from fraud_core.model.calibration import expected_calibration_error
 from fraud_core.schema import ID_COLUMN, LABEL_COLUMN
+
+if TYPE_CHECKING:  # torch: imported by whoever loads a bundle
+    from fraud_core.model.bundle import ModelBundle
 
 
 @dataclass(frozen=True)

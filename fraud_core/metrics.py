@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn import metrics as skm
+
+# sklearn (~2 s of imports) is imported by the functions that use it: every Dagster process
+# loads this module (through the code location), and most compute no metric.
 
 
 def _check(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +34,8 @@ def _check(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     """Average precision (step-wise area under the PR curve)."""
+    from sklearn import metrics as skm
+
     y, s = _check(y_true, scores)
     if not y.any():
         raise ValueError("average precision is undefined without a single fraud label")
@@ -45,6 +49,8 @@ def _both_labels(y: np.ndarray, metric: str) -> None:
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (ties count half)."""
+    from sklearn import metrics as skm
+
     y, s = _check(y_true, scores)
     _both_labels(y, "ROC-AUC")
     return float(skm.roc_auc_score(y, s))
@@ -62,6 +68,8 @@ def precision_at_k(y_true: np.ndarray, scores: np.ndarray, k: int) -> float:
 
 def recall_at_fpr(y_true: np.ndarray, scores: np.ndarray, max_fpr: float = 0.01) -> float:
     """Highest recall reachable while flagging at most ``max_fpr`` of honest claims."""
+    from sklearn import metrics as skm
+
     y, s = _check(y_true, scores)
     _both_labels(y, "recall at FPR")
     fpr, tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
@@ -73,6 +81,8 @@ def pr_curve(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall at each distinct score, highest score first, thinned to
     ``max_points`` for plotting."""
+    from sklearn import metrics as skm
+
     y, s = _check(y_true, scores)
     if not y.any():
         raise ValueError("a precision-recall curve is undefined without a single fraud label")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -25,10 +26,12 @@ from fraud_core.features import (
 )
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import BATCH_COLUMN, FEATURES, METRICS, RAW, SCORES
-from fraud_core.model.bundle import ModelBundle
 from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, LABEL_COLUMN, Decision
 from fraud_core.warehouse import METRICS_COLUMNS, METRICS_KEY
 from fraud_core.window import window_rows
+
+if TYPE_CHECKING:  # torch: imported by whoever loads a bundle
+    from fraud_core.model.bundle import ModelBundle
 
 # How far back the window features look, per key column (days), and at most.
 LOOKBACK_DAYS: dict[str, int] = lookback_days(WINDOWED)

@@ -7,15 +7,21 @@ promotion (newest last) so that a rollback knows what to restore. Both are repla
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import CHAMPION_HISTORY
-from fraud_core.model.bundle import BundleError, ModelBundle
+
+# The bundle (torch) is imported where a bundle is loaded: the pointers and the history need
+# neither, and Dagster's processes load this module whether or not they load a model.
+if TYPE_CHECKING:
+    from fraud_core.model.bundle import ModelBundle
 
 
 def champion_bundle(lh: Lakehouse) -> ModelBundle | None:
     """The champion's bundle, or None before the first promotion (the pointer is read once)."""
+    from fraud_core.model.bundle import ModelBundle
+
     pointer = lh.champion()
     return None if pointer is None else ModelBundle.load(lh, pointer["version"])
 
@@ -44,6 +50,8 @@ def rollback(lh: Lakehouse) -> dict[str, Any]:
     if current is None or len(past) < 2:
         raise ValueError("nothing to roll back to: fewer than two promotions in the history")
     previous = past[-2]
+    from fraud_core.model.bundle import BundleError, ModelBundle
+
     try:
         ModelBundle.load(lh, previous["version"])
     except BundleError as exc:

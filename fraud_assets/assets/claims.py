@@ -26,7 +26,6 @@ from typing import Any
 
 import dagster as dg
 
-from expectations.claims import ClaimsValidator
 from fraud_assets.checks import (
     CLAIMS_CONTRACT,
     ClaimsContractConfig,
@@ -98,6 +97,8 @@ def claims_batch(
     except SchemaError as exc:
         yield from _rejected(context, lh, landed, None, feed, str(exc), about)
         return
+    from expectations.claims import ClaimsValidator
+
     validator = ClaimsValidator(
         feed.value_formats(), DateWindow.until_today(landing.claim_date_max_skew_days)
     )

@@ -4,7 +4,6 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from expectations.features import validate_features
 from fraud_assets.checks import (
     FEATURE_DRIFT_CHECK,
     FEATURES_CONTRACT,
@@ -56,6 +55,8 @@ def claim_features(
         },
     )
     if selected(context, FEATURES_CONTRACT):
+        from expectations.features import validate_features
+
         yield contract_result(FEATURES_CONTRACT, validate_features(features), lh, batch_id)
     if selected(context, FEATURE_DRIFT_CHECK.spec):
         champion = champion_bundle(lh)

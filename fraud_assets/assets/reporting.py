@@ -6,13 +6,14 @@ from fraud_assets.owners import OWNERS
 from fraud_assets.resources.lakehouse import LakehouseResource
 from fraud_assets.resources.warehouse import Warehouse
 from fraud_core.layout import METRICS
-from fraud_core.model.bundle import ModelBundle
 from fraud_core.pipeline import aggregate_metrics, versions_in_scores
 
 
 @dg.asset(deps=["claim_scores"], group_name="reporting", owners=OWNERS, kinds={"pandas", "delta"})
 def model_metrics(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     """Per model version, batch and day: volumes, alerts, fraud rate, precision, AP and drift."""
+    from fraud_core.model.bundle import ModelBundle  # torch: only in the steps that need it
+
     lh = lakehouse.get()
     bundles = {v: ModelBundle.load(lh, v) for v in versions_in_scores(lh)}
     table = aggregate_metrics(lh, bundles)

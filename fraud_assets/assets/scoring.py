@@ -4,7 +4,6 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from expectations.scores import validate_scores
 from fraud_assets.checks import (
     NO_CHAMPION,
     SCORE_DRIFT_CHECK,
@@ -67,6 +66,8 @@ def claim_scores(
         },
     )
     if selected(context, SCORES_CONTRACT):
+        from expectations.scores import validate_scores
+
         yield contract_result(SCORES_CONTRACT, validate_scores(scores), lh, batch_id)
     if selected(context, SCORE_DRIFT_CHECK.spec):
         frame = scores.rename(columns={"fraud_score": "score"})

@@ -61,6 +61,22 @@ def test_the_module_level_definitions_load() -> None:
     assert isinstance(definitions.defs(), dg.Definitions)
 
 
+def test_loading_the_code_location_imports_no_model_or_validation_library() -> None:
+    """Every Dagster process loads the code location (code server, run worker, each step):
+    Great Expectations, torch and scikit-learn (~12 s of imports on a slow machine) come in
+    with the step that validates, trains or scores, never with the definitions."""
+    heavy = ("great_expectations", "torch", "sklearn", "lightgbm", "metaflow")
+    code = (
+        "import sys\nfrom fraud_assets import definitions\ndefinitions.defs()\n"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "", f"imported with the definitions: {done.stdout.strip()}"
+
+
 def test_unknown_environment_is_refused() -> None:
     with pytest.raises(SettingsError, match="FRAUD_ENV='staging' is not an environment: use one"):
         build_definitions({"FRAUD_ENV": "staging"})

@@ -4,7 +4,10 @@ Each test module is one unit of work, so its module fixtures (a Dagster instance
 server) are set up once, on one worker. The modules that run containers share one Docker engine
 (tests/support/containers.py: one dockerd per data root), so they are a single unit,
 ``CONTAINERS``, handed to the first free worker: that worker builds the project's image (minutes
-on a fresh machine) while the others run the rest of the suite.
+on a fresh machine) while the others run the rest of the suite. The other units are handed out
+long ones first (``LONG_FIRST``: end-to-end, then integration, then the scripts' tests, which
+start servers and runs), so the short unit tests fill the end and no worker is left waiting on
+one long module.
 
 Written for pytest-xdist 3.8.0 (``LoadScopeScheduling``, its ``_split_scope`` and
 ``_assign_work_unit``). Its own ``--dist loadgroup`` cannot be used with pytest 9.2: it renames
@@ -12,6 +15,8 @@ Written for pytest-xdist 3.8.0 (``LoadScopeScheduling``, its ``_split_scope`` an
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from xdist.scheduler import LoadScopeScheduling
 from xdist.workermanage import WorkerController
@@ -28,19 +33,33 @@ CONTAINER_MODULES = frozenset(
 )
 
 
+# Folders whose modules run long (real runs, servers), in the order they are handed out.
+LONG_FIRST = ("tests/e2e/", "tests/integration/", "tests/scripts/", "tests/metaflow_jobs/")
+
+
 def module_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
+def _rank(scope: str) -> int:
+    """The containers first, then LONG_FIRST's folders in order, then the rest."""
+    if scope == CONTAINERS:
+        return -1
+    return next((i for i, folder in enumerate(LONG_FIRST) if scope.startswith(folder)), 99)
+
+
 class ContainersFirst(LoadScopeScheduling):
     """Units of work are test modules, except that the container modules are one unit, which
-    goes to the first worker that asks for work."""
+    goes to the first worker that asks for work; then the long modules (``_rank``)."""
 
     def _split_scope(self, nodeid: str) -> str:
         module = module_of(nodeid)
         return CONTAINERS if module in CONTAINER_MODULES else module
 
     def _assign_work_unit(self, node: WorkerController) -> None:
-        if CONTAINERS in self.workqueue:
-            self.workqueue.move_to_end(CONTAINERS, last=False)
+        if not getattr(self, "_ordered", False):  # the first call: the queue is complete
+            self._ordered = True
+            # xdist ordered the units by their number of tests, most first; the sort is stable.
+            order = sorted(self.workqueue, key=_rank)
+            self.workqueue = OrderedDict((scope, self.workqueue[scope]) for scope in order)
         super()._assign_work_unit(node)

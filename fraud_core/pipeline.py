@@ -15,24 +15,13 @@ import pyarrow.dataset as pads
 
 from fraud_core import drift, metrics
 from fraud_core.claim_versions import SUPERSEDES, latest_versions
-from fraud_core.features import (
-    DATE,
-    HISTORY_COLUMNS,
-    NUMERIC_FEATURES,
-    WINDOWED,
-    build_features,
-    lookback_days,
-)
+from fraud_core.features import DATE, HISTORY_COLUMNS, NUMERIC_FEATURES, build_features
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import BATCH_COLUMN, FEATURES, METRICS, RAW, SCORES
 from fraud_core.model.bundle import ModelBundle
 from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, LABEL_COLUMN, Decision
 from fraud_core.warehouse import METRICS_COLUMNS, METRICS_KEY
-from fraud_core.window import window_rows
-
-# How far back the window features look, per key column (days), and at most.
-LOOKBACK_DAYS: dict[str, int] = lookback_days(WINDOWED)
-MAX_LOOKBACK_DAYS = max(LOOKBACK_DAYS.values())
+from fraud_core.window import LOOKBACK_DAYS, MAX_LOOKBACK_DAYS, window_rows, window_since
 
 
 def claims_history(
@@ -68,18 +57,11 @@ def claims_history(
     row_filter = keep
     if batch_id is not None:
         row_filter = row_filter & (pads.field(BATCH_COLUMN) != batch_id)
-    history = window_rows(lakehouse, [ID_COLUMN, *columns], start, last, row_filter)
+    history = window_rows(lakehouse, [ID_COLUMN, *columns], start, last, row_filter, latest=True)
     if history.empty:
         return None
-    history = latest_versions(lakehouse, history)
     history = history[~history[ID_COLUMN].isin(claims[ID_COLUMN]).to_numpy()]
     return history[list(dict.fromkeys([ID_COLUMN, *columns]))].reset_index(drop=True)
-
-
-def window_since(latest: pd.Timestamp) -> pd.Timestamp:
-    """The first claim date of the longest look-back window before claims of ``latest``'s day
-    (what the scoring API holds)."""
-    return pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
 
 
 def window_history(
@@ -97,8 +79,8 @@ def window_history(
     latest = lakehouse.column_range(RAW, DATE)[1] if lakehouse.batches(RAW) else None
     if latest is None:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in wanted})
-    every = window_rows(lakehouse, [ID_COLUMN, *columns], window_since(latest))
-    return latest_versions(lakehouse, every)[wanted].reset_index(drop=True)
+    every = window_rows(lakehouse, [ID_COLUMN, *columns], window_since(latest), latest=True)
+    return every[wanted].reset_index(drop=True)
 
 
 def featurize_batch(lakehouse: Lakehouse, batch_id: str) -> pd.DataFrame:

@@ -22,8 +22,12 @@ so a window reads about 13 files plus the batches landed since.
 
 from __future__ import annotations
 
+import functools
+import json
+import operator
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,10 +38,12 @@ import pyarrow.dataset as pads
 from deltalake import DeltaTable
 
 from fraud_core import delta
-from fraud_core.claim_versions import SUPERSEDES
-from fraud_core.features import DATE, HISTORY_COLUMNS
+from fraud_core.claim_versions import SUPERSEDES, id_hashes, latest_versions
+from fraud_core.delta import LakehouseError
+from fraud_core.features import DATE, HISTORY_COLUMNS, WINDOWED, lookback_days
 from fraud_core.lakehouse import Lakehouse, to_frame
-from fraud_core.layout import BATCH_COLUMN, CLAIMS_HISTORY, MONTH_COLUMN, RAW
+from fraud_core.layout import BATCH_COLUMN, CLAIMS_HISTORY, CLAIMS_WINDOW, MONTH_COLUMN, RAW
+from fraud_core.schema import ID_COLUMN
 
 # The raw file a history row was folded from: a 64-bit hash of its path in raw's log (a
 # number, so that checking a window's rows against raw's files costs little).
@@ -48,6 +54,22 @@ FOLDED_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys([*HISTORY_COLUMNS, SUPERSE
 FOLD_FILES = 512
 _TIMESTAMP = pa.timestamp("us")
 _FILENAME = "__filename"  # pyarrow's scanner names each row's file in this column
+# How far back the window features look, per key column (days), and at most.
+LOOKBACK_DAYS: dict[str, int] = lookback_days(WINDOWED)
+MAX_LOOKBACK_DAYS = max(LOOKBACK_DAYS.values())
+# The window snapshot (CLAIMS_WINDOW) starts this many days before the window of raw's latest
+# claim when it is written, so that a batch of claims reported up to a month late still reads
+# it rather than the history's months.
+SNAPSHOT_MARGIN_DAYS = 31
+# The window snapshot's column of each row's claim id hashed (claim_versions.id_hashes).
+ID_HASH = "id_hash"
+_SNAPSHOT_KEY = b"fraud.claims_window"  # its schema metadata: start, files covered, repeats
+
+
+def window_since(latest: pd.Timestamp) -> pd.Timestamp:
+    """The first claim date of the longest look-back window before claims of ``latest``'s day
+    (what the scoring API holds)."""
+    return pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
 
 
 def file_ids(paths: Sequence[str]) -> pa.Array:
@@ -88,20 +110,26 @@ def _stamp(value: pd.Timestamp) -> pa.Scalar:
     return pa.scalar(pd.Timestamp(value).to_pydatetime(), _TIMESTAMP)
 
 
+def _day64(value: pd.Timestamp) -> np.datetime64:
+    return pd.Timestamp(value).to_datetime64().astype("datetime64[us]")
+
+
 def window_rows(
     lakehouse: Lakehouse,
     columns: Sequence[str],
     start: pd.Timestamp,
     end: pd.Timestamp | None = None,
     row_filter: pads.Expression | None = None,
+    latest: bool = False,
 ) -> pd.DataFrame:
     """Raw claims with ``start <= claim_date`` (``<= end`` when given) that ``row_filter``
-    keeps, with ``columns`` and ``batch_id``: from the claims history where it holds their
-    raw file, otherwise from raw (see the module's doc). Every version of a claim is there:
-    pick the latest with :func:`fraud_core.claim_versions.latest_versions`.
+    keeps, with ``columns`` and ``batch_id``: from the window snapshot or the claims history
+    where they hold their raw file, otherwise from raw (see the module's doc). Every version
+    of a claim is there, unless ``latest``: then each claim's latest version only
+    (:func:`fraud_core.claim_versions.latest_versions`).
 
     Raises:
-        LakehouseError: there is no raw table, or a log is damaged.
+        LakehouseError: there is no raw table, a log is damaged, or the window snapshot is.
     """
     wanted = list(dict.fromkeys([*columns, BATCH_COLUMN]))
     raw = lakehouse.delta_table(RAW)
@@ -115,15 +143,22 @@ def window_rows(
     keep = dates if row_filter is None else dates & row_filter
     history = lakehouse.delta_table(CLAIMS_HISTORY)
     if history is None or not set(wanted) <= set(_folded_names(raw)):
-        return to_frame(lakehouse.scan(raw, wanted, sql, keep))
+        every = to_frame(lakehouse.scan(raw, wanted, sql, keep))
+        return latest_versions(lakehouse, every) if latest else every
     files = _raw_files(raw)
+    snapshot = _Snapshot.read(lakehouse)
+    if snapshot is not None and not snapshot.serves(start, wanted):
+        snapshot = None
     months = f"{MONTH_COLUMN} >= '{_month(start)}'"
     if end is not None:
         months += f" AND {MONTH_COLUMN} <= '{_month(end)}'"
-    # A raw file is folded whole, so one the history's months hold at all is one whose window
-    # rows are all there: that needs the (tiny) file-id column only.
-    ids = lakehouse.scan(history, [RAW_FILE], months)[RAW_FILE]
-    folded = pc.unique(pc.filter(ids, pc.is_in(ids, files["file"])))  # raw still has them
+    if snapshot is None:
+        # A raw file is folded whole, so one the history's months hold at all is one whose
+        # window rows are all there: that needs the (tiny) file-id column only.
+        ids = lakehouse.scan(history, [RAW_FILE], months)[RAW_FILE]
+        folded = pc.unique(pc.filter(ids, pc.is_in(ids, files["file"])))  # raw still has them
+    else:
+        folded = snapshot.files_in(files["file"])
     reaches = pc.fill_null(pc.greater_equal(files["high"], _stamp(start)), True)
     if end is not None:
         reaches = pc.and_(reaches, pc.fill_null(pc.less_equal(files["low"], _stamp(end)), True))
@@ -134,16 +169,167 @@ def window_rows(
         )
     )
     todo = sorted({str(b) for b in missing[BATCH_COLUMN].to_pylist()})
-    # the rows of raw's folded files (none of a batch read from raw), filtered as they are read
-    held_filter = keep & pads.field(RAW_FILE).isin(folded)
-    if todo:
-        held_filter = held_filter & ~pads.field(BATCH_COLUMN).isin(pa.array(todo, pa.string()))
-    held = lakehouse.scan(history, wanted, months, held_filter)
-    parts = [held.select(wanted)]
+    if snapshot is None:
+        # the rows of raw's folded files (none of a batch read from raw), filtered as read
+        held_filter = keep & pads.field(RAW_FILE).isin(folded)
+        if todo:
+            held_filter = held_filter & ~pads.field(BATCH_COLUMN).isin(pa.array(todo, pa.string()))
+        held = lakehouse.scan(history, wanted, months, held_filter).select(wanted)
+        held_ids = None
+    else:
+        rows = snapshot.rows_for(start, end, row_filter, folded, todo)
+        held, held_ids = rows.select(wanted), rows[ID_HASH]
+    parts = [held]
     if todo:
         fresh = lakehouse.scan(raw, wanted, f"({delta.batch_predicate(todo)}) AND {sql}", keep)
-        parts.append(fresh.select(wanted).cast(parts[0].schema))
-    return to_frame(pa.concat_tables(parts))
+        parts.append(fresh.select(wanted).cast(held.schema))
+    every = to_frame(pa.concat_tables(parts))
+    if not latest:
+        return every
+    if held_ids is None or snapshot is None:
+        return latest_versions(lakehouse, every)
+    return latest_versions(lakehouse, every, snapshot.may_repeat(held_ids, every[held.num_rows :]))
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The window snapshot (:data:`~fraud_core.layout.CLAIMS_WINDOW`): every row of the
+    claims history with ``start <= claim_date``, sorted by claim date, of the raw ``files``
+    it covers (a raw file's rows from ``start`` on are all there or none), each with its
+    claim id hashed (:data:`ID_HASH`); ``repeated``: the hashes more than one row holds."""
+
+    rows: pa.Table
+    start: pd.Timestamp
+    files: pa.Table  # file (RAW_FILE), batch_id
+    repeated: np.ndarray
+
+    @classmethod
+    def read(cls, lakehouse: Lakehouse) -> _Snapshot | None:
+        """The snapshot maintenance wrote (memory-mapped on a local lakehouse), or None."""
+        try:
+            if lakehouse.is_local:
+                path = lakehouse.path(CLAIMS_WINDOW)
+                if not os.path.exists(path):
+                    return None
+                source: Any = pa.memory_map(path)
+            else:
+                source = pa.BufferReader(lakehouse.read_bytes(CLAIMS_WINDOW))
+        except LakehouseError:
+            return None  # not written yet
+        try:
+            reader = pa.ipc.open_file(source)
+            meta = json.loads((reader.schema.metadata or {})[_SNAPSHOT_KEY])
+            return cls(
+                reader.read_all(),
+                pd.Timestamp(meta["start"]),
+                pa.table(
+                    {
+                        RAW_FILE: pa.array(meta["files"], pa.int64()),
+                        BATCH_COLUMN: pa.array(meta["batches"], pa.string()),
+                    }
+                ),
+                np.asarray(meta["repeated"], np.uint64),
+            )
+        except (pa.ArrowException, KeyError, ValueError) as exc:
+            raise LakehouseError(
+                f"the window snapshot {lakehouse.url(CLAIMS_WINDOW)} is damaged ({exc}): "
+                "delete it and run `fraud lakehouse maintain` to write it again"
+            ) from exc
+
+    def serves(self, start: pd.Timestamp, columns: Sequence[str]) -> bool:
+        """Whether it holds the rows of a window from ``start`` with ``columns``."""
+        return self.start <= start and set(columns) <= set(self.rows.column_names)
+
+    def files_in(self, raw_files: pa.ChunkedArray) -> pa.Array:
+        """The raw files it covers that are among ``raw_files``."""
+        covered = self.files[RAW_FILE]
+        return pc.filter(covered, pc.is_in(covered, raw_files)).combine_chunks()
+
+    def rows_for(
+        self,
+        start: pd.Timestamp,
+        end: pd.Timestamp | None,
+        row_filter: pads.Expression | None,
+        folded: pa.Array,
+        todo: Sequence[str],
+    ) -> pa.Table:
+        """Its rows within ``[start, end]`` that ``row_filter`` keeps, of the ``folded`` raw
+        files, none of the batches ``todo`` (read from raw): a slice of the sorted rows, and
+        a filter only where one is needed."""
+        days = self.rows[DATE].combine_chunks().cast(_TIMESTAMP).to_numpy()
+        first = int(np.searchsorted(days, _day64(start), side="left"))
+        last = len(days) if end is None else int(np.searchsorted(days, _day64(end), "right"))
+        rows = self.rows.slice(first, max(last - first, 0))
+        conditions = [] if row_filter is None else [row_filter]
+        if len(folded) < self.files.num_rows:  # some raw files it covers are gone
+            conditions.append(pads.field(RAW_FILE).isin(folded))
+        covered = set(self.files[BATCH_COLUMN].to_pylist())
+        rerun = [b for b in todo if b in covered]
+        if rerun:  # a batch with files it covers and files it does not: read whole from raw
+            conditions.append(~pads.field(BATCH_COLUMN).isin(pa.array(rerun, pa.string())))
+        if not conditions:
+            return rows
+        return pads.dataset(rows).to_table(filter=functools.reduce(operator.and_, conditions))
+
+    def may_repeat(self, held_ids: pa.ChunkedArray, fresh: pd.DataFrame) -> np.ndarray:
+        """Which rows of its ``held_ids`` then of ``fresh`` (rows read from raw) may share a
+        claim id with another: their id hash is held twice, or by a fresh row too."""
+        fresh_ids = id_hashes(fresh[ID_COLUMN]) if len(fresh) else np.zeros(0, np.uint64)
+        unique, counts = np.unique(fresh_ids, return_counts=True)
+        both = pc.filter(held_ids, pc.is_in(held_ids, pa.array(unique, pa.uint64())))
+        suspects = np.union1d(
+            self.repeated, np.union1d(unique[counts > 1], both.to_numpy(zero_copy_only=False))
+        )
+        every = np.concatenate([held_ids.to_numpy(), fresh_ids])
+        if not len(suspects):
+            return np.zeros(len(every), bool)
+        return pc.is_in(pa.array(every), pa.array(suspects, pa.uint64())).to_numpy(
+            zero_copy_only=False
+        )
+
+
+def _write_snapshot(lakehouse: Lakehouse, raw: DeltaTable, files: pa.Table) -> dict[str, Any]:
+    """Write the window snapshot from the claims history just folded up to raw's ``files``
+    (:func:`_raw_files` of ``raw``; the history must hold every row of them: only
+    :func:`fold` knows): its rows from :data:`SNAPSHOT_MARGIN_DAYS` before the window of
+    raw's latest claim. Returns ``window_rows`` written (0, and nothing written, when there
+    is no history or no claim date).
+    """
+    history = lakehouse.delta_table(CLAIMS_HISTORY)
+    if history is None:
+        return {"window_rows": 0}
+    latest = pc.max(files["high"]).as_py()
+    if latest is None:
+        return {"window_rows": 0}
+    start = window_since(pd.Timestamp(latest)) - pd.Timedelta(days=SNAPSHOT_MARGIN_DAYS)
+    names = [c for c in _folded_schema(raw).names if c != MONTH_COLUMN]
+    rows = lakehouse.scan(
+        history,
+        names,
+        f"{MONTH_COLUMN} >= '{_month(start)}'",
+        (pads.field(DATE) >= _stamp(start))
+        & pads.field(RAW_FILE).isin(files["file"].combine_chunks()),
+    )
+    rows = rows.sort_by([(DATE, "ascending")]).combine_chunks()
+    hashes = id_hashes(rows[ID_COLUMN].to_pandas())
+    unique, counts = np.unique(hashes, return_counts=True)
+    rows = rows.append_column(ID_HASH, pa.array(hashes, pa.uint64()))
+    meta = {
+        "start": start.isoformat(),
+        "files": files["file"].to_pylist(),
+        "batches": files[BATCH_COLUMN].to_pylist(),
+        "repeated": unique[counts > 1].tolist(),
+    }
+    rows = rows.replace_schema_metadata({_SNAPSHOT_KEY: json.dumps(meta).encode()})
+    staged = lakehouse.staging_path(CLAIMS_WINDOW)
+    try:
+        with pa.OSFile(staged, "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+            writer.write_table(rows)
+    except BaseException:
+        os.remove(staged)
+        raise
+    lakehouse.publish(staged, CLAIMS_WINDOW)
+    return {"window_rows": rows.num_rows}
 
 
 def fold(lakehouse: Lakehouse) -> dict[str, Any]:
@@ -205,6 +391,7 @@ def fold(lakehouse: Lakehouse) -> dict[str, Any]:
         folded_files=new.num_rows,
         dropped_files=len(set(gone[RAW_FILE].to_pylist())),
     )
+    done.update(_write_snapshot(lakehouse, raw, files))
     return done
 
 

@@ -759,7 +759,7 @@ def to_frame(table: pa.Table, typed: bool = True) -> pd.DataFrame:
         else:
             fields.append(f)
     table = table.cast(pa.schema(fields), safe=False)
-    frame = table.to_pandas()
+    frame = table.to_pandas(split_blocks=True)  # a block per column: numbers without copies
     for f in table.schema:
         column = table.column(f.name)
         kind = COLUMNS_BY_NAME[f.name].kind if typed and f.name in COLUMNS_BY_NAME else None

@@ -47,17 +47,15 @@ def claims_history(
     dates = pd.to_datetime(claims[DATE])
     first, last = dates.min(), dates.max()
     start = first - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
-    date = pads.field(DATE)
     # a correction is kept whatever its key, so that it still replaces its earlier version
-    keep = pads.field(SUPERSEDES).is_valid() if SUPERSEDES in declared else pads.scalar(False)
+    reaches = [(start, pads.field(SUPERSEDES).is_valid())] if SUPERSEDES in declared else []
     for entity, days in LOOKBACK_DAYS.items():
         keys = pa.array(claims[entity].dropna().astype(str).unique(), pa.string())
-        since = pa.scalar((first - pd.Timedelta(days=days + 1)).to_pydatetime(), pa.timestamp("us"))
-        keep = keep | ((date >= since) & pads.field(entity).isin(keys))
-    row_filter = keep
-    if batch_id is not None:
-        row_filter = row_filter & (pads.field(BATCH_COLUMN) != batch_id)
-    history = window_rows(lakehouse, [ID_COLUMN, *columns], start, last, row_filter, latest=True)
+        reaches.append((first - pd.Timedelta(days=days + 1), pads.field(entity).isin(keys)))
+    other = None if batch_id is None else pads.field(BATCH_COLUMN) != batch_id
+    history = window_rows(
+        lakehouse, [ID_COLUMN, *columns], start, last, other, latest=True, any_of=reaches
+    )
     if history.empty:
         return None
     history = history[~history[ID_COLUMN].isin(claims[ID_COLUMN]).to_numpy()]
@@ -76,7 +74,7 @@ def window_history(
     ``columns``) when there are no raw claims.
     """
     wanted = [*columns, BATCH_COLUMN] if batches else list(columns)
-    latest = lakehouse.column_range(RAW, DATE)[1] if lakehouse.batches(RAW) else None
+    latest = lakehouse.column_range(RAW, DATE)[1]  # (None: no raw table, or no claim yet)
     if latest is None:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in wanted})
     every = window_rows(lakehouse, [ID_COLUMN, *columns], window_since(latest), latest=True)

@@ -61,8 +61,10 @@ MAX_LOOKBACK_DAYS = max(LOOKBACK_DAYS.values())
 # claim when it is written, so that a batch of claims reported up to a month late still reads
 # it rather than the history's months.
 SNAPSHOT_MARGIN_DAYS = 31
-# The window snapshot's column of each row's claim id hashed (claim_versions.id_hashes).
+# The window snapshot's column of each row's claim id hashed (claim_versions.id_hashes), and
+# the same hashes sorted (a column of the same length: what a membership test searches).
 ID_HASH = "id_hash"
+_SORTED_HASH = "id_hash_sorted"
 _SNAPSHOT_KEY = b"fraud.claims_window"  # its schema metadata: start, files covered, repeats
 
 
@@ -121,12 +123,17 @@ def window_rows(
     end: pd.Timestamp | None = None,
     row_filter: pads.Expression | None = None,
     latest: bool = False,
+    any_of: Sequence[tuple[pd.Timestamp, pads.Expression]] = (),
 ) -> pd.DataFrame:
     """Raw claims with ``start <= claim_date`` (``<= end`` when given) that ``row_filter``
     keeps, with ``columns`` and ``batch_id``: from the window snapshot or the claims history
     where they hold their raw file, otherwise from raw (see the module's doc). Every version
     of a claim is there, unless ``latest``: then each claim's latest version only
     (:func:`fraud_core.claim_versions.latest_versions`).
+
+    ``any_of``: when given, only the rows dated ``since`` or later that ``condition`` keeps,
+    for one of its ``(since, condition)`` (a window per key column: the snapshot, sorted by
+    date, evaluates each condition from its own ``since`` only).
 
     Raises:
         LakehouseError: there is no raw table, a log is damaged, or the window snapshot is.
@@ -140,19 +147,26 @@ def window_rows(
     if end is not None:
         dates = dates & (pads.field(DATE) <= _stamp(end))
         sql += f" AND {DATE} <= '{end:%Y-%m-%d %H:%M:%S}'"
-    keep = dates if row_filter is None else dates & row_filter
-    history = lakehouse.delta_table(CLAIMS_HISTORY)
-    if history is None or not set(wanted) <= set(_folded_names(raw)):
-        every = to_frame(lakehouse.scan(raw, wanted, sql, keep))
-        return latest_versions(lakehouse, every) if latest else every
-    files = _raw_files(raw)
+    keep = dates
+    if any_of:
+        keep = keep & functools.reduce(
+            operator.or_, [(pads.field(DATE) >= _stamp(s)) & c for s, c in any_of]
+        )
+    if row_filter is not None:
+        keep = keep & row_filter
     snapshot = _Snapshot.read(lakehouse)
     if snapshot is not None and not snapshot.serves(start, wanted):
         snapshot = None
+    history = lakehouse.delta_table(CLAIMS_HISTORY) if snapshot is None else None
+    if snapshot is None and (history is None or not set(wanted) <= set(_folded_names(raw))):
+        every = to_frame(lakehouse.scan(raw, wanted, sql, keep))
+        return latest_versions(lakehouse, every) if latest else every
+    files = _raw_files(raw)
     months = f"{MONTH_COLUMN} >= '{_month(start)}'"
     if end is not None:
         months += f" AND {MONTH_COLUMN} <= '{_month(end)}'"
     if snapshot is None:
+        assert history is not None
         # A raw file is folded whole, so one the history's months hold at all is one whose
         # window rows are all there: that needs the (tiny) file-id column only.
         ids = lakehouse.scan(history, [RAW_FILE], months)[RAW_FILE]
@@ -170,6 +184,7 @@ def window_rows(
     )
     todo = sorted({str(b) for b in missing[BATCH_COLUMN].to_pylist()})
     if snapshot is None:
+        assert history is not None
         # the rows of raw's folded files (none of a batch read from raw), filtered as read
         held_filter = keep & pads.field(RAW_FILE).isin(folded)
         if todo:
@@ -177,7 +192,7 @@ def window_rows(
         held = lakehouse.scan(history, wanted, months, held_filter).select(wanted)
         held_ids = None
     else:
-        rows = snapshot.rows_for(start, end, row_filter, folded, todo)
+        rows = snapshot.rows_for(start, end, any_of, row_filter, folded, todo)
         held, held_ids = rows.select(wanted), rows[ID_HASH]
     parts = [held]
     if todo:
@@ -196,7 +211,8 @@ class _Snapshot:
     """The window snapshot (:data:`~fraud_core.layout.CLAIMS_WINDOW`): every row of the
     claims history with ``start <= claim_date``, sorted by claim date, of the raw ``files``
     it covers (a raw file's rows from ``start`` on are all there or none), each with its
-    claim id hashed (:data:`ID_HASH`); ``repeated``: the hashes more than one row holds."""
+    claim id hashed (:data:`ID_HASH`, and those hashes sorted in ``_SORTED_HASH``);
+    ``repeated``: the hashes more than one row holds."""
 
     rows: pa.Table
     start: pd.Timestamp
@@ -219,6 +235,9 @@ class _Snapshot:
         try:
             reader = pa.ipc.open_file(source)
             meta = json.loads((reader.schema.metadata or {})[_SNAPSHOT_KEY])
+            lacks = {DATE, RAW_FILE, BATCH_COLUMN, ID_HASH, _SORTED_HASH} - set(reader.schema.names)
+            if lacks:
+                raise ValueError(f"no column(s) {', '.join(sorted(lacks))}")
             return cls(
                 reader.read_all(),
                 pd.Timestamp(meta["start"]),
@@ -249,17 +268,26 @@ class _Snapshot:
         self,
         start: pd.Timestamp,
         end: pd.Timestamp | None,
+        any_of: Sequence[tuple[pd.Timestamp, pads.Expression]],
         row_filter: pads.Expression | None,
         folded: pa.Array,
         todo: Sequence[str],
     ) -> pa.Table:
-        """Its rows within ``[start, end]`` that ``row_filter`` keeps, of the ``folded`` raw
-        files, none of the batches ``todo`` (read from raw): a slice of the sorted rows, and
-        a filter only where one is needed."""
+        """Its rows within ``[start, end]`` that ``any_of`` and ``row_filter`` keep (see
+        :func:`window_rows`), of the ``folded`` raw files, none of the batches ``todo`` (read
+        from raw): slices of the sorted rows, and filters only where needed."""
         days = self.rows[DATE].combine_chunks().cast(_TIMESTAMP).to_numpy()
         first = int(np.searchsorted(days, _day64(start), side="left"))
         last = len(days) if end is None else int(np.searchsorted(days, _day64(end), "right"))
         rows = self.rows.slice(first, max(last - first, 0))
+        if any_of:
+            days = days[first : first + rows.num_rows]
+            hits = np.zeros(rows.num_rows, bool)
+            for since, condition in any_of:
+                at = int(np.searchsorted(days, _day64(since), side="left"))
+                hit = pads.dataset(rows.slice(at)).to_table(columns={"hit": condition})["hit"]
+                hits[at:] |= pc.fill_null(hit, False).to_numpy()
+            rows = rows.filter(pa.array(hits))
         conditions = [] if row_filter is None else [row_filter]
         if len(folded) < self.files.num_rows:  # some raw files it covers are gone
             conditions.append(pads.field(RAW_FILE).isin(folded))
@@ -273,19 +301,17 @@ class _Snapshot:
 
     def may_repeat(self, held_ids: pa.ChunkedArray, fresh: pd.DataFrame) -> np.ndarray:
         """Which rows of its ``held_ids`` then of ``fresh`` (rows read from raw) may share a
-        claim id with another: their id hash is held twice, or by a fresh row too."""
+        claim id with another: their id hash is held twice, or by a fresh row too (a
+        binary search of the fresh rows' hashes in its sorted ones)."""
         fresh_ids = id_hashes(fresh[ID_COLUMN]) if len(fresh) else np.zeros(0, np.uint64)
         unique, counts = np.unique(fresh_ids, return_counts=True)
-        both = pc.filter(held_ids, pc.is_in(held_ids, pa.array(unique, pa.uint64())))
-        suspects = np.union1d(
-            self.repeated, np.union1d(unique[counts > 1], both.to_numpy(zero_copy_only=False))
-        )
-        every = np.concatenate([held_ids.to_numpy(), fresh_ids])
+        held_sorted = self.rows[_SORTED_HASH].to_numpy()
+        found = np.minimum(np.searchsorted(held_sorted, unique), max(len(held_sorted) - 1, 0))
+        both = unique[held_sorted[found] == unique] if len(held_sorted) else unique[:0]
+        suspects = np.union1d(self.repeated, np.union1d(unique[counts > 1], both))
         if not len(suspects):
-            return np.zeros(len(every), bool)
-        return pc.is_in(pa.array(every), pa.array(suspects, pa.uint64())).to_numpy(
-            zero_copy_only=False
-        )
+            return np.zeros(len(held_ids) + len(fresh_ids), bool)
+        return np.isin(np.concatenate([held_ids.to_numpy(), fresh_ids]), suspects)
 
 
 def _write_snapshot(lakehouse: Lakehouse, raw: DeltaTable, files: pa.Table) -> dict[str, Any]:
@@ -314,6 +340,7 @@ def _write_snapshot(lakehouse: Lakehouse, raw: DeltaTable, files: pa.Table) -> d
     hashes = id_hashes(rows[ID_COLUMN].to_pandas())
     unique, counts = np.unique(hashes, return_counts=True)
     rows = rows.append_column(ID_HASH, pa.array(hashes, pa.uint64()))
+    rows = rows.append_column(_SORTED_HASH, pa.array(np.sort(hashes), pa.uint64()))
     meta = {
         "start": start.isoformat(),
         "files": files["file"].to_pylist(),

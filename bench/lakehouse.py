@@ -143,30 +143,41 @@ def run(quick: bool) -> list[dict[str, Any]]:
     memory: dict[int, dict[str, Any]] = {}
     maintained: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-lakehouse-") as tmp:
+        roots: dict[int, str] = {}
         for n_days in HISTORY_DAYS:
             started = time.perf_counter()
-            root = os.path.join(tmp, f"lake-{n_days}")
-            _, batch, maintained[n_days] = _lakehouse(root, n_days, per_day)
-            setup = time.perf_counter() - started
-            featurize[n_days], _ = timed(
-                lambda root=root, batch=batch: featurize_batch(Lakehouse(root), batch),
-                runs=runs,
-                warmup=1,
+            roots[n_days] = os.path.join(tmp, f"lake-{n_days}")
+            _, batch, maintained[n_days] = _lakehouse(roots[n_days], n_days, per_day)
+            print(  # noqa: T201
+                f"{n_days} days: set up in {time.perf_counter() - started:.1f} s "
+                f"(maintenance {maintained[n_days]:.1f} s)",
+                file=sys.stderr,
             )
-            api[n_days], _ = timed(lambda root=root: window_history(Lakehouse(root)), runs, 1)
-            indexed[n_days], _ = timed(
-                lambda root=root: HistoryIndex.build(window_history(Lakehouse(root))),
-                runs=min(runs, 3),
-                warmup=0,
-            )
+        # Rounds over the three sizes back to back (this machine's speed drifts over minutes:
+        # a size measured alone, minutes after another, would compare two machines).
+        for n_days in HISTORY_DAYS:
+            featurize[n_days], api[n_days], indexed[n_days] = [], [], []
+        for round_ in range(runs + 1):  # the first round warms up, unmeasured
+            for n_days, root in roots.items():
+                took, _ = timed(
+                    lambda root=root, batch=batch: featurize_batch(Lakehouse(root), batch), 1, 0
+                )
+                loaded, _ = timed(lambda root=root: window_history(Lakehouse(root)), 1, 0)
+                if round_:
+                    featurize[n_days] += took
+                    api[n_days] += loaded
+                if 0 < round_ <= 3:
+                    built, _ = timed(
+                        lambda root=root: HistoryIndex.build(window_history(Lakehouse(root))), 1, 0
+                    )
+                    indexed[n_days] += built
+        for n_days, root in roots.items():
             memory[n_days] = run_child("bench.lakehouse", ["api-memory", root])
             print(  # noqa: T201
-                f"{n_days} days: setup {setup:.1f} s (maintenance {maintained[n_days]:.1f} s), "
-                f"featurize {np.median(featurize[n_days]) * 1e3:.0f} ms, API history "
-                f"{np.median(api[n_days]) * 1e3:.0f} ms (indexed "
+                f"{n_days} days: featurize {np.median(featurize[n_days]) * 1e3:.0f} ms, API "
+                f"history {np.median(api[n_days]) * 1e3:.0f} ms (indexed "
                 f"{np.median(indexed[n_days]) * 1e3:.0f} ms), "
-                f"{memory[n_days]['peak_rss_mb']:.0f} MB "
-                f"({memory[n_days]['rows']:,} rows)",
+                f"{memory[n_days]['peak_rss_mb']:.0f} MB ({memory[n_days]['rows']:,} rows)",
                 file=sys.stderr,
             )
     laid_out = (
@@ -181,7 +192,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 [s * 1e3 for s in featurize[n_days]],
                 "ms",
                 notes=f"{per_day:,} claims, {n_days} daily batches of {per_day:,} before it, "
-                f"{laid_out}; a fresh Lakehouse per call (a run's)",
+                f"{laid_out}; a fresh Lakehouse per call (a run's); the sizes measured in "
+                "rounds, back to back",
                 warmup=1,
             )
         )

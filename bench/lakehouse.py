@@ -32,6 +32,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -140,6 +141,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     featurize: dict[int, list[float]] = {}
     api: dict[int, list[float]] = {}
     indexed: dict[int, list[float]] = {}
+    cpu: dict[int, dict[str, list[float]]] = {}  # CPU seconds of the process, all its threads
     memory: dict[int, dict[str, Any]] = {}
     maintained: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-lakehouse-") as tmp:
@@ -157,15 +159,23 @@ def run(quick: bool) -> list[dict[str, Any]]:
         # a size measured alone, minutes after another, would compare two machines).
         for n_days in HISTORY_DAYS:
             featurize[n_days], api[n_days], indexed[n_days] = [], [], []
+            cpu[n_days] = {"featurize": [], "api": []}
         for round_ in range(runs + 1):  # the first round warms up, unmeasured
             for n_days, root in roots.items():
-                took, _ = timed(
-                    lambda root=root, batch=batch: featurize_batch(Lakehouse(root), batch), 1, 0
-                )
-                loaded, _ = timed(lambda root=root: window_history(Lakehouse(root)), 1, 0)
-                if round_:
-                    featurize[n_days] += took
-                    api[n_days] += loaded
+                calls = {
+                    "featurize": (
+                        lambda root=root, batch=batch: featurize_batch(Lakehouse(root), batch)
+                    ),
+                    "api": lambda root=root: window_history(Lakehouse(root)),
+                }
+                for what, call in calls.items():
+                    wall, used = time.perf_counter(), time.process_time()
+                    call()
+                    if round_:
+                        (featurize if what == "featurize" else api)[n_days].append(
+                            time.perf_counter() - wall
+                        )
+                        cpu[n_days][what].append(time.process_time() - used)
                 if 0 < round_ <= 3:
                     built, _ = timed(
                         lambda root=root: HistoryIndex.build(window_history(Lakehouse(root))), 1, 0
@@ -184,50 +194,61 @@ def run(quick: bool) -> list[dict[str, Any]]:
         f"the last {SINCE_MAINTENANCE} days landed after the weekly maintenance "
         "(Lakehouse.maintain: claims history folded, window snapshot, OPTIMIZE, VACUUM)"
     )
-    figures = []
-    for n_days in HISTORY_DAYS:
-        figures.append(
-            figure(
-                f"featurize_one_day_{n_days}d_history",
-                [s * 1e3 for s in featurize[n_days]],
-                "ms",
-                notes=f"{per_day:,} claims, {n_days} daily batches of {per_day:,} before it, "
-                f"{laid_out}; a fresh Lakehouse per call (a run's); the sizes measured in "
-                "rounds, back to back",
-                warmup=1,
-            )
+    # per history size: (figure, values in seconds or MB, unit, warm-up calls, notes)
+    per_size: list[tuple[str, dict[int, list[float]], str, int, Callable[[int], str]]] = [
+        (
+            "featurize_one_day",
+            featurize,
+            "ms",
+            1,
+            lambda d: (
+                f"{per_day:,} claims, {d} daily batches of {per_day:,} before it, "
+                f"{laid_out}; a fresh Lakehouse per call (a run's); the sizes measured in rounds, "
+                "back to back"
+            ),
+        ),
+        (
+            "api_history_load",
+            api,
+            "ms",
+            1,
+            lambda d: (
+                f"the scoring API's look-back window: {memory[d]['rows']:,} claims held; "
+                "a fresh Lakehouse per call"
+            ),
+        ),
+        (
+            "api_history_index",
+            indexed,
+            "ms",
+            0,
+            lambda d: (
+                "the window read and indexed (HistoryIndex.build): the scoring API's "
+                "start without its model"
+            ),
+        ),
+        (
+            "api_history_memory",
+            {d: [memory[d]["peak_rss_mb"]] for d in HISTORY_DAYS},
+            "MB",
+            0,
+            lambda d: (
+                "peak resident set of a fresh process loading and indexing the window "
+                f"({memory[d]['imports_rss_mb']:.0f} MB after its imports)"
+            ),
+        ),
+    ]
+    figures = [
+        figure(
+            f"{what}_{d}d_history",
+            [v * 1e3 for v in values[d]] if unit == "ms" else values[d],
+            unit,
+            notes=notes(d),
+            warmup=warmup,
         )
-    for n_days in HISTORY_DAYS:
-        figures.append(
-            figure(
-                f"api_history_load_{n_days}d_history",
-                [s * 1e3 for s in api[n_days]],
-                "ms",
-                notes=f"the scoring API's look-back window: {memory[n_days]['rows']:,} claims "
-                "held; a fresh Lakehouse per call",
-                warmup=1,
-            )
-        )
-    for n_days in HISTORY_DAYS:
-        figures.append(
-            figure(
-                f"api_history_index_{n_days}d_history",
-                [s * 1e3 for s in indexed[n_days]],
-                "ms",
-                notes="the window read and indexed (HistoryIndex.build): the scoring API's "
-                "start without its model",
-            )
-        )
-    for n_days in HISTORY_DAYS:
-        figures.append(
-            figure(
-                f"api_history_memory_{n_days}d_history",
-                [memory[n_days]["peak_rss_mb"]],
-                "MB",
-                notes="peak resident set of a fresh process loading and indexing the window "
-                f"({memory[n_days]['imports_rss_mb']:.0f} MB after its imports)",
-            )
-        )
+        for what, values, unit, warmup, notes in per_size
+        for d in HISTORY_DAYS
+    ]
     figures.append(
         figure(
             "maintenance_seconds",
@@ -261,6 +282,18 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "hold less than the window; 730 and 1,825 hold it whole)",
         )
     )
+    for what, label in (("featurize", "featurize one day"), ("api", "the API's history load")):
+        medians = [float(np.median(cpu[d][what])) for d in HISTORY_DAYS]
+        figures.append(
+            figure(
+                f"{what}_cpu_slowest_over_fastest",
+                [max(medians) / min(medians)],
+                "x",
+                notes=f"{label} in CPU seconds of the process (all its threads), slowest "
+                "history size over the fastest: the work, whatever else the machine runs "
+                "(medians " + ", ".join(f"{m * 1e3:.0f}" for m in medians) + " ms)",
+            )
+        )
     peaks = [memory[d]["peak_rss_mb"] for d in HISTORY_DAYS]
     figures.append(
         figure(

@@ -132,16 +132,21 @@ def test_a_rerun_of_a_folded_batch_is_read_from_raw_then_refolded(lakehouse: Lak
     pd.testing.assert_frame_equal(_sorted(again), _sorted(pinned))
 
 
-def test_a_correction_wins_in_the_folded_history(lakehouse: Lakehouse) -> None:
-    first = lakehouse.read_batch(RAW, "d10")
-    fixed = first.head(3).copy()
+def _correct(lakehouse: Lakehouse, batch: str, n: int, into: str) -> pd.DataFrame:
+    """Batch ``into`` corrects the first ``n`` claims of ``batch`` (their amounts doubled)."""
+    fixed = lakehouse.read_batch(RAW, batch).head(n).copy()
     fixed["claimed_amount"] = fixed["claimed_amount"] * 2
     fixed = with_versions(
         fixed.drop(columns=["content_hash", SUPERSEDES]),
         content_hashes(fixed),
-        np.full(3, "d10", dtype=object),
+        np.full(n, batch, dtype=object),
     )
-    lakehouse.write_batch(RAW, "d99", fixed)  # a later batch corrects three claims
+    lakehouse.write_batch(RAW, into, fixed)
+    return fixed
+
+
+def test_a_correction_wins_in_the_folded_history(lakehouse: Lakehouse) -> None:
+    fixed = _correct(lakehouse, "d10", 3, into="d99")  # a later batch corrects three claims
     before = window_history(Lakehouse(lakehouse.uri))
     fold(lakehouse)
     after = window_history(Lakehouse(lakehouse.uri))
@@ -200,15 +205,7 @@ def test_the_snapshot_yields_to_raw_reruns_corrections_and_new_batches(
     start = DAYS[-4] - pd.Timedelta(days=200)
     lakehouse.write_batch(RAW, "d15", _day(15, n=12))  # a rerun of a batch it covers
     lakehouse.write_batch(RAW, "d19", _day(19))  # a new batch
-    first = lakehouse.read_batch(RAW, "d14")
-    fixed = first.head(4).copy()
-    fixed["claimed_amount"] = fixed["claimed_amount"] * 3
-    fixed = with_versions(
-        fixed.drop(columns=["content_hash", SUPERSEDES]),
-        content_hashes(fixed),
-        np.full(4, "d14", dtype=object),
-    )
-    lakehouse.write_batch(RAW, "d98", fixed)  # corrects four claims the snapshot holds
+    fixed = _correct(lakehouse, "d14", 4, into="d98")  # four claims the snapshot holds
     window = _window(lakehouse, start)
     pd.testing.assert_frame_equal(window, _from_raw(lakehouse, start))
     amounts = window.set_index(ID_COLUMN).loc[fixed[ID_COLUMN], "claimed_amount"]

@@ -33,11 +33,11 @@ def claims_history(
     """The raw claims of other batches that the window features of ``claims`` can see: each
     claim's latest version once, none of ``claims``' own ids; ``columns`` only.
 
-    Only what a window can reach is read (:func:`fraud_core.window.window_rows`: the claims
-    history's months, and raw's batches landed since it was folded), and of those rows the
-    ones within each key column's look-back whose key is one of ``claims``' (or that correct
-    an earlier version, so the latest version still wins). The cost is flat in the
-    lakehouse's age: the window, not the history, is read.
+    Only what a window can reach is read (:func:`fraud_core.window.window_rows`: the window
+    snapshot or the claims history's months, and raw's batches landed since they were
+    written), and of those rows the ones within each key column's look-back whose key is one
+    of ``claims``' (or that correct an earlier version, so the latest version still wins).
+    The cost is flat in the lakehouse's age: the window, not the history, is read.
 
     Returns None when there is no other raw claim.
     """

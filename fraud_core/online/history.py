@@ -79,7 +79,9 @@ class _Groups(NamedTuple):
             offsets=(np.r_[0, np.cumsum(counts)] + skip).astype(np.int64),
             row_groups=np.where(codes >= 0, codes + base, -1).astype(np.int64),
             # built from a list at once: iterating an Arrow-backed array costs ~3x as much
-            lookup=dict(zip(map(str, uniques.tolist()), range(base, base + len(uniques)))),
+            lookup=dict(
+                zip(map(str, uniques.tolist()), range(base, base + len(uniques)), strict=True)
+            ),
         )
 
 

@@ -346,6 +346,12 @@ def _write_snapshot(lakehouse: Lakehouse, raw: DeltaTable, files: pa.Table) -> d
         & pads.field(RAW_FILE).isin(files["file"].combine_chunks()),
     )
     rows = rows.sort_by([(DATE, "ascending")]).combine_chunks()
+    # text as pandas holds it (64-bit offsets): a frame of the window wraps it, not copies it
+    rows = rows.cast(
+        pa.schema(
+            [f.with_type(pa.large_string()) if f.type == pa.string() else f for f in rows.schema]
+        )
+    )
     hashes = id_hashes(rows[ID_COLUMN].to_pandas())
     unique, counts = np.unique(hashes, return_counts=True)
     rows = rows.append_column(ID_HASH, pa.array(hashes, pa.uint64()))

@@ -9,16 +9,18 @@ is laid out as a deployment leaves it, with the weekly ``lakehouse_maintenance``
   :data:`SINCE_MAINTENANCE` written in one commit each (a year of daily commits would only slow
   the setup down: the log is checkpointed by then anyway);
 * then the real maintenance runs (``Lakehouse.maintain()``, what the job calls: the claims
-  history folded from raw, OPTIMIZE, VACUUM, a checkpoint);
+  history folded from raw and its look-back window written as the window snapshot, OPTIMIZE,
+  VACUUM, a checkpoint);
 * then the last :data:`SINCE_MAINTENANCE` days land as the pipeline writes them (a raw commit
   and ``featurize_batch`` each), as they would in the week before the next maintenance (the
   worst case: its history reads take those days from raw);
 * then the measured day's raw batch.
 
 Each measured call opens the lakehouse afresh (a new ``Lakehouse``: a Dagster run or the API
-process starting), so every table's log is read as it would be. The API's memory is the peak
-resident set of a fresh process that loads the window and indexes it (``HistoryIndex``), as the
-scoring API does at start.
+process starting), so every table's log is read as it would be. The API's history load is the
+window read (``window_history``); ``api_history_index`` adds indexing it (``HistoryIndex``), the
+rest of what the scoring API does at start (no goal: it is work per claim held). The API's
+memory is the peak resident set of a fresh process that loads the window and indexes it.
 
 ``python -m bench.lakehouse [--quick]`` (--quick: 500 claims a day instead of 2,000).
 """
@@ -30,6 +32,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,6 +46,7 @@ from fraud_core.claim_versions import as_raw
 from fraud_core.features import build_features
 from fraud_core.lakehouse import Lakehouse, _from_pandas
 from fraud_core.layout import BATCH_COLUMN, FEATURES, RAW
+from fraud_core.online.history import HistoryIndex
 from fraud_core.pipeline import featurize_batch, window_history
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims
@@ -126,8 +130,6 @@ def _lakehouse(root: str, n_days: int, per_day: int) -> tuple[Lakehouse, str, fl
 
 def api_memory(root: str) -> dict[str, Any]:
     """In a fresh process: the API's history load (the window, indexed) and its peak memory."""
-    from fraud_core.online.history import HistoryIndex
-
     before = peak_rss_mb()
     index = HistoryIndex.build(window_history(Lakehouse(root)))
     return {"rows": len(index.frame), "peak_rss_mb": peak_rss_mb(), "imports_rss_mb": before}
@@ -138,65 +140,115 @@ def run(quick: bool) -> list[dict[str, Any]]:
     runs = 3 if quick else 5
     featurize: dict[int, list[float]] = {}
     api: dict[int, list[float]] = {}
+    indexed: dict[int, list[float]] = {}
+    cpu: dict[int, dict[str, list[float]]] = {}  # CPU seconds of the process, all its threads
     memory: dict[int, dict[str, Any]] = {}
     maintained: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-lakehouse-") as tmp:
+        roots: dict[int, str] = {}
         for n_days in HISTORY_DAYS:
             started = time.perf_counter()
-            root = os.path.join(tmp, f"lake-{n_days}")
-            _, batch, maintained[n_days] = _lakehouse(root, n_days, per_day)
-            setup = time.perf_counter() - started
-            featurize[n_days], _ = timed(
-                lambda root=root, batch=batch: featurize_batch(Lakehouse(root), batch),
-                runs=runs,
-                warmup=1,
+            roots[n_days] = os.path.join(tmp, f"lake-{n_days}")
+            _, batch, maintained[n_days] = _lakehouse(roots[n_days], n_days, per_day)
+            print(  # noqa: T201
+                f"{n_days} days: set up in {time.perf_counter() - started:.1f} s "
+                f"(maintenance {maintained[n_days]:.1f} s)",
+                file=sys.stderr,
             )
-            api[n_days], _ = timed(lambda root=root: window_history(Lakehouse(root)), runs, 1)
+        # Rounds over the three sizes back to back (this machine's speed drifts over minutes:
+        # a size measured alone, minutes after another, would compare two machines).
+        for n_days in HISTORY_DAYS:
+            featurize[n_days], api[n_days], indexed[n_days] = [], [], []
+            cpu[n_days] = {"featurize": [], "api": []}
+        for round_ in range(runs + 1):  # the first round warms up, unmeasured
+            for n_days, root in roots.items():
+                calls = {
+                    "featurize": (
+                        lambda root=root, batch=batch: featurize_batch(Lakehouse(root), batch)
+                    ),
+                    "api": lambda root=root: window_history(Lakehouse(root)),
+                }
+                for what, call in calls.items():
+                    wall, used = time.perf_counter(), time.process_time()
+                    call()
+                    if round_:
+                        (featurize if what == "featurize" else api)[n_days].append(
+                            time.perf_counter() - wall
+                        )
+                        cpu[n_days][what].append(time.process_time() - used)
+                if 0 < round_ <= 3:
+                    built, _ = timed(
+                        lambda root=root: HistoryIndex.build(window_history(Lakehouse(root))), 1, 0
+                    )
+                    indexed[n_days] += built
+        for n_days, root in roots.items():
             memory[n_days] = run_child("bench.lakehouse", ["api-memory", root])
             print(  # noqa: T201
-                f"{n_days} days: setup {setup:.1f} s (maintenance {maintained[n_days]:.1f} s), "
-                f"featurize {np.median(featurize[n_days]) * 1e3:.0f} ms, API history "
-                f"{np.median(api[n_days]) * 1e3:.0f} ms, {memory[n_days]['peak_rss_mb']:.0f} MB "
-                f"({memory[n_days]['rows']:,} rows)",
+                f"{n_days} days: featurize {np.median(featurize[n_days]) * 1e3:.0f} ms, API "
+                f"history {np.median(api[n_days]) * 1e3:.0f} ms (indexed "
+                f"{np.median(indexed[n_days]) * 1e3:.0f} ms), "
+                f"{memory[n_days]['peak_rss_mb']:.0f} MB ({memory[n_days]['rows']:,} rows)",
                 file=sys.stderr,
             )
     laid_out = (
         f"the last {SINCE_MAINTENANCE} days landed after the weekly maintenance "
-        "(Lakehouse.maintain: claims history folded, OPTIMIZE, VACUUM)"
+        "(Lakehouse.maintain: claims history folded, window snapshot, OPTIMIZE, VACUUM)"
     )
-    figures = []
-    for n_days in HISTORY_DAYS:
-        figures.append(
-            figure(
-                f"featurize_one_day_{n_days}d_history",
-                [s * 1e3 for s in featurize[n_days]],
-                "ms",
-                notes=f"{per_day:,} claims, {n_days} daily batches of {per_day:,} before it, "
-                f"{laid_out}; a fresh Lakehouse per call (a run's)",
-                warmup=1,
-            )
+    # per history size: (figure, values in seconds or MB, unit, warm-up calls, notes)
+    per_size: list[tuple[str, dict[int, list[float]], str, int, Callable[[int], str]]] = [
+        (
+            "featurize_one_day",
+            featurize,
+            "ms",
+            1,
+            lambda d: (
+                f"{per_day:,} claims, {d} daily batches of {per_day:,} before it, "
+                f"{laid_out}; a fresh Lakehouse per call (a run's); the sizes measured in rounds, "
+                "back to back"
+            ),
+        ),
+        (
+            "api_history_load",
+            api,
+            "ms",
+            1,
+            lambda d: (
+                f"the scoring API's look-back window: {memory[d]['rows']:,} claims held; "
+                "a fresh Lakehouse per call"
+            ),
+        ),
+        (
+            "api_history_index",
+            indexed,
+            "ms",
+            0,
+            lambda d: (
+                "the window read and indexed (HistoryIndex.build): the scoring API's "
+                "start without its model"
+            ),
+        ),
+        (
+            "api_history_memory",
+            {d: [memory[d]["peak_rss_mb"]] for d in HISTORY_DAYS},
+            "MB",
+            0,
+            lambda d: (
+                "peak resident set of a fresh process loading and indexing the window "
+                f"({memory[d]['imports_rss_mb']:.0f} MB after its imports)"
+            ),
+        ),
+    ]
+    figures = [
+        figure(
+            f"{what}_{d}d_history",
+            [v * 1e3 for v in values[d]] if unit == "ms" else values[d],
+            unit,
+            notes=notes(d),
+            warmup=warmup,
         )
-    for n_days in HISTORY_DAYS:
-        figures.append(
-            figure(
-                f"api_history_load_{n_days}d_history",
-                [s * 1e3 for s in api[n_days]],
-                "ms",
-                notes=f"the scoring API's look-back window: {memory[n_days]['rows']:,} claims "
-                "held; a fresh Lakehouse per call",
-                warmup=1,
-            )
-        )
-    for n_days in HISTORY_DAYS:
-        figures.append(
-            figure(
-                f"api_history_memory_{n_days}d_history",
-                [memory[n_days]["peak_rss_mb"]],
-                "MB",
-                notes="peak resident set of a fresh process loading and indexing the window "
-                f"({memory[n_days]['imports_rss_mb']:.0f} MB after its imports)",
-            )
-        )
+        for what, values, unit, warmup, notes in per_size
+        for d in HISTORY_DAYS
+    ]
     figures.append(
         figure(
             "maintenance_seconds",
@@ -213,7 +265,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
             [max(featurize[d][i] for d in HISTORY_DAYS) / fastest for i in range(runs)],
             "x",
             goal="<= 1.5",
-            anchor="before (Parquet, all history read): 0.75 s at 60 days, 6.8 s at 730",
+            anchor="before (Parquet, all history read): 0.75 s at 60 days, 6.8 s at 730; "
+            "claims history by month: 1.68x",
             notes="featurize one day: slowest history size over the fastest",
         )
     )
@@ -224,10 +277,23 @@ def run(quick: bool) -> list[dict[str, Any]]:
             [max(api[d][i] for d in HISTORY_DAYS) / api_fastest for i in range(runs)],
             "x",
             goal="<= 1.5",
+            anchor="claims history by month: 5.37x",
             notes="the API's history load: slowest history size over the fastest (60 days "
             "hold less than the window; 730 and 1,825 hold it whole)",
         )
     )
+    for what, label in (("featurize", "featurize one day"), ("api", "the API's history load")):
+        medians = [float(np.median(cpu[d][what])) for d in HISTORY_DAYS]
+        figures.append(
+            figure(
+                f"{what}_cpu_slowest_over_fastest",
+                [max(medians) / min(medians)],
+                "x",
+                notes=f"{label} in CPU seconds of the process (all its threads), slowest "
+                "history size over the fastest: the work, whatever else the machine runs "
+                "(medians " + ", ".join(f"{m * 1e3:.0f}" for m in medians) + " ms)",
+            )
+        )
     peaks = [memory[d]["peak_rss_mb"] for d in HISTORY_DAYS]
     figures.append(
         figure(

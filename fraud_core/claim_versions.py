@@ -187,10 +187,25 @@ def earlier_claims(lakehouse: Lakehouse, batch_id: str) -> ClaimIndex:
     return ClaimIndex(k[last], c[last], b[last], tuple(earlier))
 
 
-def latest_versions(lakehouse: Lakehouse, frame: pd.DataFrame) -> pd.DataFrame:
+def latest_versions(
+    lakehouse: Lakehouse, frame: pd.DataFrame, may_repeat: np.ndarray | None = None
+) -> pd.DataFrame:
     """The rows of ``frame`` (claims, features or scores of several batches, with
     ``batch_id``) that hold each claim id's latest version: those of the batch ingested
-    last. Row order is kept."""
+    last. Row order is kept.
+
+    ``may_repeat``: a mask of the rows whose claim id may be another row's too (e.g. their
+    :func:`id_hashes` are), when the caller knows; the others are kept without looking at
+    their ids (checking a million ids for repeats costs more than reading them).
+    """
+    if may_repeat is not None:
+        if not may_repeat.any():
+            return frame
+        rows = np.flatnonzero(may_repeat)
+        suspects = frame.iloc[rows].reset_index(drop=True)
+        keep = ~np.asarray(may_repeat, dtype=bool)
+        keep[rows[latest_versions(lakehouse, suspects).index.to_numpy()]] = True
+        return frame[keep]
     if frame.empty or frame[ID_COLUMN].is_unique:
         return frame
     rank = {b: i for i, b in enumerate(batch_order(lakehouse))}

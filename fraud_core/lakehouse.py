@@ -738,8 +738,8 @@ def _from_pandas(frame: pd.DataFrame) -> pa.Table:
 # Which Arrow types hold a claim column of each kind as the claims schema types it (a feature
 # may share a claim column's name with another type: report_delay_days as a float feature).
 _KIND_ARROW: dict[str, Any] = {
-    "id": pa.types.is_string,
-    "category": pa.types.is_string,
+    "id": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+    "category": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
     "date": pa.types.is_timestamp,
     "float": pa.types.is_floating,
     "int": pa.types.is_integer,
@@ -759,7 +759,7 @@ def to_frame(table: pa.Table, typed: bool = True) -> pd.DataFrame:
         else:
             fields.append(f)
     table = table.cast(pa.schema(fields), safe=False)
-    frame = table.to_pandas()
+    frame = table.to_pandas(split_blocks=True)  # a block per column: numbers without copies
     for f in table.schema:
         column = table.column(f.name)
         kind = COLUMNS_BY_NAME[f.name].kind if typed and f.name in COLUMNS_BY_NAME else None

@@ -16,6 +16,8 @@ This module is the one place a path is named; everything else imports it. Under 
                                       file with which feed contract, its counts
     history/claims/                   raw claims' window columns by claim month (claim_month=M/),
                                       folded from raw by maintenance: what history reads read
+    history/claims_window.arrow       the look-back window of the history as maintenance left
+                                      it, sorted by claim date (Arrow IPC, memory-mapped)
     models/VERSION/                   a model bundle: weights, manifest.json, drift reference
     models/champion.json              the champion pointer: {"version": ...}, replaced atomically
     models/champion_history.json      every promotion and rollback, oldest first
@@ -50,6 +52,8 @@ METRICS = "metrics/model_metrics"
 LEGACY_METRICS_FILE = f"{METRICS}/part-0.parquet"
 BATCH_LINEAGE = "lineage/batches"
 CLAIMS_HISTORY = "history/claims"
+# The claims history's look-back window as one Arrow IPC file, written by maintenance.
+CLAIMS_WINDOW = "history/claims_window.arrow"
 MODELS = "models"
 CHAMPION_POINTER = f"{MODELS}/champion.json"
 CHAMPION_HISTORY = f"{MODELS}/champion_history.json"

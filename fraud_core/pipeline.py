@@ -16,26 +16,15 @@ import pyarrow.dataset as pads
 
 from fraud_core import drift, metrics
 from fraud_core.claim_versions import SUPERSEDES, latest_versions
-from fraud_core.features import (
-    DATE,
-    HISTORY_COLUMNS,
-    NUMERIC_FEATURES,
-    WINDOWED,
-    build_features,
-    lookback_days,
-)
+from fraud_core.features import DATE, HISTORY_COLUMNS, NUMERIC_FEATURES, build_features
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import BATCH_COLUMN, FEATURES, METRICS, RAW, SCORES
 from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, LABEL_COLUMN, Decision
 from fraud_core.warehouse import METRICS_COLUMNS, METRICS_KEY
-from fraud_core.window import window_rows
+from fraud_core.window import LOOKBACK_DAYS, MAX_LOOKBACK_DAYS, window_rows, window_since
 
 if TYPE_CHECKING:  # torch: imported by whoever loads a bundle
     from fraud_core.model.bundle import ModelBundle
-
-# How far back the window features look, per key column (days), and at most.
-LOOKBACK_DAYS: dict[str, int] = lookback_days(WINDOWED)
-MAX_LOOKBACK_DAYS = max(LOOKBACK_DAYS.values())
 
 
 def claims_history(
@@ -47,11 +36,11 @@ def claims_history(
     """The raw claims of other batches that the window features of ``claims`` can see: each
     claim's latest version once, none of ``claims``' own ids; ``columns`` only.
 
-    Only what a window can reach is read (:func:`fraud_core.window.window_rows`: the claims
-    history's months, and raw's batches landed since it was folded), and of those rows the
-    ones within each key column's look-back whose key is one of ``claims``' (or that correct
-    an earlier version, so the latest version still wins). The cost is flat in the
-    lakehouse's age: the window, not the history, is read.
+    Only what a window can reach is read (:func:`fraud_core.window.window_rows`: the window
+    snapshot or the claims history's months, and raw's batches landed since they were
+    written), and of those rows the ones within each key column's look-back whose key is one
+    of ``claims``' (or that correct an earlier version, so the latest version still wins).
+    The cost is flat in the lakehouse's age: the window, not the history, is read.
 
     Returns None when there is no other raw claim.
     """
@@ -61,28 +50,19 @@ def claims_history(
     dates = pd.to_datetime(claims[DATE])
     first, last = dates.min(), dates.max()
     start = first - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
-    date = pads.field(DATE)
     # a correction is kept whatever its key, so that it still replaces its earlier version
-    keep = pads.field(SUPERSEDES).is_valid() if SUPERSEDES in declared else pads.scalar(False)
+    reaches = [(start, pads.field(SUPERSEDES).is_valid())] if SUPERSEDES in declared else []
     for entity, days in LOOKBACK_DAYS.items():
         keys = pa.array(claims[entity].dropna().astype(str).unique(), pa.string())
-        since = pa.scalar((first - pd.Timedelta(days=days + 1)).to_pydatetime(), pa.timestamp("us"))
-        keep = keep | ((date >= since) & pads.field(entity).isin(keys))
-    row_filter = keep
-    if batch_id is not None:
-        row_filter = row_filter & (pads.field(BATCH_COLUMN) != batch_id)
-    history = window_rows(lakehouse, [ID_COLUMN, *columns], start, last, row_filter)
+        reaches.append((first - pd.Timedelta(days=days + 1), pads.field(entity).isin(keys)))
+    other = None if batch_id is None else pads.field(BATCH_COLUMN) != batch_id
+    history = window_rows(
+        lakehouse, [ID_COLUMN, *columns], start, last, other, latest=True, any_of=reaches
+    )
     if history.empty:
         return None
-    history = latest_versions(lakehouse, history)
     history = history[~history[ID_COLUMN].isin(claims[ID_COLUMN]).to_numpy()]
     return history[list(dict.fromkeys([ID_COLUMN, *columns]))].reset_index(drop=True)
-
-
-def window_since(latest: pd.Timestamp) -> pd.Timestamp:
-    """The first claim date of the longest look-back window before claims of ``latest``'s day
-    (what the scoring API holds)."""
-    return pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
 
 
 def window_history(
@@ -97,11 +77,11 @@ def window_history(
     ``columns``) when there are no raw claims.
     """
     wanted = [*columns, BATCH_COLUMN] if batches else list(columns)
-    latest = lakehouse.column_range(RAW, DATE)[1] if lakehouse.batches(RAW) else None
+    latest = lakehouse.column_range(RAW, DATE)[1]  # (None: no raw table, or no claim yet)
     if latest is None:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in wanted})
-    every = window_rows(lakehouse, [ID_COLUMN, *columns], window_since(latest))
-    return latest_versions(lakehouse, every)[wanted].reset_index(drop=True)
+    every = window_rows(lakehouse, [ID_COLUMN, *columns], window_since(latest), latest=True)
+    return every[wanted].reset_index(drop=True)
 
 
 def featurize_batch(lakehouse: Lakehouse, batch_id: str) -> pd.DataFrame:

@@ -41,8 +41,9 @@ from fraud_core.layout import BATCH_COLUMN, RAW
 from fraud_core.model.bundle import ModelBundle, load_champion
 from fraud_core.model.fast import NumpyForward
 from fraud_core.online.history import HistoryIndex
-from fraud_core.pipeline import window_history, window_since
+from fraud_core.pipeline import window_history
 from fraud_core.schema import DECISION_COLUMN, ID_COLUMN, Decision
+from fraud_core.window import window_since
 
 log = logging.getLogger(__name__)
 

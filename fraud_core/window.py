@@ -1,4 +1,5 @@
-"""The claims history by claim month, and reading a look-back window of raw claims from it.
+"""The claims history by claim month and its window snapshot, and reading a look-back window
+of raw claims from them.
 
 Raw claims are a Delta partition per batch, so a daily feed leaves a small file a day, and a
 year's look-back would open about 365 of them: opening a file costs more than reading its
@@ -18,12 +19,24 @@ so a window reads about 13 files plus the batches landed since.
   folded (landed or rerun since the last maintenance). So the rows are raw's rows whatever
   the history holds: at any pair of versions (time travel pins both tables), with or
   without maintenance (without it, every batch comes from raw: correct, only slower).
+* **The window, mapped.** A full window is still ~734,000 claims at 2,000 a day, and decoding
+  them from Parquet cost 5x what 60 days cost. So :func:`fold` also writes the history's
+  look-back window as one uncompressed Arrow IPC file
+  (:data:`fraud_core.layout.CLAIMS_WINDOW`, :class:`_Snapshot`): sorted by claim date, each
+  claim id hashed, naming the raw files it covers. :func:`window_rows` memory-maps it and
+  slices the window out by date (each key column's condition from that column's own
+  look-back only), under the same rule as the history: its rows count where raw still has
+  their file, raw's files it does not cover are read from raw.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import operator
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,10 +47,12 @@ import pyarrow.dataset as pads
 from deltalake import DeltaTable
 
 from fraud_core import delta
-from fraud_core.claim_versions import SUPERSEDES
-from fraud_core.features import DATE, HISTORY_COLUMNS
+from fraud_core.claim_versions import SUPERSEDES, id_hashes, latest_versions
+from fraud_core.delta import LakehouseError
+from fraud_core.features import DATE, HISTORY_COLUMNS, WINDOWED, lookback_days
 from fraud_core.lakehouse import Lakehouse, to_frame
-from fraud_core.layout import BATCH_COLUMN, CLAIMS_HISTORY, MONTH_COLUMN, RAW
+from fraud_core.layout import BATCH_COLUMN, CLAIMS_HISTORY, CLAIMS_WINDOW, MONTH_COLUMN, RAW
+from fraud_core.schema import ID_COLUMN
 
 # The raw file a history row was folded from: a 64-bit hash of its path in raw's log (a
 # number, so that checking a window's rows against raw's files costs little).
@@ -48,6 +63,24 @@ FOLDED_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys([*HISTORY_COLUMNS, SUPERSE
 FOLD_FILES = 512
 _TIMESTAMP = pa.timestamp("us")
 _FILENAME = "__filename"  # pyarrow's scanner names each row's file in this column
+# How far back the window features look, per key column (days), and at most.
+LOOKBACK_DAYS: dict[str, int] = lookback_days(WINDOWED)
+MAX_LOOKBACK_DAYS = max(LOOKBACK_DAYS.values())
+# The window snapshot (CLAIMS_WINDOW) starts this many days before the window of raw's latest
+# claim when it is written, so that a batch of claims reported up to a month late still reads
+# it rather than the history's months.
+SNAPSHOT_MARGIN_DAYS = 31
+# The window snapshot's column of each row's claim id hashed (claim_versions.id_hashes), and
+# the same hashes sorted (a column of the same length: what a membership test searches).
+ID_HASH = "id_hash"
+_SORTED_HASH = "id_hash_sorted"
+_SNAPSHOT_KEY = b"fraud.claims_window"  # its schema metadata: start, files covered, repeats
+
+
+def window_since(latest: pd.Timestamp) -> pd.Timestamp:
+    """The first claim date of the longest look-back window before claims of ``latest``'s day
+    (what the scoring API holds)."""
+    return pd.Timestamp(latest).normalize() - pd.Timedelta(days=MAX_LOOKBACK_DAYS + 1)
 
 
 def file_ids(paths: Sequence[str]) -> pa.Array:
@@ -88,20 +121,31 @@ def _stamp(value: pd.Timestamp) -> pa.Scalar:
     return pa.scalar(pd.Timestamp(value).to_pydatetime(), _TIMESTAMP)
 
 
+def _day64(value: pd.Timestamp) -> np.datetime64:
+    return pd.Timestamp(value).to_datetime64().astype("datetime64[us]")
+
+
 def window_rows(
     lakehouse: Lakehouse,
     columns: Sequence[str],
     start: pd.Timestamp,
     end: pd.Timestamp | None = None,
     row_filter: pads.Expression | None = None,
+    latest: bool = False,
+    any_of: Sequence[tuple[pd.Timestamp, pads.Expression]] = (),
 ) -> pd.DataFrame:
     """Raw claims with ``start <= claim_date`` (``<= end`` when given) that ``row_filter``
-    keeps, with ``columns`` and ``batch_id``: from the claims history where it holds their
-    raw file, otherwise from raw (see the module's doc). Every version of a claim is there:
-    pick the latest with :func:`fraud_core.claim_versions.latest_versions`.
+    keeps, with ``columns`` and ``batch_id``: from the window snapshot or the claims history
+    where they hold their raw file, otherwise from raw (see the module's doc). Every version
+    of a claim is there, unless ``latest``: then each claim's latest version only
+    (:func:`fraud_core.claim_versions.latest_versions`).
+
+    ``any_of``: when given, only the rows dated ``since`` or later that ``condition`` keeps,
+    for one of its ``(since, condition)`` (a window per key column: the snapshot, sorted by
+    date, evaluates each condition from its own ``since`` only).
 
     Raises:
-        LakehouseError: there is no raw table, or a log is damaged.
+        LakehouseError: there is no raw table, a log is damaged, or the window snapshot is.
     """
     wanted = list(dict.fromkeys([*columns, BATCH_COLUMN]))
     raw = lakehouse.delta_table(RAW)
@@ -112,18 +156,32 @@ def window_rows(
     if end is not None:
         dates = dates & (pads.field(DATE) <= _stamp(end))
         sql += f" AND {DATE} <= '{end:%Y-%m-%d %H:%M:%S}'"
-    keep = dates if row_filter is None else dates & row_filter
-    history = lakehouse.delta_table(CLAIMS_HISTORY)
-    if history is None or not set(wanted) <= set(_folded_names(raw)):
-        return to_frame(lakehouse.scan(raw, wanted, sql, keep))
+    keep = dates
+    if any_of:
+        keep = keep & functools.reduce(
+            operator.or_, [(pads.field(DATE) >= _stamp(s)) & c for s, c in any_of]
+        )
+    if row_filter is not None:
+        keep = keep & row_filter
+    snapshot = _Snapshot.read(lakehouse)
+    if snapshot is not None and not snapshot.serves(start, wanted):
+        snapshot = None
+    history = lakehouse.delta_table(CLAIMS_HISTORY) if snapshot is None else None
+    if snapshot is None and (history is None or not set(wanted) <= set(_folded_names(raw))):
+        every = to_frame(lakehouse.scan(raw, wanted, sql, keep))
+        return latest_versions(lakehouse, every) if latest else every
     files = _raw_files(raw)
     months = f"{MONTH_COLUMN} >= '{_month(start)}'"
     if end is not None:
         months += f" AND {MONTH_COLUMN} <= '{_month(end)}'"
-    # A raw file is folded whole, so one the history's months hold at all is one whose window
-    # rows are all there: that needs the (tiny) file-id column only.
-    ids = lakehouse.scan(history, [RAW_FILE], months)[RAW_FILE]
-    folded = pc.unique(pc.filter(ids, pc.is_in(ids, files["file"])))  # raw still has them
+    if snapshot is None:
+        assert history is not None
+        # A raw file is folded whole, so one the history's months hold at all is one whose
+        # window rows are all there: that needs the (tiny) file-id column only.
+        ids = lakehouse.scan(history, [RAW_FILE], months)[RAW_FILE]
+        folded = pc.unique(pc.filter(ids, pc.is_in(ids, files["file"])))  # raw still has them
+    else:
+        folded = snapshot.files_in(files["file"])
     reaches = pc.fill_null(pc.greater_equal(files["high"], _stamp(start)), True)
     if end is not None:
         reaches = pc.and_(reaches, pc.fill_null(pc.less_equal(files["low"], _stamp(end)), True))
@@ -134,16 +192,186 @@ def window_rows(
         )
     )
     todo = sorted({str(b) for b in missing[BATCH_COLUMN].to_pylist()})
-    # the rows of raw's folded files (none of a batch read from raw), filtered as they are read
-    held_filter = keep & pads.field(RAW_FILE).isin(folded)
-    if todo:
-        held_filter = held_filter & ~pads.field(BATCH_COLUMN).isin(pa.array(todo, pa.string()))
-    held = lakehouse.scan(history, wanted, months, held_filter)
-    parts = [held.select(wanted)]
+    if snapshot is None:
+        assert history is not None
+        # the rows of raw's folded files (none of a batch read from raw), filtered as read
+        held_filter = keep & pads.field(RAW_FILE).isin(folded)
+        if todo:
+            held_filter = held_filter & ~pads.field(BATCH_COLUMN).isin(pa.array(todo, pa.string()))
+        held = lakehouse.scan(history, wanted, months, held_filter).select(wanted)
+        held_ids = None
+    else:
+        rows = snapshot.rows_for(start, end, any_of, row_filter, folded, todo)
+        held, held_ids = rows.select(wanted), rows[ID_HASH]
+    parts = [held]
     if todo:
         fresh = lakehouse.scan(raw, wanted, f"({delta.batch_predicate(todo)}) AND {sql}", keep)
-        parts.append(fresh.select(wanted).cast(parts[0].schema))
-    return to_frame(pa.concat_tables(parts))
+        parts.append(fresh.select(wanted).cast(held.schema))
+    every = to_frame(pa.concat_tables(parts))
+    if not latest:
+        return every
+    if held_ids is None or snapshot is None:
+        return latest_versions(lakehouse, every)
+    return latest_versions(lakehouse, every, snapshot.may_repeat(held_ids, every[held.num_rows :]))
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The window snapshot (:data:`~fraud_core.layout.CLAIMS_WINDOW`): every row of the
+    claims history with ``start <= claim_date``, sorted by claim date, of the raw ``files``
+    it covers (a raw file's rows from ``start`` on are all there or none), each with its
+    claim id hashed (:data:`ID_HASH`, and those hashes sorted in ``_SORTED_HASH``);
+    ``repeated``: the hashes more than one row holds."""
+
+    rows: pa.Table
+    start: pd.Timestamp
+    files: pa.Table  # file (RAW_FILE), batch_id
+    repeated: np.ndarray
+
+    @classmethod
+    def read(cls, lakehouse: Lakehouse) -> _Snapshot | None:
+        """The snapshot maintenance wrote (memory-mapped on a local lakehouse), or None."""
+        try:
+            if lakehouse.is_local:
+                path = lakehouse.path(CLAIMS_WINDOW)
+                if not os.path.exists(path):
+                    return None
+                source: Any = pa.memory_map(path)
+            else:
+                source = pa.BufferReader(lakehouse.read_bytes(CLAIMS_WINDOW))
+        except LakehouseError:
+            return None  # not written yet
+        try:
+            reader = pa.ipc.open_file(source)
+            meta = json.loads((reader.schema.metadata or {})[_SNAPSHOT_KEY])
+            lacks = {DATE, RAW_FILE, BATCH_COLUMN, ID_HASH, _SORTED_HASH} - set(reader.schema.names)
+            if lacks:
+                raise ValueError(f"no column(s) {', '.join(sorted(lacks))}")
+            return cls(
+                reader.read_all(),
+                pd.Timestamp(meta["start"]),
+                pa.table(
+                    {
+                        RAW_FILE: pa.array(meta["files"], pa.int64()),
+                        BATCH_COLUMN: pa.array(meta["batches"], pa.string()),
+                    }
+                ),
+                np.asarray(meta["repeated"], np.uint64),
+            )
+        except (pa.ArrowException, KeyError, ValueError) as exc:
+            raise LakehouseError(
+                f"the window snapshot {lakehouse.url(CLAIMS_WINDOW)} is damaged ({exc}): "
+                "delete it and run `fraud lakehouse maintain` to write it again"
+            ) from exc
+
+    def serves(self, start: pd.Timestamp, columns: Sequence[str]) -> bool:
+        """Whether it holds the rows of a window from ``start`` with ``columns``."""
+        return self.start <= start and set(columns) <= set(self.rows.column_names)
+
+    def files_in(self, raw_files: pa.ChunkedArray) -> pa.Array:
+        """The raw files it covers that are among ``raw_files``."""
+        covered = self.files[RAW_FILE]
+        return pc.filter(covered, pc.is_in(covered, raw_files)).combine_chunks()
+
+    def rows_for(
+        self,
+        start: pd.Timestamp,
+        end: pd.Timestamp | None,
+        any_of: Sequence[tuple[pd.Timestamp, pads.Expression]],
+        row_filter: pads.Expression | None,
+        folded: pa.Array,
+        todo: Sequence[str],
+    ) -> pa.Table:
+        """Its rows within ``[start, end]`` that ``any_of`` and ``row_filter`` keep (see
+        :func:`window_rows`), of the ``folded`` raw files, none of the batches ``todo`` (read
+        from raw): slices of the sorted rows, and filters only where needed."""
+        days = self.rows[DATE].combine_chunks().cast(_TIMESTAMP).to_numpy()
+        first = int(np.searchsorted(days, _day64(start), side="left"))
+        last = len(days) if end is None else int(np.searchsorted(days, _day64(end), "right"))
+        rows = self.rows.slice(first, max(last - first, 0))
+        if any_of:
+            days = days[first : first + rows.num_rows]
+            hits = np.zeros(rows.num_rows, bool)
+            for since, condition in any_of:
+                at = int(np.searchsorted(days, _day64(since), side="left"))
+                hit = pads.dataset(rows.slice(at)).to_table(columns={"hit": condition})["hit"]
+                hits[at:] |= pc.fill_null(hit, False).to_numpy()
+            rows = rows.filter(pa.array(hits))
+        conditions = [] if row_filter is None else [row_filter]
+        if len(folded) < self.files.num_rows:  # some raw files it covers are gone
+            conditions.append(pads.field(RAW_FILE).isin(folded))
+        covered = set(self.files[BATCH_COLUMN].to_pylist())
+        rerun = [b for b in todo if b in covered]
+        if rerun:  # a batch with files it covers and files it does not: read whole from raw
+            conditions.append(~pads.field(BATCH_COLUMN).isin(pa.array(rerun, pa.string())))
+        if not conditions:
+            return rows
+        return pads.dataset(rows).to_table(filter=functools.reduce(operator.and_, conditions))
+
+    def may_repeat(self, held_ids: pa.ChunkedArray, fresh: pd.DataFrame) -> np.ndarray:
+        """Which rows of its ``held_ids`` then of ``fresh`` (rows read from raw) may share a
+        claim id with another: their id hash is held twice, or by a fresh row too (a
+        binary search of the fresh rows' hashes in its sorted ones)."""
+        fresh_ids = id_hashes(fresh[ID_COLUMN]) if len(fresh) else np.zeros(0, np.uint64)
+        unique, counts = np.unique(fresh_ids, return_counts=True)
+        held_sorted = self.rows[_SORTED_HASH].to_numpy()
+        found = np.minimum(np.searchsorted(held_sorted, unique), max(len(held_sorted) - 1, 0))
+        both = unique[held_sorted[found] == unique] if len(held_sorted) else unique[:0]
+        suspects = np.union1d(self.repeated, np.union1d(unique[counts > 1], both))
+        if not len(suspects):
+            return np.zeros(len(held_ids) + len(fresh_ids), bool)
+        return np.isin(np.concatenate([held_ids.to_numpy(), fresh_ids]), suspects)
+
+
+def _write_snapshot(lakehouse: Lakehouse, raw: DeltaTable, files: pa.Table) -> dict[str, Any]:
+    """Write the window snapshot from the claims history just folded up to raw's ``files``
+    (:func:`_raw_files` of ``raw``; the history must hold every row of them: only
+    :func:`fold` knows): its rows from :data:`SNAPSHOT_MARGIN_DAYS` before the window of
+    raw's latest claim. Returns ``window_rows`` written (0, and nothing written, when there
+    is no history or no claim date).
+    """
+    history = lakehouse.delta_table(CLAIMS_HISTORY)
+    if history is None:
+        return {"window_rows": 0}
+    latest = pc.max(files["high"]).as_py()
+    if latest is None:
+        return {"window_rows": 0}
+    start = window_since(pd.Timestamp(latest)) - pd.Timedelta(days=SNAPSHOT_MARGIN_DAYS)
+    names = [c for c in _folded_schema(raw).names if c != MONTH_COLUMN]
+    rows = lakehouse.scan(
+        history,
+        names,
+        f"{MONTH_COLUMN} >= '{_month(start)}'",
+        (pads.field(DATE) >= _stamp(start))
+        & pads.field(RAW_FILE).isin(files["file"].combine_chunks()),
+    )
+    rows = rows.sort_by([(DATE, "ascending")]).combine_chunks()
+    # text as pandas holds it (64-bit offsets): a frame of the window wraps it, not copies it
+    rows = rows.cast(
+        pa.schema(
+            [f.with_type(pa.large_string()) if f.type == pa.string() else f for f in rows.schema]
+        )
+    )
+    hashes = id_hashes(rows[ID_COLUMN].to_pandas())
+    unique, counts = np.unique(hashes, return_counts=True)
+    rows = rows.append_column(ID_HASH, pa.array(hashes, pa.uint64()))
+    rows = rows.append_column(_SORTED_HASH, pa.array(np.sort(hashes), pa.uint64()))
+    meta = {
+        "start": start.isoformat(),
+        "files": files["file"].to_pylist(),
+        "batches": files[BATCH_COLUMN].to_pylist(),
+        "repeated": unique[counts > 1].tolist(),
+    }
+    rows = rows.replace_schema_metadata({_SNAPSHOT_KEY: json.dumps(meta).encode()})
+    staged = lakehouse.staging_path(CLAIMS_WINDOW)
+    try:
+        with pa.OSFile(staged, "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+            writer.write_table(rows)
+    except BaseException:
+        os.remove(staged)
+        raise
+    lakehouse.publish(staged, CLAIMS_WINDOW)
+    return {"window_rows": rows.num_rows}
 
 
 def fold(lakehouse: Lakehouse) -> dict[str, Any]:
@@ -205,6 +433,7 @@ def fold(lakehouse: Lakehouse) -> dict[str, Any]:
         folded_files=new.num_rows,
         dropped_files=len(set(gone[RAW_FILE].to_pylist())),
     )
+    done.update(_write_snapshot(lakehouse, raw, files))
     return done
 
 

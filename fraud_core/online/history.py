@@ -78,7 +78,10 @@ class _Groups(NamedTuple):
             order=np.argsort(codes, kind="stable").astype(np.int64),
             offsets=(np.r_[0, np.cumsum(counts)] + skip).astype(np.int64),
             row_groups=np.where(codes >= 0, codes + base, -1).astype(np.int64),
-            lookup={str(k): base + i for i, k in enumerate(uniques)},
+            # built from a list at once: iterating an Arrow-backed array costs ~3x as much
+            lookup=dict(
+                zip(map(str, uniques.tolist()), range(base, base + len(uniques)), strict=True)
+            ),
         )
 
 

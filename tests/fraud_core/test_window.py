@@ -10,11 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud_core.claim_versions import SUPERSEDES, as_raw, content_hashes, with_versions
+from fraud_core.claim_versions import (
+    SUPERSEDES,
+    as_raw,
+    content_hashes,
+    latest_versions,
+    with_versions,
+)
 from fraud_core.delta import LakehouseError
 from fraud_core.features import HISTORY_COLUMNS
 from fraud_core.lakehouse import Lakehouse
-from fraud_core.layout import CLAIMS_HISTORY, MONTH_COLUMN, RAW
+from fraud_core.layout import CLAIMS_HISTORY, CLAIMS_WINDOW, MONTH_COLUMN, RAW
 from fraud_core.pipeline import claims_history, featurize_batch, window_history
 from fraud_core.schema import ID_COLUMN, coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims
@@ -126,16 +132,21 @@ def test_a_rerun_of_a_folded_batch_is_read_from_raw_then_refolded(lakehouse: Lak
     pd.testing.assert_frame_equal(_sorted(again), _sorted(pinned))
 
 
-def test_a_correction_wins_in_the_folded_history(lakehouse: Lakehouse) -> None:
-    first = lakehouse.read_batch(RAW, "d10")
-    fixed = first.head(3).copy()
+def _correct(lakehouse: Lakehouse, batch: str, n: int, into: str) -> pd.DataFrame:
+    """Batch ``into`` corrects the first ``n`` claims of ``batch`` (their amounts doubled)."""
+    fixed = lakehouse.read_batch(RAW, batch).head(n).copy()
     fixed["claimed_amount"] = fixed["claimed_amount"] * 2
     fixed = with_versions(
         fixed.drop(columns=["content_hash", SUPERSEDES]),
         content_hashes(fixed),
-        np.full(3, "d10", dtype=object),
+        np.full(n, batch, dtype=object),
     )
-    lakehouse.write_batch(RAW, "d99", fixed)  # a later batch corrects three claims
+    lakehouse.write_batch(RAW, into, fixed)
+    return fixed
+
+
+def test_a_correction_wins_in_the_folded_history(lakehouse: Lakehouse) -> None:
+    fixed = _correct(lakehouse, "d10", 3, into="d99")  # a later batch corrects three claims
     before = window_history(Lakehouse(lakehouse.uri))
     fold(lakehouse)
     after = window_history(Lakehouse(lakehouse.uri))
@@ -157,3 +168,70 @@ def test_a_raw_table_without_claims_columns_is_not_folded(tmp_path: Path) -> Non
     lh.write_batch(RAW, "b1", pd.DataFrame({"x": [1, 2]}))
     assert fold(lh)["folded_files"] == 0
     assert lh.table_version(CLAIMS_HISTORY) is None
+
+
+def _from_raw(lh: Lakehouse, start: pd.Timestamp) -> pd.DataFrame:
+    """The window as raw alone holds it: each claim's latest version from ``start`` on."""
+    every = lh.read_batches(RAW, columns=[*HISTORY_COLUMNS])
+    every = latest_versions(lh, every[(every["claim_date"] >= start).to_numpy()])
+    return _sorted(every[list(HISTORY_COLUMNS)])
+
+
+def _window(lh: Lakehouse, start: pd.Timestamp) -> pd.DataFrame:
+    rows = window_rows(Lakehouse(lh.uri), HISTORY_COLUMNS, start, latest=True)
+    return _sorted(rows[list(HISTORY_COLUMNS)])
+
+
+def test_maintenance_writes_the_window_snapshot_and_reads_take_it(lakehouse: Lakehouse) -> None:
+    start = DAYS[-4] - pd.Timedelta(days=200)
+    expected = _from_raw(lakehouse, start)
+    results = {r["table"]: r for r in lakehouse.maintain()}
+    window = Path(lakehouse.uri) / CLAIMS_WINDOW
+    assert window.exists() and results["claims_history"]["window_rows"] > len(expected)
+    pd.testing.assert_frame_equal(_window(lakehouse, start), expected)
+    # the window's rows come from the snapshot alone: the history's files are not read
+    for part in (Path(lakehouse.uri) / CLAIMS_HISTORY).glob("claim_month=*/*.parquet"):
+        part.unlink()
+    pd.testing.assert_frame_equal(_window(lakehouse, start), expected)
+    # a window from before the snapshot's start reads the history's months (gone here)
+    with pytest.raises(OSError):
+        window_rows(Lakehouse(lakehouse.uri), HISTORY_COLUMNS, start - pd.Timedelta(days=400))
+
+
+def test_the_snapshot_yields_to_raw_reruns_corrections_and_new_batches(
+    lakehouse: Lakehouse,
+) -> None:
+    lakehouse.maintain()
+    start = DAYS[-4] - pd.Timedelta(days=200)
+    lakehouse.write_batch(RAW, "d15", _day(15, n=12))  # a rerun of a batch it covers
+    lakehouse.write_batch(RAW, "d19", _day(19))  # a new batch
+    fixed = _correct(lakehouse, "d14", 4, into="d98")  # four claims the snapshot holds
+    window = _window(lakehouse, start)
+    pd.testing.assert_frame_equal(window, _from_raw(lakehouse, start))
+    amounts = window.set_index(ID_COLUMN).loc[fixed[ID_COLUMN], "claimed_amount"]
+    np.testing.assert_allclose(amounts.to_numpy(), fixed["claimed_amount"].to_numpy())
+    # the new batch is read from raw (its file gone behind the log's back: the read fails)
+    next((Path(lakehouse.uri) / RAW / "batch_id=d19").glob("*.parquet")).unlink()
+    with pytest.raises(OSError):
+        _window(lakehouse, start)
+
+
+def test_only_rows_whose_id_may_repeat_are_checked_for_versions(lakehouse: Lakehouse) -> None:
+    every = lakehouse.read_batches(RAW, ["d01", "d02"], list(HISTORY_COLUMNS))
+    again = every.head(5).assign(batch_id="d03")  # five claims delivered again, later
+    frame = pd.concat([every, again], ignore_index=True)
+    repeats = frame[ID_COLUMN].duplicated(keep=False).to_numpy()
+    kept = latest_versions(lakehouse, frame, may_repeat=repeats)
+    pd.testing.assert_frame_equal(kept, latest_versions(lakehouse, frame))
+    assert len(kept) == len(every) and set(kept.tail(5)["batch_id"]) == {"d03"}
+    # a mask that misses a repeat keeps both: the mask is the caller's promise
+    assert len(latest_versions(lakehouse, frame, may_repeat=np.zeros(len(frame), bool))) == len(
+        frame
+    )
+
+
+def test_a_damaged_snapshot_fails_with_what_to_do(lakehouse: Lakehouse) -> None:
+    lakehouse.maintain()
+    (Path(lakehouse.uri) / CLAIMS_WINDOW).write_bytes(b"not arrow")
+    with pytest.raises(LakehouseError, match=r"claims_window\.arrow is damaged .* maintain"):
+        window_history(Lakehouse(lakehouse.uri))

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from itertools import product
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -85,6 +85,15 @@ class TrainingKnobs(_Strict):
         lt=1.0,
         description="per-step decay of the moving average of the weights that is validated "
         "and kept (0: off, the raw weights)",
+    )
+    # The same names as fraud_core.model.train.LR_SCHEDULES (torch is not imported here).
+    lr_schedule: Literal["constant", "cosine", "plateau"] = Field(
+        default="constant",
+        description="constant; cosine: from lr to zero over max_epochs, step by step; "
+        "plateau: times lr_factor after each epoch with no new best validation AP",
+    )
+    lr_factor: float = Field(
+        default=0.3, gt=0.0, lt=1.0, description="plateau: the rate's factor per epoch"
     )
 
 
@@ -165,6 +174,8 @@ def train_config(
         piecewise_bins=knobs["piecewise_bins"],
         direction_penalty=knobs.get("direction_penalty", 0.0),
         ema_decay=knobs.get("ema_decay", 0.0),
+        lr_schedule=knobs.get("lr_schedule", "constant"),
+        lr_factor=knobs.get("lr_factor", 0.3),
         weight_decay=knobs["weight_decay"],
         max_epochs=max_epochs or knobs["max_epochs"],
         patience=knobs["patience"],

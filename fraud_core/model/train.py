@@ -14,6 +14,13 @@ its risky direction, and the network pays for every logit that drops. A flexible
 piecewise-linear bins) otherwise learns the sampling noise of the rare fraud cases as
 wiggles, which the gate's directional tests rightly refuse; the penalty keeps the flexibility
 where the data has it and forbids it where the domain says no.
+
+The learning rate is constant by default. ``lr_schedule`` decays it: ``"cosine"`` lowers it
+step by step along half a cosine, from ``lr`` to zero at the end of ``max_epochs``;
+``"plateau"`` multiplies it by ``lr_factor`` after every epoch whose validation AP is not a
+new best (early stopping still ends training after ``patience`` such epochs in a row). At a
+constant rate the validation AP stops rising after a few epochs, the weights still moving by
+the rate's step; a smaller rate lets them settle into the minimum they are circling.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import cast
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -35,6 +42,9 @@ from fraud_core.metrics import average_precision
 from fraud_core.model.network import FraudNet, NetConfig, average_of
 from fraud_core.model.preprocessing import Vocabulary
 from fraud_core.schema import LABEL_COLUMN
+
+LRSchedule = Literal["constant", "cosine", "plateau"]
+LR_SCHEDULES: tuple[LRSchedule, ...] = ("constant", "cosine", "plateau")
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,14 @@ class TrainConfig:
     pos_weight: float | None = None  # None: sqrt(negatives / positives)
     direction_penalty: float = 0.0  # weight of direction_violation in the loss (0: off)
     ema_decay: float = 0.0  # per-step decay of an exponential moving average of the weights
+    lr_schedule: LRSchedule = "constant"  # how the learning rate decays (module docstring)
+    lr_factor: float = 0.3  # "plateau": the rate's factor after an epoch with no new best
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule {self.lr_schedule!r} is not one of {LR_SCHEDULES}")
+        if not 0.0 < self.lr_factor < 1.0:
+            raise ValueError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -140,6 +158,12 @@ def direction_violation(
     return torch.relu(both[: len(rows)] - both[len(rows) :]).mean()
 
 
+def cosine_lr(lr: float, progress: float) -> float:
+    """The rate at ``progress`` (0 at the first step, 1 after the last of ``max_epochs``) of a
+    half-cosine decay from ``lr`` to zero."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
 def fit(
     train: pd.DataFrame,
     val: pd.DataFrame,
@@ -199,14 +223,21 @@ def fit(
     history: list[dict[str, float]] = []
     generator = torch.Generator().manual_seed(config.seed)
     epochs = tqdm(range(1, config.max_epochs + 1), desc="epochs", disable=not progress, leave=False)
+    steps_per_epoch = math.ceil(len(target) / config.batch_size)
+    total_steps = steps_per_epoch * config.max_epochs
+    lr = config.lr
     epoch = 0
     for epoch in epochs:
         net.train()
         epoch_started = time.perf_counter()
         order = torch.randperm(len(target), generator=generator)
         total = 0.0
-        for start in range(0, len(order), config.batch_size):
+        for step, start in enumerate(range(0, len(order), config.batch_size)):
             idx = order[start : start + config.batch_size]
+            if config.lr_schedule == "cosine":
+                lr = cosine_lr(config.lr, ((epoch - 1) * steps_per_epoch + step) / total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             logits = net(x_num[idx], x_cat[idx])
             loss = loss_fn(logits, target[idx])
@@ -225,6 +256,7 @@ def fit(
                 "epoch": epoch,
                 "train_loss": total / len(order),
                 "val_ap": val_ap,
+                "lr": optimizer.param_groups[0]["lr"],  # the rate of the epoch's last step
                 "train_seconds": train_seconds,
                 "val_seconds": time.perf_counter() - epoch_started - train_seconds,
             }
@@ -234,6 +266,8 @@ def fit(
             best_ap, best_epoch, best_state = val_ap, epoch, copy.deepcopy(judged.state_dict())
         elif epoch - best_epoch >= config.patience:
             break
+        elif config.lr_schedule == "plateau":
+            lr *= config.lr_factor
     net.load_state_dict(best_state)
     net.eval()
     return FitResult(net, vocabulary, best_ap, best_epoch, epoch, history)

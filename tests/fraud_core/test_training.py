@@ -1,6 +1,8 @@
-"""The tuned LightGBM baseline: a real search, chosen on validation, never on the test."""
+"""Training: the tuned LightGBM baseline (a real search, chosen on validation, never on the
+test), and the network's training loop (moving average of the weights, rate schedules)."""
 
 import numpy as np
+import pytest
 
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.metrics import average_precision
@@ -57,3 +59,60 @@ def test_the_moving_average_of_the_weights_is_what_is_validated_and_kept(
     # the preprocessing is fitted on the rows, never averaged (its spare bins hold inf)
     assert torch.equal(averaged.net.piecewise.width, plain.net.piecewise.width)
     assert torch.isinf(averaged.net.piecewise.width).any()
+
+
+def test_cosine_decays_from_the_rate_to_zero() -> None:
+    from fraud_core.model.train import cosine_lr
+
+    assert cosine_lr(0.004, 0.0) == 0.004
+    assert cosine_lr(0.004, 0.5) == pytest.approx(0.002)
+    assert cosine_lr(0.004, 1.0) == pytest.approx(0.0)
+    assert cosine_lr(0.004, 1.5) == pytest.approx(0.0)  # held at the end
+    assert cosine_lr(0.004, 0.25) > cosine_lr(0.004, 0.75)
+
+
+def test_a_bad_schedule_is_refused() -> None:
+    from fraud_core.model.train import TrainConfig
+
+    with pytest.raises(ValueError, match="is not one of"):
+        TrainConfig(lr_schedule="step")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lr_factor"):
+        TrainConfig(lr_schedule="plateau", lr_factor=1.0)
+
+
+def test_the_learning_rate_follows_its_schedule(champion_lakehouse) -> None:
+    """The rate the optimizer used in each epoch's last step (``history``'s ``lr``): constant,
+    a cosine reaching zero at ``max_epochs``, or cut by ``lr_factor`` after each epoch that is
+    not a new best; and the schedule changes what is learned."""
+    import torch
+
+    from fraud_core.model.train import TrainConfig, cosine_lr, fit
+
+    split = time_split(load_labelled_features(Lakehouse(str(champion_lakehouse))), 0.2, 0.2)
+    base = TrainConfig(max_epochs=6, patience=6, batch_size=256, lr=0.02, piecewise_bins=8)
+
+    constant = fit(split.train, split.val, base, threads=1)
+    assert [h["lr"] for h in constant.history] == [0.02] * 6
+
+    cosine = fit(split.train, split.val, TrainConfig(**{**base.as_dict(), "lr_schedule": "cosine"}))
+    steps = -(-len(split.train) // 256)
+    expected = [cosine_lr(0.02, (e * steps - 1) / (6 * steps)) for e in range(1, 7)]
+    assert [h["lr"] for h in cosine.history] == pytest.approx(expected)
+    assert cosine.history[-1]["lr"] < 0.02 / 1000
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(cosine.net.parameters(), constant.net.parameters(), strict=True)
+    )
+
+    plateau = fit(
+        split.train,
+        split.val,
+        TrainConfig(**{**base.as_dict(), "lr_schedule": "plateau", "lr_factor": 0.5}),
+    )
+    rates, best, cuts = [h["lr"] for h in plateau.history], -1.0, 0
+    for epoch, entry in enumerate(plateau.history[:-1]):
+        improved = entry["val_ap"] > best
+        best = max(best, entry["val_ap"])
+        cuts += not improved
+        assert rates[epoch + 1] == pytest.approx(rates[epoch] * (1.0 if improved else 0.5))
+    assert rates[0] == 0.02 and cuts >= 1  # a plateau was met, and the rate was cut

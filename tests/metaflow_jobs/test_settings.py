@@ -60,3 +60,11 @@ def test_a_bigger_search_is_one_change() -> None:
 def test_bad_configs_are_refused(changes, message) -> None:
     with pytest.raises(pydantic.ValidationError, match=message):
         parse_settings(_config(**changes))
+
+
+def test_the_rate_schedule_reaches_each_candidate() -> None:
+    settings = parse_settings(_config(training__lr_schedule="plateau", training__lr_factor=0.5))
+    config = train_config(settings["training"], settings["grid"][0], 0)
+    assert (config.lr_schedule, config.lr_factor) == ("plateau", 0.5)
+    with pytest.raises(pydantic.ValidationError, match="'constant', 'cosine' or 'plateau'"):
+        parse_settings(_config(training__lr_schedule="step"))

@@ -54,23 +54,27 @@ def _log(message: str) -> None:
     print(f"[containers] {message}", flush=True)
 
 
+def _which(binary: str) -> str | None:
+    return shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin")
+
+
 def ensure_apt(binary: str, package: str) -> str:
     """The path of ``binary``, installing Debian's ``package`` with apt when it is missing."""
-    found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin")
+    found = _which(binary)
     if found:
         return found
     assert os.geteuid() == 0, f"{binary} is missing and only root can `apt-get install {package}`"
     started = time.monotonic()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     with FileLock(APT_LOCK):  # one apt at a time across the test workers (dpkg's lock fails)
-        if not (shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin")):
+        if not _which(binary):  # another worker may have installed it meanwhile
             for command in (
                 ["apt-get", "update", "-qq"],
                 ["apt-get", "install", "-y", "-qq", package],
             ):
                 subprocess.run(command, check=True, env=env, capture_output=True, timeout=900)
             _log(f"apt-get install {package}: {time.monotonic() - started:.1f} s")
-    found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin")
+    found = _which(binary)
     assert found, f"apt installed {package} but {binary} is still not on PATH"
     return found
 

@@ -17,6 +17,7 @@ Written for pytest-xdist 3.8.0 (``LoadScopeScheduling``, its ``_split_scope`` an
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 from xdist.scheduler import LoadScopeScheduling
 from xdist.workermanage import WorkerController
@@ -52,12 +53,16 @@ class ContainersFirst(LoadScopeScheduling):
     """Units of work are test modules, except that the container modules are one unit, which
     goes to the first worker that asks for work; then the long modules (``_rank``)."""
 
+    def __init__(self, config: Any, log: Any = None) -> None:
+        super().__init__(config, log)
+        self._ordered = False  # the queue is put in _rank's order once, when it is complete
+
     def _split_scope(self, nodeid: str) -> str:
         module = module_of(nodeid)
         return CONTAINERS if module in CONTAINER_MODULES else module
 
     def _assign_work_unit(self, node: WorkerController) -> None:
-        if not getattr(self, "_ordered", False):  # the first call: the queue is complete
+        if not self._ordered:
             self._ordered = True
             # xdist ordered the units by their number of tests, most first; the sort is stable.
             order = sorted(self.workqueue, key=_rank)

@@ -19,8 +19,16 @@ is laid out as a deployment leaves it, with the weekly ``lakehouse_maintenance``
 Each measured call opens the lakehouse afresh (a new ``Lakehouse``: a Dagster run or the API
 process starting), so every table's log is read as it would be. The API's history load is the
 window read (``window_history``); ``api_history_index`` adds indexing it (``HistoryIndex``), the
-rest of what the scoring API does at start (no goal: it is work per claim held). The API's
-memory is the peak resident set of a fresh process that loads the window and indexes it.
+rest of what the scoring API does with its history at start (no goal: it is work per claim
+held). The API's memory is the peak resident set of a fresh process that loads the window and
+indexes it.
+
+``api_start`` is the scoring API itself starting: each lakehouse gets the same small champion
+(trained once on 20,000 other claims, as ``bench/serve.py`` trains one), and uvicorn is
+launched on it until ``/readyz`` answers 200 (its imports, the bundle, the window read and
+indexed, the check of the model on the example claim; polled every 0.2 s). Its resident memory
+then is read from its own ``/metrics``. Goal: the slowest within 1.5x of the fastest, and the
+memory the same.
 
 ``python -m bench.lakehouse [--quick]`` (--quick: 500 claims a day instead of 2,000).
 """
@@ -32,9 +40,10 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -135,6 +144,47 @@ def api_memory(root: str) -> dict[str, Any]:
     return {"rows": len(index.frame), "peak_rss_mb": peak_rss_mb(), "imports_rss_mb": before}
 
 
+def _serve_champion(roots: Sequence[str], tmp: str) -> None:
+    """Train a small champion once and make it each lakehouse's champion (the API loads it)."""
+    from pathlib import Path
+
+    from bench.serve import build_lakehouse
+    from fraud_core.model.bundle import ModelBundle
+
+    model_root = os.path.join(tmp, "model")
+    build_lakehouse(Path(model_root), 20_000)
+    champion = Lakehouse(model_root).read_json("models/champion.json")
+    bundle = ModelBundle.load(Lakehouse(model_root), str(champion["version"]))
+    for root in roots:
+        lh = Lakehouse(root)
+        bundle.save(lh)
+        lh.set_champion({"version": bundle.version})
+
+
+def api_start(root: str, log_path: str) -> tuple[float, float]:
+    """Launch the scoring API on ``root``: seconds until ``/readyz`` answers 200, and its
+    resident memory then (MB, its ``process_resident_memory_bytes``)."""
+    from pathlib import Path
+
+    from bench.serve import API_KEY
+    from fraud_cli.servers import scoring_api
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
+    env.update(LAKEHOUSE_URI=root, FRAUD_API_KEYS=API_KEY, FRAUD_API_POLL_SECONDS="0")
+    started = time.perf_counter()
+    with scoring_api(env, Path(log_path)) as url:
+        seconds = time.perf_counter() - started
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    resident = [
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("process_resident_memory_bytes ")
+    ]
+    if not resident:
+        raise RuntimeError("the scoring API's /metrics has no process_resident_memory_bytes")
+    return seconds, resident[0] / 2**20
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     per_day = 500 if quick else 2_000
     runs = 3 if quick else 5
@@ -143,6 +193,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
     indexed: dict[int, list[float]] = {}
     cpu: dict[int, dict[str, list[float]]] = {}  # CPU seconds of the process, all its threads
     memory: dict[int, dict[str, Any]] = {}
+    started_api: dict[int, list[float]] = {}  # the scoring API launched until ready (s)
+    api_rss: dict[int, list[float]] = {}  # its resident memory then (MB)
     maintained: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-lakehouse-") as tmp:
         roots: dict[int, str] = {}
@@ -155,10 +207,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 f"(maintenance {maintained[n_days]:.1f} s)",
                 file=sys.stderr,
             )
+        _serve_champion(list(roots.values()), tmp)
         # Rounds over the three sizes back to back (this machine's speed drifts over minutes:
         # a size measured alone, minutes after another, would compare two machines).
         for n_days in HISTORY_DAYS:
             featurize[n_days], api[n_days], indexed[n_days] = [], [], []
+            started_api[n_days], api_rss[n_days] = [], []
             cpu[n_days] = {"featurize": [], "api": []}
         for round_ in range(runs + 1):  # the first round warms up, unmeasured
             for n_days, root in roots.items():
@@ -181,12 +235,16 @@ def run(quick: bool) -> list[dict[str, Any]]:
                         lambda root=root: HistoryIndex.build(window_history(Lakehouse(root))), 1, 0
                     )
                     indexed[n_days] += built
+                    seconds, resident = api_start(root, os.path.join(tmp, f"api-{n_days}.log"))
+                    started_api[n_days].append(seconds)
+                    api_rss[n_days].append(resident)
         for n_days, root in roots.items():
             memory[n_days] = run_child("bench.lakehouse", ["api-memory", root])
             print(  # noqa: T201
                 f"{n_days} days: featurize {np.median(featurize[n_days]) * 1e3:.0f} ms, API "
                 f"history {np.median(api[n_days]) * 1e3:.0f} ms (indexed "
-                f"{np.median(indexed[n_days]) * 1e3:.0f} ms), "
+                f"{np.median(indexed[n_days]) * 1e3:.0f} ms), API start "
+                f"{np.median(started_api[n_days]):.2f} s ({np.median(api_rss[n_days]):.0f} MB), "
                 f"{memory[n_days]['peak_rss_mb']:.0f} MB ({memory[n_days]['rows']:,} rows)",
                 file=sys.stderr,
             )
@@ -226,6 +284,23 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 "the window read and indexed (HistoryIndex.build): the scoring API's "
                 "start without its model"
             ),
+        ),
+        (
+            "api_start",
+            started_api,
+            "ms",
+            0,
+            lambda d: (
+                "the scoring API launched (uvicorn, the same small champion) until /readyz "
+                "answers 200: imports, bundle, window read and indexed, the model's check"
+            ),
+        ),
+        (
+            "api_start_memory",
+            api_rss,
+            "MB",
+            0,
+            lambda d: "the scoring API's resident memory once ready (its /metrics)",
         ),
         (
             "api_history_memory",
@@ -294,6 +369,31 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 "(medians " + ", ".join(f"{m * 1e3:.0f}" for m in medians) + " ms)",
             )
         )
+    start_fastest = min(float(np.median(started_api[d])) for d in HISTORY_DAYS)
+    figures.append(
+        figure(
+            "api_start_slowest_over_fastest",
+            [
+                max(started_api[d][i] for d in HISTORY_DAYS) / start_fastest
+                for i in range(len(started_api[HISTORY_DAYS[0]]))
+            ],
+            "x",
+            goal="<= 1.5",
+            notes="the scoring API's start (launch to ready): slowest history size over the "
+            "fastest, per round",
+        )
+    )
+    resident = [float(np.median(api_rss[d])) for d in HISTORY_DAYS]
+    figures.append(
+        figure(
+            "api_start_memory_largest_over_smallest",
+            [max(resident) / min(resident)],
+            "x",
+            goal="<= 1.5",
+            notes="the scoring API's resident memory once ready: largest history size over "
+            "the smallest (" + ", ".join(f"{m:.0f}" for m in resident) + " MB)",
+        )
+    )
     peaks = [memory[d]["peak_rss_mb"] for d in HISTORY_DAYS]
     figures.append(
         figure(

@@ -56,6 +56,7 @@ from deltalake.exceptions import (
     SchemaMismatchError,
     TableNotFoundError,
 )
+from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from fraud_core.layout import BATCH_COLUMN, Table
@@ -336,7 +337,7 @@ def write(
             custom_metadata={"fraud.table": spec.name, **dict(metadata or {})}
         )
         try:
-            if _writes_files(spec, uri, batch_id, grows):
+            if _writes_files(spec, batch_id, grows):
                 assert batch_id is not None
                 if current is not None and spec.partitioned:  # the history shows the batch
                     replaced = {"mode": "Overwrite", "predicate": predicate}
@@ -389,15 +390,21 @@ def write(
     raise AssertionError("unreachable")
 
 
-def _writes_files(spec: Table, uri: str, batch_id: str | None, grows: bool) -> bool:
-    """Whether a write goes through :func:`_write_file`: a batch of a local table that
-    declares its statistics columns, whose columns stay as they are."""
-    return (
-        batch_id is not None
-        and spec.stats_columns is not None
-        and not grows
-        and _scheme(uri) == "file"
-    )
+def _writes_files(spec: Table, batch_id: str | None, grows: bool) -> bool:
+    """Whether a write goes through :func:`_write_file`: a batch of a table that declares its
+    statistics columns, whose columns stay as they are (on every store)."""
+    return batch_id is not None and spec.stats_columns is not None and not grows
+
+
+def _table_files(uri: str, options: Mapping[str, str]) -> pafs.FileSystem:
+    """A table's folder as a pyarrow file system, paths relative to it: the local disk (the
+    folder made when missing: a new table's), or the object store through delta-rs's own
+    handler (the options its commits use)."""
+    if _scheme(uri) == "file":
+        root = os.path.abspath(urlparse(uri).path if uri.startswith("file://") else uri)
+        os.makedirs(root, exist_ok=True)
+        return pafs.SubTreeFileSystem(root, pafs.LocalFileSystem())
+    return pafs.PyFileSystem(DeltaStorageHandler(uri, dict(options)))
 
 
 def _exists(exc: BaseException) -> bool:
@@ -413,10 +420,10 @@ def _write_file(
     batch_id: str,
     commit: CommitProperties,
 ) -> DeltaTable:
-    """Replace batch ``batch_id`` of a local table with ``stream``'s rows in one commit, the
-    Parquet file written by pyarrow and committed as a transaction (delta-rs's writer costs
-    about 0.4 s the first time a process uses it, and is about twice as slow for a large
-    batch).
+    """Replace batch ``batch_id`` of a table with ``stream``'s rows in one commit, the Parquet
+    file written by pyarrow (to the local disk or the object store: :func:`_table_files`) and
+    committed as a transaction (delta-rs's writer costs about 0.4 s the first time a process
+    uses it, and is about twice as slow for a large batch).
 
     A table with a folder per batch gets the file in the batch's folder, and the commit
     replaces the batch's files (``overwrite`` with its partition filter). A table without
@@ -429,26 +436,29 @@ def _write_file(
         CommitFailedError: another writer committed a conflicting change (the file is gone).
         LakehouseError: a value did not convert to its declared type (nothing was written).
     """
-    root = urlparse(uri).path if uri.startswith("file://") else uri
-    folder = f"{BATCH_COLUMN}={batch_id}/" if spec.partitioned else ""
-    rel = f"{folder}part-00000-{uuid.uuid4()}-c000.zstd.parquet"
-    path = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    files = _table_files(uri, options)
+    folder = f"{BATCH_COLUMN}={batch_id}" if spec.partitioned else ""
+    rel = f"{folder}/part-00000-{uuid.uuid4()}-c000.zstd.parquet".lstrip("/")
+    if folder:
+        files.create_dir(folder, recursive=True)
     columns = [n for n in stream.schema.names if n != BATCH_COLUMN or not spec.partitioned]
     file_schema = pa.schema([stream.schema.field(n) for n in columns])
     stats = _Stats([c for c in spec.stats_columns or () if c in columns])
     replaced: list[RemoveAction] = []
     try:
-        with pq.ParquetWriter(path, file_schema, compression="zstd") as out:
+        with (
+            files.open_output_stream(rel) as sink,
+            pq.ParquetWriter(sink, file_schema, compression="zstd") as out,
+        ):
             for batch in stream:
                 batch = batch.select(columns)
                 out.write_batch(batch)
                 stats.add(batch)
             if current is not None and not spec.partitioned:
-                replaced = _rewrite_batch_rows(current, root, batch_id, file_schema, out, stats)
+                replaced = _rewrite_batch_rows(current, files, batch_id, file_schema, out, stats)
         add = AddAction(
             rel,
-            os.path.getsize(path),
+            files.get_file_info(rel).size,
             {BATCH_COLUMN: batch_id} if spec.partitioned else {},
             int(time.time() * 1000),
             True,
@@ -485,14 +495,14 @@ def _write_file(
             )
         return current
     except BaseException:
-        if os.path.exists(path):
-            os.remove(path)
+        if files.get_file_info(rel).type != pafs.FileType.NotFound:
+            files.delete_file(rel)
         raise
 
 
 def _rewrite_batch_rows(
     table: DeltaTable,
-    root: str,
+    files: pafs.FileSystem,
     batch_id: str,
     schema: pa.Schema,
     out: pq.ParquetWriter,
@@ -509,7 +519,7 @@ def _rewrite_batch_rows(
         lo, hi = row.get(low), row.get(high)
         if lo is not None and hi is not None and not lo <= batch_id <= hi:
             continue
-        held = pq.read_table(os.path.join(root, row["path"]))
+        held = pq.read_table(row["path"], filesystem=files)
         others = held.filter(pc.not_equal(held[BATCH_COLUMN], batch_id)).select(schema.names)
         for batch in others.cast(schema).to_batches():
             out.write_batch(batch)

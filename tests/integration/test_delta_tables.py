@@ -158,6 +158,11 @@ def test_a_schema_that_differs_from_the_declared_one_is_refused(store: Store) ->
         lh.write_batch(RAW, "s2", extra)
     assert lh.table_version(RAW) == 0  # nothing was written
     assert len(lh.read_batch(RAW, "s1")) == 50 and lh.batches(RAW) == ["s1"]
+    # nor left in the store: its data files are the log's (the refused file was removed)
+    table = DeltaTable(lh.table_url(RAW), storage_options=lh.delta_options)
+    logged = {uri.rsplit("/", 1)[1] for uri in table.file_uris()}
+    stored = {p.rsplit("/", 1)[1] for p in lh.fs.find(lh.path(RAW)) if p.endswith(".parquet")}
+    assert stored == logged and len(logged) == 1
     # rows as received (quarantine) may bring columns the table has not seen
     lh.write_batch(QUARANTINE, "q1", pd.DataFrame({"source_row": [1], "a": ["x"]}))
     lh.write_batch(QUARANTINE, "q2", pd.DataFrame({"source_row": [2], "b": ["y"]}))

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fraud_core.features import DATE, claim_values
 from fraud_core.online import kernels
@@ -71,17 +73,19 @@ class _Groups(NamedTuple):
     @classmethod
     def of(cls, keys: pd.Series, base: int) -> _Groups:
         """Group rows by ``keys`` (rows in date order); groups are numbered from ``base``."""
-        codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=True)
+        # Arrow's dictionary encoding: half the time of pandas' factorize on Arrow strings
+        column = pa.Table.from_pandas(keys.to_frame(), preserve_index=False).column(0)
+        encoded = column.combine_chunks().dictionary_encode()
+        codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+        uniques = encoded.dictionary.to_pylist()
         counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
         skip = int((codes < 0).sum())  # nulls sort first; they never match a request
         return cls(
-            order=np.argsort(codes, kind="stable").astype(np.int64),
+            order=kernels.group_order(codes, len(uniques)),
             offsets=(np.r_[0, np.cumsum(counts)] + skip).astype(np.int64),
             row_groups=np.where(codes >= 0, codes + base, -1).astype(np.int64),
             # built from a list at once: iterating an Arrow-backed array costs ~3x as much
-            lookup=dict(
-                zip(map(str, uniques.tolist()), range(base, base + len(uniques)), strict=True)
-            ),
+            lookup=dict(zip(map(str, uniques), range(base, base + len(uniques)), strict=True)),
         )
 
 
@@ -127,7 +131,10 @@ class HistoryIndex:
         if missing:
             raise ValueError(f"claims history lacks column(s) {', '.join(missing)}")
         frame = history[list(plan.history)]
-        frame = frame.sort_values(DATE, kind="stable").reset_index(drop=True)
+        if frame[DATE].is_monotonic_increasing:  # as the window snapshot and the scorer hold it
+            frame = frame.reset_index(drop=True)
+        else:
+            frame = frame.sort_values(DATE, kind="stable").reset_index(drop=True)
         days = _ordinals(frame[DATE])
         summed = _summed_values(frame, plan)
         groups: list[_Groups] = []
@@ -139,7 +146,7 @@ class HistoryIndex:
             by_group = pd.Series(summed[c][order]).groupby(groups[e].row_groups[order])
             cumulative.append(by_group.cumsum().to_numpy(np.float64))
         hashes = np.fromiter(map(hash, frame[ID_COLUMN].astype(str).tolist()), np.int64, len(frame))
-        id_hash_order = np.argsort(hashes, kind="stable")
+        id_hash_order = np.argsort(hashes)  # equal hashes are all compared (_replaced)
         n = len(frame)
         return cls(
             plan=plan,

@@ -163,6 +163,23 @@ def _combine(  # pragma: no cover - compiled; tested against build_features
 
 
 @_jit
+def group_order(codes: np.ndarray, n_groups: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Row positions by group (``codes`` in ``0..n_groups - 1``; -1, no group, first), in
+    their order within a group: a counting sort, stable."""
+    starts = np.zeros(n_groups + 2, np.int64)
+    for i in range(codes.shape[0]):
+        starts[codes[i] + 2] += 1
+    for slot in range(1, n_groups + 2):
+        starts[slot] += starts[slot - 1]
+    order = np.empty(codes.shape[0], np.int64)
+    for i in range(codes.shape[0]):
+        slot = codes[i] + 1
+        order[starts[slot]] = i
+        starts[slot] += 1
+    return order
+
+
+@_jit
 def sorted_contains(values: np.ndarray, value: int) -> bool:  # pragma: no cover - compiled
     """Whether the sorted int64 array ``values`` holds ``value`` (one binary search)."""
     k = np.searchsorted(values, value)

@@ -36,6 +36,7 @@ from fraud_core.model.bundle import BundleError
 from fraud_core.model.fast import NumpyForward, _nonzero_spans
 from fraud_core.model.network import FraudNet, NetConfig, average_of
 from fraud_core.model.train import encode
+from fraud_core.online import kernels
 from fraud_core.online.history import HistoryIndex
 from fraud_core.online.plan import Plan
 from fraud_core.schema import INPUT_COLUMNS
@@ -399,3 +400,9 @@ def test_nonzero_spans_cover_every_nonzero_weight() -> None:
     blocks[:3, :2], blocks[3:, 2:] = 1.0, 2.0
     np.testing.assert_array_equal(_nonzero_spans(blocks), [[0, 2]] * 3 + [[2, 4]] * 3)
     np.testing.assert_array_equal(_nonzero_spans(blocks.T), [[0, 3]] * 2 + [[3, 6]] * 2)
+
+
+def test_rows_are_grouped_in_their_order_and_null_keys_first() -> None:
+    codes = np.random.default_rng(3).integers(-1, 50, 5_000)
+    assert np.array_equal(kernels.group_order(codes, 50), np.argsort(codes, kind="stable"))
+    assert kernels.group_order(np.zeros(0, np.int64), 0).shape == (0,)

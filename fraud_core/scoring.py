@@ -210,9 +210,11 @@ class ClaimScorer:
         every = pd.concat([held, added], ignore_index=True) if len(added) else held
         if every.empty:
             return ClaimScorer(self.bundle, every, batch_ids, files)
+        # each claim's latest version first: a correction dated before the window still
+        # replaces the version it corrects
+        every = latest_versions(lakehouse, every)
         since = window_since(every[DATE].max())
-        every = every[(every[DATE] >= since).to_numpy()]
-        history = latest_versions(lakehouse, every).reset_index(drop=True)
+        history = every[(every[DATE] >= since).to_numpy()].reset_index(drop=True)
         log.info(
             "scorer for model %s: %d batch(es) added to the history (%d rows read, %d held)",
             self.bundle.version,

@@ -27,6 +27,10 @@ so a window reads about 13 files plus the batches landed since.
   slices the window out by date (each key column's condition from that column's own
   look-back only), under the same rule as the history: its rows count where raw still has
   their file, raw's files it does not cover are read from raw.
+* **A correction wins though the window cannot see it.** A read of latest versions also takes
+  every correction raw holds (claim id and batch; :func:`_corrections`: the snapshot keeps
+  those dated before its window too), so a version replaced by a correction dated before the
+  window, or moved to other keys, is left out (:func:`_latest`).
 """
 
 from __future__ import annotations
@@ -169,7 +173,9 @@ def window_rows(
     history = lakehouse.delta_table(CLAIMS_HISTORY) if snapshot is None else None
     if snapshot is None and (history is None or not set(wanted) <= set(_folded_names(raw))):
         every = to_frame(lakehouse.scan(raw, wanted, sql, keep))
-        return latest_versions(lakehouse, every) if latest else every
+        if not latest:
+            return every
+        return _latest(lakehouse, every, _corrections(lakehouse, raw, None))
     files = _raw_files(raw)
     months = f"{MONTH_COLUMN} >= '{_month(start)}'"
     if end is not None:
@@ -210,9 +216,80 @@ def window_rows(
     every = to_frame(pa.concat_tables(parts))
     if not latest:
         return every
+    if SUPERSEDES not in _folded_names(raw):
+        corrections = pd.DataFrame({ID_COLUMN: [], BATCH_COLUMN: []})  # none can be told
+    elif snapshot is None:
+        assert history is not None
+        # every month's (``folded`` is the window's months'): the file ids, and corrections
+        present = pads.field(RAW_FILE).isin(files["file"].combine_chunks())
+        every_file = pc.unique(lakehouse.scan(history, [RAW_FILE], None, present)[RAW_FILE])
+        held_corrections = lakehouse.scan(
+            history, [ID_COLUMN, BATCH_COLUMN], None, pads.field(SUPERSEDES).is_valid() & present
+        )
+        corrections = _corrections(lakehouse, raw, (every_file, held_corrections), files)
+    else:
+        corrections = _corrections(lakehouse, raw, (folded, snapshot.corrections(folded)), files)
     if held_ids is None or snapshot is None:
-        return latest_versions(lakehouse, every)
-    return latest_versions(lakehouse, every, snapshot.may_repeat(held_ids, every[held.num_rows :]))
+        return _latest(lakehouse, every, corrections)
+    may_repeat = snapshot.may_repeat(held_ids, every[held.num_rows :])
+    return _latest(lakehouse, every, corrections, may_repeat)
+
+
+def _corrections(
+    lakehouse: Lakehouse,
+    raw: DeltaTable,
+    held: tuple[pa.Array, pa.Table] | None,
+    files: pa.Table | None = None,
+) -> pd.DataFrame:
+    """The claim id and batch of every correction raw holds, whatever its claim date or
+    keys (a window's filters may leave it out while they keep the version it replaces).
+
+    ``held``: raw's files the window snapshot or the claims history covers, and their
+    corrections (there, the others are read from raw: the batches landed since); None: all
+    read from raw (a scan of its ``supersedes`` column). ``files``: raw's files
+    (:func:`_raw_files`), when read already.
+    """
+    if SUPERSEDES not in pa.schema(raw.schema().to_arrow()).names:
+        return pd.DataFrame({ID_COLUMN: [], BATCH_COLUMN: []})
+    columns = [ID_COLUMN, BATCH_COLUMN]
+    corrected = pads.field(SUPERSEDES).is_valid()
+    if held is None:
+        return to_frame(lakehouse.scan(raw, columns, None, corrected))
+    covered, rows = held
+    files = _raw_files(raw) if files is None else files
+    landed = files.filter(pc.invert(pc.is_in(files["file"], covered)))
+    batches = sorted({str(b) for b in landed[BATCH_COLUMN].to_pylist()})
+    parts = [rows.select(columns)]
+    if batches:
+        fresh = lakehouse.scan(raw, columns, delta.batch_predicate(batches), corrected)
+        parts.append(fresh.select(columns).cast(parts[0].schema))
+    return to_frame(pa.concat_tables(parts))
+
+
+def _latest(
+    lakehouse: Lakehouse,
+    every: pd.DataFrame,
+    corrections: pd.DataFrame,
+    may_repeat: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The rows of ``every`` holding each claim's latest version among them and the
+    ``corrections`` (claim id, batch): a row whose claim has a correction ingested later is
+    left out, though that correction is not among the rows (its date or its keys are outside
+    the window now)."""
+    if not len(corrections):
+        return latest_versions(lakehouse, every, may_repeat)
+    n = len(every)
+    keys = pd.concat(
+        [every[[ID_COLUMN, BATCH_COLUMN]], corrections[[ID_COLUMN, BATCH_COLUMN]]],
+        ignore_index=True,
+    )
+    if may_repeat is not None:
+        ids = pa.array(every[ID_COLUMN].astype(str).to_numpy(object), pa.string())
+        value_set = pa.array(corrections[ID_COLUMN].astype(str).to_numpy(object), pa.string())
+        corrected = pc.is_in(ids, value_set=value_set).to_numpy(zero_copy_only=False)
+        may_repeat = np.concatenate([may_repeat | corrected, np.ones(len(corrections), bool)])
+    kept = latest_versions(lakehouse, keys, may_repeat).index.to_numpy()
+    return every.iloc[kept[kept < n]]
 
 
 @dataclass(frozen=True)
@@ -227,6 +304,7 @@ class _Snapshot:
     start: pd.Timestamp
     files: pa.Table  # file (RAW_FILE), batch_id
     repeated: np.ndarray
+    with_corrections: bool = False  # it holds the corrections dated before ``start`` too
 
     @classmethod
     def read(cls, lakehouse: Lakehouse) -> _Snapshot | None:
@@ -257,6 +335,7 @@ class _Snapshot:
                     }
                 ),
                 np.asarray(meta["repeated"], np.uint64),
+                bool(meta.get("corrections", False)),
             )
         except (pa.ArrowException, KeyError, ValueError) as exc:
             raise LakehouseError(
@@ -265,8 +344,23 @@ class _Snapshot:
             ) from exc
 
     def serves(self, start: pd.Timestamp, columns: Sequence[str]) -> bool:
-        """Whether it holds the rows of a window from ``start`` with ``columns``."""
-        return self.start <= start and set(columns) <= set(self.rows.column_names)
+        """Whether it holds the rows of a window from ``start`` with ``columns`` (and the
+        corrections dated before it: snapshots written since they are kept)."""
+        return (
+            self.with_corrections
+            and self.start <= start
+            and set(columns) <= set(self.rows.column_names)
+        )
+
+    def corrections(self, folded: pa.Array) -> pa.Table:
+        """The claim id and batch of its corrections (rows that replace an earlier version,
+        of any date) from the ``folded`` raw files (those raw still has)."""
+        if SUPERSEDES not in self.rows.column_names:
+            return pa.table({ID_COLUMN: pa.array([], pa.string()), BATCH_COLUMN: []})
+        rows = self.rows.select([ID_COLUMN, BATCH_COLUMN, SUPERSEDES, RAW_FILE])
+        rows = rows.filter(pc.is_valid(rows[SUPERSEDES]))
+        rows = rows.filter(pc.is_in(rows[RAW_FILE], folded))
+        return rows.select([ID_COLUMN, BATCH_COLUMN])
 
     def files_in(self, raw_files: pa.ChunkedArray) -> pa.Array:
         """The raw files it covers that are among ``raw_files``."""
@@ -338,13 +432,16 @@ def _write_snapshot(lakehouse: Lakehouse, raw: DeltaTable, files: pa.Table) -> d
         return {"window_rows": 0}
     start = window_since(pd.Timestamp(latest)) - pd.Timedelta(days=SNAPSHOT_MARGIN_DAYS)
     names = [c for c in _folded_schema(raw).names if c != MONTH_COLUMN]
+    held = pads.field(RAW_FILE).isin(files["file"].combine_chunks())
     rows = lakehouse.scan(
         history,
         names,
         f"{MONTH_COLUMN} >= '{_month(start)}'",
-        (pads.field(DATE) >= _stamp(start))
-        & pads.field(RAW_FILE).isin(files["file"].combine_chunks()),
+        (pads.field(DATE) >= _stamp(start)) & held,
     )
+    if SUPERSEDES in names:  # and the corrections dated before: no window slice reaches them
+        earlier = pads.field(SUPERSEDES).is_valid() & (pads.field(DATE) < _stamp(start))
+        rows = pa.concat_tables([lakehouse.scan(history, names, None, earlier & held), rows])
     rows = rows.sort_by([(DATE, "ascending")]).combine_chunks()
     # text as pandas holds it (64-bit offsets): a frame of the window wraps it, not copies it
     rows = rows.cast(
@@ -361,6 +458,7 @@ def _write_snapshot(lakehouse: Lakehouse, raw: DeltaTable, files: pa.Table) -> d
         "files": files["file"].to_pylist(),
         "batches": files[BATCH_COLUMN].to_pylist(),
         "repeated": unique[counts > 1].tolist(),
+        "corrections": True,
     }
     rows = rows.replace_schema_metadata({_SNAPSHOT_KEY: json.dumps(meta).encode()})
     staged = lakehouse.staging_path(CLAIMS_WINDOW)

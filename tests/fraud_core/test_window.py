@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
 import pytest
 
 from fraud_core.claim_versions import (
@@ -132,10 +134,15 @@ def test_a_rerun_of_a_folded_batch_is_read_from_raw_then_refolded(lakehouse: Lak
     pd.testing.assert_frame_equal(_sorted(again), _sorted(pinned))
 
 
-def _correct(lakehouse: Lakehouse, batch: str, n: int, into: str) -> pd.DataFrame:
-    """Batch ``into`` corrects the first ``n`` claims of ``batch`` (their amounts doubled)."""
+def _correct(
+    lakehouse: Lakehouse, batch: str, n: int, into: str, **changed: object
+) -> pd.DataFrame:
+    """Batch ``into`` corrects the first ``n`` claims of ``batch`` (their amounts doubled, and
+    the ``changed`` columns set)."""
     fixed = lakehouse.read_batch(RAW, batch).head(n).copy()
     fixed["claimed_amount"] = fixed["claimed_amount"] * 2
+    for column, value in changed.items():
+        fixed[column] = value
     fixed = with_versions(
         fixed.drop(columns=["content_hash", SUPERSEDES]),
         content_hashes(fixed),
@@ -171,9 +178,9 @@ def test_a_raw_table_without_claims_columns_is_not_folded(tmp_path: Path) -> Non
 
 
 def _from_raw(lh: Lakehouse, start: pd.Timestamp) -> pd.DataFrame:
-    """The window as raw alone holds it: each claim's latest version from ``start`` on."""
-    every = lh.read_batches(RAW, columns=[*HISTORY_COLUMNS])
-    every = latest_versions(lh, every[(every["claim_date"] >= start).to_numpy()])
+    """The window as raw alone holds it: each claim's latest version, if dated ``start`` on."""
+    every = latest_versions(lh, lh.read_batches(RAW, columns=[*HISTORY_COLUMNS]))
+    every = every[(every["claim_date"] >= start).to_numpy()]
     return _sorted(every[list(HISTORY_COLUMNS)])
 
 
@@ -235,3 +242,34 @@ def test_a_damaged_snapshot_fails_with_what_to_do(lakehouse: Lakehouse) -> None:
     (Path(lakehouse.uri) / CLAIMS_WINDOW).write_bytes(b"not arrow")
     with pytest.raises(LakehouseError, match=r"claims_window\.arrow is damaged .* maintain"):
         window_history(Lakehouse(lakehouse.uri))
+
+
+@pytest.mark.parametrize("read_from", ["raw", "history", "snapshot", "raw since the snapshot"])
+def test_a_correction_that_leaves_the_window_or_the_keys_replaces_its_version(
+    lakehouse: Lakehouse, read_from: str
+) -> None:
+    start = DAYS[-4] - pd.Timedelta(days=200)
+    if read_from == "raw since the snapshot":
+        lakehouse.maintain()
+    # three claims corrected to a date before the window, three to another policyholder
+    earlier = _correct(lakehouse, "d10", 3, into="d90", claim_date=DAYS[2])
+    moved = _correct(lakehouse, "d12", 3, into="d91", policyholder_id="P-MOVED")
+    owners = lakehouse.read_batch(RAW, "d12").head(3)["policyholder_id"]
+    if read_from in ("history", "snapshot"):
+        lakehouse.maintain()
+    if read_from == "history":
+        (Path(lakehouse.uri) / CLAIMS_WINDOW).unlink()
+    window = _window(lakehouse, start)
+    pd.testing.assert_frame_equal(window, _from_raw(lakehouse, start))
+    assert not set(earlier[ID_COLUMN]) & set(window[ID_COLUMN])
+    # the old owners' history (a batch's read: a key filter) no longer holds the moved claims
+    theirs = window_rows(
+        Lakehouse(lakehouse.uri),
+        HISTORY_COLUMNS,
+        start,
+        row_filter=pads.field("policyholder_id").isin(pa.array(owners.tolist(), pa.string())),
+        latest=True,
+    )
+    assert len(theirs) and not set(moved[ID_COLUMN]) & set(theirs[ID_COLUMN])
+    held = window.set_index(ID_COLUMN).loc[moved[ID_COLUMN], "policyholder_id"]
+    assert set(held) == {"P-MOVED"}

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud_core.claim_versions import as_raw
+from fraud_core.claim_versions import as_raw, content_hashes, with_versions
 from fraud_core.lakehouse import Lakehouse
 from fraud_core.layout import RAW
 from fraud_core.schema import coerce_claims
@@ -119,7 +119,12 @@ def test_new_batches_are_added_to_the_history_as_a_fresh_load_reads_it(lakehouse
     )
     fixed = lh.read_batch(RAW, "b2").tail(2).copy()
     fixed["claimed_amount"] = fixed["claimed_amount"] + 1000.0
-    lh.write_batch(RAW, "b3", pd.concat([as_raw(fixed.drop(columns="content_hash")), later]))
+    # and a claim of b2 corrected to a date before the window: it leaves the history
+    gone = lh.read_batch(RAW, "b2").head(1).drop(columns=["content_hash", "supersedes"])
+    gone["claim_date"] = pd.Timestamp("2020-01-02")
+    gone = with_versions(gone, content_hashes(gone), np.array(["b2"], dtype=object))
+    assert gone["claim_id"].iloc[0] in set(before.scorer.history["claim_id"])
+    lh.write_batch(RAW, "b3", pd.concat([as_raw(fixed.drop(columns="content_hash")), gone, later]))
     asyncio.run(champion.refresh())
     model = champion.model
     assert model is not before and model.version == before.version
@@ -128,6 +133,7 @@ def test_new_batches_are_added_to_the_history_as_a_fresh_load_reads_it(lakehouse
     fresh = ClaimScorer.from_lakehouse(Lakehouse(str(lakehouse)), model.version)
     assert model.scorer.history_batches == fresh.history_batches == ["b0", "b1", "b2", "b3"]
     assert len(model.scorer.history) == len(fresh.history) < 0.6 * len(before.scorer.history)
+    assert gone["claim_id"].iloc[0] not in set(model.scorer.history["claim_id"])
     key = ["claim_id"]
     pd.testing.assert_frame_equal(
         model.scorer.history.sort_values(key).reset_index(drop=True),

@@ -127,7 +127,7 @@ class ClaimScorer:
     history: pd.DataFrame
     history_batches: list[str] = field(default_factory=list)
     history_files: frozenset[str] = frozenset()
-    _row_batches: np.ndarray | None = field(init=False, repr=False)
+    _row_batches: pd.Categorical | None = field(init=False, repr=False)
     _index: HistoryIndex = field(init=False, repr=False)
     _forward: NumpyForward = field(init=False, repr=False)
     _category_codes: tuple[dict[str, int], ...] = field(init=False, repr=False)
@@ -136,7 +136,8 @@ class ClaimScorer:
         self._row_batches = None
         if BATCH_COLUMN in self.history:  # the index sorts by date (stably): so do the batches
             self.history = self.history.sort_values(DATE, kind="stable").reset_index(drop=True)
-            self._row_batches = self.history[BATCH_COLUMN].to_numpy()
+            # codes: a text per row would cost ~60 bytes each (734,000 rows in a full window)
+            self._row_batches = pd.Categorical(self.history[BATCH_COLUMN])
         self._index = HistoryIndex.build(self.history)
         self.history = self._index.frame
         if tuple(self.bundle.vocabulary.values) != CATEGORICAL_FEATURES:
@@ -205,7 +206,7 @@ class ClaimScorer:
         new = sorted(set(batch_ids) - set(self.history_batches))
         if not new or set(self.history_batches) - set(batch_ids):
             return None  # files added to batches held already: a batch changed
-        held = self.history.assign(**{BATCH_COLUMN: self._row_batches})
+        held = self.history.assign(**{BATCH_COLUMN: self._row_batches.astype(object)})
         added = pinned.read_batches(RAW, new, list(HISTORY_COLUMNS))[held.columns]
         every = pd.concat([held, added], ignore_index=True) if len(added) else held
         if every.empty:

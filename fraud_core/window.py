@@ -356,7 +356,7 @@ class _Snapshot:
         """The claim id and batch of its corrections (rows that replace an earlier version,
         of any date) from the ``folded`` raw files (those raw still has)."""
         if SUPERSEDES not in self.rows.column_names:
-            return pa.table({ID_COLUMN: pa.array([], pa.string()), BATCH_COLUMN: []})
+            return pa.table({c: pa.array([], pa.string()) for c in (ID_COLUMN, BATCH_COLUMN)})
         rows = self.rows.select([ID_COLUMN, BATCH_COLUMN, SUPERSEDES, RAW_FILE])
         rows = rows.filter(pc.is_valid(rows[SUPERSEDES]))
         rows = rows.filter(pc.is_in(rows[RAW_FILE], folded))

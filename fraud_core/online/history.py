@@ -57,6 +57,16 @@ def _summed_values(frame: pd.DataFrame, plan: Plan) -> np.ndarray:
     return out
 
 
+def _id_hashes(ids: pd.Series, chunk: int = 1 << 16) -> np.ndarray:
+    """Python's ``hash`` of each claim id as text (what a request's id is looked up by), a
+    chunk at a time: the ids as Python strings at once would cost ~75 bytes each at peak."""
+    out = np.empty(len(ids), np.int64)
+    for first in range(0, len(ids), chunk):
+        texts = ids.iloc[first : first + chunk].astype(str).tolist()
+        out[first : first + len(texts)] = np.fromiter(map(hash, texts), np.int64, len(texts))
+    return out
+
+
 def _stack(rows: list[np.ndarray], n: int, dtype: type) -> np.ndarray:
     """``rows`` of length ``n`` as one C-contiguous ``(len(rows), n)`` array."""
     return np.array(rows, dtype).reshape(len(rows), n)
@@ -75,7 +85,10 @@ class _Groups(NamedTuple):
         """Group rows by ``keys`` (rows in date order); groups are numbered from ``base``."""
         # Arrow's dictionary encoding: half the time of pandas' factorize on Arrow strings
         column = pa.Table.from_pandas(keys.to_frame(), preserve_index=False).column(0)
-        encoded = column.combine_chunks().dictionary_encode()
+        # one chunk (the window snapshot's, mapped) is encoded in place, not copied first
+        chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        encoded = chunk.dictionary_encode()
+        pa.default_memory_pool().release_unused()  # the encoder's hash table, ~40 B a row
         codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
         uniques = encoded.dictionary.to_pylist()
         counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
@@ -145,7 +158,7 @@ class HistoryIndex:
             order = groups[e].order
             by_group = pd.Series(summed[c][order]).groupby(groups[e].row_groups[order])
             cumulative.append(by_group.cumsum().to_numpy(np.float64))
-        hashes = np.fromiter(map(hash, frame[ID_COLUMN].astype(str).tolist()), np.int64, len(frame))
+        hashes = _id_hashes(frame[ID_COLUMN])
         id_hash_order = np.argsort(hashes)  # equal hashes are all compared (_replaced)
         n = len(frame)
         return cls(

@@ -147,6 +147,66 @@ def lightgbm_baseline(
     return Baseline(np.asarray(scores), point, val_ap, booster.best_iteration, candidates)
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """Out-of-fold LightGBM probabilities of the training rows, the soft targets the network
+    is distilled towards (``training.distill_weight``; fraud_core.model.train.fit)."""
+
+    claim_id: np.ndarray
+    probability: np.ndarray
+    folds: int
+
+    def for_rows(self, frame: pd.DataFrame) -> np.ndarray:
+        """The teacher's probability of each of ``frame``'s claims, in ``frame``'s order;
+        raises when a claim was not scored (the teacher was fitted on other rows)."""
+        ids = frame["claim_id"].to_numpy()
+        if len(ids) == len(self.claim_id) and (ids == self.claim_id).all():
+            return self.probability
+        position = pd.Series(np.arange(len(self.claim_id)), index=self.claim_id)
+        found = position.reindex(ids)
+        if found.isna().any():
+            raise ValueError(
+                f"{int(found.isna().sum())} training claims have no teacher probability: "
+                "the teacher was fitted on other rows"
+            )
+        return self.probability[found.to_numpy(dtype=np.int64)]
+
+
+def out_of_fold_teacher(
+    train: pd.DataFrame,
+    params: dict[str, Any],
+    point: dict[str, Any],
+    rounds: int,
+    folds: int = 4,
+    threads: int = 1,
+    seed: int = 0,
+) -> Teacher:
+    """LightGBM probabilities of the training rows, each from a model that never saw it.
+
+    The rows are dealt at random into ``folds`` folds; each fold is scored by a LightGBM
+    fitted on the other folds with the tuned baseline's parameters (``params`` plus its chosen
+    ``point``) for its early-stopped ``rounds``. Never the validation or held-out rows: an
+    in-sample teacher would only echo the labels, and validation stays the true labels'.
+    """
+    import lightgbm as lgb
+
+    if folds < 2:
+        raise ValueError(f"an out-of-fold teacher needs at least 2 folds, got {folds}")
+    x = lightgbm_frame(train)
+    y = train[LABEL_COLUMN].to_numpy(dtype=int)
+    search_only = ("num_boost_round", "early_stopping_rounds")
+    fixed = {k: v for k, v in params.items() if k not in search_only}
+    settings = {"objective": "binary", "verbose": -1, **fixed, **point}
+    settings["num_threads"], settings["seed"] = threads, seed
+    fold = np.random.default_rng(seed).permutation(len(y)) % folds
+    probability = np.full(len(y), np.nan)
+    for k in range(folds):
+        fitted, scored = fold != k, fold == k
+        booster = lgb.train(settings, lgb.Dataset(x[fitted], y[fitted]), max(1, rounds))
+        probability[scored] = booster.predict(x[scored])
+    return Teacher(train["claim_id"].to_numpy(), probability, folds)
+
+
 def compare_on_test(test: pd.DataFrame, scores: dict[str, np.ndarray], k: int) -> dict[str, Any]:
     """Headline metrics for each named score on the same held-out claims.
 

@@ -2,7 +2,9 @@
 registered in the lakehouse.
 
 Steps:
-    start     load labelled features from the lakehouse; split by time (train / val / test)
+    start     load labelled features from the lakehouse; split by time (train / val / test);
+              with training.distill_weight, tune LightGBM and score the training rows out of
+              fold with it (the network's teacher)
     train     one branch per grid point (foreach), retried on failure
     join      keep every candidate's metrics; pick the best by validation AP; calibrate;
               fit the cost-based decision threshold
@@ -86,7 +88,41 @@ class FraudTrainingFlow(FlowSpec):
         workers = min(self.settings.max_workers, len(self.grid))
         # Branches run side by side: give each a share of the cores, never more.
         self.threads_per_branch = max(1, (os.cpu_count() or 1) // workers)
+        self._fit_teacher()
         self.next(self.train, foreach="grid")
+
+    def _tune_lightgbm(self, split):  # type: ignore[no-untyped-def]
+        from fraud_core.training import lightgbm_baseline
+
+        lightgbm = self.settings.lightgbm
+        return lightgbm_baseline(
+            split,
+            dict(lightgbm.params),
+            {name: list(values) for name, values in lightgbm.search.items()},
+            threads=self.threads_per_branch,  # more threads only slow it on small data
+        )
+
+    def _fit_teacher(self) -> None:
+        """With ``training.distill_weight``: tune the LightGBM baseline here, before the
+        search (``evaluate`` reuses it), and score the training rows out of fold with its
+        parameters: the soft targets every branch is distilled towards."""
+        self.tuned_lightgbm, self.teacher, self.teacher_seconds = None, None, 0.0
+        if not self.settings.training.distill_weight:
+            return
+        from fraud_core.training import out_of_fold_teacher
+
+        started = time.perf_counter()
+        split = self._split()
+        self.tuned_lightgbm = self._tune_lightgbm(split)
+        self.teacher = out_of_fold_teacher(
+            split.train,
+            dict(self.settings.lightgbm.params),
+            self.tuned_lightgbm.params,
+            self.tuned_lightgbm.rounds,
+            threads=self.threads_per_branch,
+            seed=self.seed,
+        )
+        self.teacher_seconds = time.perf_counter() - started
 
     @retry(times=2, minutes_between_retries=0)
     @resources(cpu=1, memory=4096)
@@ -108,7 +144,10 @@ class FraudTrainingFlow(FlowSpec):
         )
         split = self._split()
         started = time.perf_counter()
-        result = fit(split.train, split.val, config, threads=self.threads_per_branch)
+        teacher = self.teacher.for_rows(split.train) if self.teacher is not None else None
+        result = fit(
+            split.train, split.val, config, threads=self.threads_per_branch, teacher=teacher
+        )
         self.fit_seconds = time.perf_counter() - started
         self.train_rows = len(split.train)
         self.val_ap = result.best_val_ap
@@ -142,6 +181,8 @@ class FraudTrainingFlow(FlowSpec):
                 "threads_per_branch",
                 "lakehouse_uri",
                 "table_versions",
+                "tuned_lightgbm",
+                "teacher_seconds",
             ],
         )
         self.candidates = [
@@ -192,18 +233,13 @@ class FraudTrainingFlow(FlowSpec):
 
         from fraud_core import metrics, plots
         from fraud_core.model.calibration import expected_calibration_error
-        from fraud_core.training import compare_on_test, lightgbm_baseline, oracle_scores
+        from fraud_core.training import compare_on_test, oracle_scores
 
         split = self._split()
         bundle = self._bundle(version="evaluation")
         model_scores = bundle.predict_proba(split.test)
-        lightgbm = self.settings.lightgbm
-        tuned = lightgbm_baseline(
-            split,
-            dict(lightgbm.params),
-            {name: list(values) for name, values in lightgbm.search.items()},
-            threads=self.threads_per_branch,  # more threads only slow it on small data
-        )
+        # Tuned before the search when it was the network's teacher, else here.
+        tuned = self.tuned_lightgbm or self._tune_lightgbm(split)
         self.lightgbm_baseline = tuned.describe()
         baseline = tuned.test_scores
         # Per held-out claim, for analyses the metrics don't cover (e.g. AP per scenario).

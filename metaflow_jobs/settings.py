@@ -95,6 +95,13 @@ class TrainingKnobs(_Strict):
     lr_factor: float = Field(
         default=0.3, gt=0.0, lt=1.0, description="plateau: the rate's factor per epoch"
     )
+    distill_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="train on (1 - w) * label + w * an out-of-fold LightGBM's probability "
+        "(0: off, the labels; fraud_core.training.out_of_fold_teacher)",
+    )
 
 
 class SplitSettings(_Strict):
@@ -176,6 +183,7 @@ def train_config(
         ema_decay=knobs.get("ema_decay", 0.0),
         lr_schedule=knobs.get("lr_schedule", "constant"),
         lr_factor=knobs.get("lr_factor", 0.3),
+        distill_weight=knobs.get("distill_weight", 0.0),
         weight_decay=knobs["weight_decay"],
         max_epochs=max_epochs or knobs["max_epochs"],
         patience=knobs["patience"],

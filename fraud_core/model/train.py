@@ -21,6 +21,13 @@ step by step along half a cosine, from ``lr`` to zero at the end of ``max_epochs
 new best (early stopping still ends training after ``patience`` such epochs in a row). At a
 constant rate the validation AP stops rising after a few epochs, the weights still moving by
 the rate's step; a smaller rate lets them settle into the minimum they are circling.
+
+``distill_weight`` (0, off, by default) trains on soft targets, ``(1 - w) * label + w *
+teacher``, where the teacher is an out-of-fold LightGBM's probability of each training row
+(:func:`fraud_core.training.out_of_fold_teacher`). The labels are very noisy (the
+Bayes-optimal AP is about 0.30), so a few hundred fraud labels pull each network towards
+their own sampling noise; the teacher's probabilities are a smoother estimate of the same
+risk. Validation, early stopping, the piecewise bins and the class weight stay on the labels.
 """
 
 from __future__ import annotations
@@ -66,12 +73,15 @@ class TrainConfig:
     ema_decay: float = 0.0  # per-step decay of an exponential moving average of the weights
     lr_schedule: LRSchedule = "constant"  # how the learning rate decays (module docstring)
     lr_factor: float = 0.3  # "plateau": the rate's factor after an epoch with no new best
+    distill_weight: float = 0.0  # target = (1 - w) * label + w * teacher probability (0: off)
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule {self.lr_schedule!r} is not one of {LR_SCHEDULES}")
         if not 0.0 < self.lr_factor < 1.0:
             raise ValueError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -170,6 +180,7 @@ def fit(
     config: TrainConfig,
     threads: int | None = None,
     progress: bool = False,
+    teacher: np.ndarray | None = None,
 ) -> FitResult:
     """Train a :class:`FraudNet` on labelled feature rows, keeping the best epoch by val AP.
 
@@ -179,6 +190,9 @@ def fit(
         config: hyperparameters.
         threads: torch intra-op threads (set so parallel branches don't oversubscribe cores).
         progress: show a progress bar over epochs.
+        teacher: with ``config.distill_weight``, a probability per training row (in
+            ``train``'s order) that the targets are mixed with; never computed from the row's
+            own label (out of fold).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -190,6 +204,11 @@ def fit(
     x_num, x_cat = encode(train, vocabulary)
     v_num, v_cat = encode(val, vocabulary)
     target = torch.from_numpy(y_train.astype(np.float32))
+    if config.distill_weight:
+        if teacher is None or len(teacher) != len(y_train):
+            raise ValueError("distill_weight needs one teacher probability per training row")
+        soft = torch.from_numpy(np.asarray(teacher, dtype=np.float32))
+        target = (1.0 - config.distill_weight) * target + config.distill_weight * soft
 
     net = FraudNet(
         NetConfig(

@@ -55,6 +55,8 @@ def test_a_bigger_search_is_one_change() -> None:
         ({"lightgbm__search__num_leaves": []}, "lists no values for"),
         ({"lightgbm__params__num_leaves": 7}, "both fixed in lightgbm.params and searched"),
         ({"training__direction_penalty": -1.0}, "greater than or equal to 0"),
+        ({"training__distill_weight": 1.5}, "less than or equal to 1"),
+        ({"training__distill_weight": -0.1}, "greater than or equal to 0"),
     ],
 )
 def test_bad_configs_are_refused(changes, message) -> None:
@@ -68,3 +70,10 @@ def test_the_rate_schedule_reaches_each_candidate() -> None:
     assert (config.lr_schedule, config.lr_factor) == ("plateau", 0.5)
     with pytest.raises(pydantic.ValidationError, match="'constant', 'cosine' or 'plateau'"):
         parse_settings(_config(training__lr_schedule="step"))
+
+
+def test_distillation_is_off_by_default_and_reaches_each_candidate() -> None:
+    default = parse_settings(Path(DEFAULT_CONFIG).read_text())
+    assert train_config(default["training"], default["grid"][0], 0).distill_weight == 0.0
+    settings = parse_settings(_config(training__distill_weight=0.8))
+    assert train_config(settings["training"], settings["grid"][0], 0).distill_weight == 0.8

@@ -3,6 +3,7 @@
 import json
 import shutil
 import signal
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -75,6 +76,32 @@ def test_a_failed_run_resumes_from_dagster_without_retraining(
         )
     assert run["register"].task.origin_pathspec is None
     assert run.data.bundle_uri.endswith(run.data.model_version)
+
+
+@pytest.mark.slow
+def test_a_distilled_search_fits_its_teacher_before_the_branches(lakehouse, tmp_path) -> None:
+    """With ``training.distill_weight``, ``start`` tunes the LightGBM baseline and scores the
+    training rows out of fold (the branches' soft targets); ``evaluate`` reports that same
+    baseline instead of tuning another."""
+    from metaflow import Run
+
+    from metaflow_jobs.settings import DEFAULT_CONFIG
+
+    config = json.loads(Path(DEFAULT_CONFIG).read_text())
+    config["training"]["distill_weight"] = 0.8
+    config["lightgbm"]["search"] = {"num_leaves": [7, 15]}
+    path = tmp_path / "distill.json"
+    path.write_text(json.dumps(config))
+    training = MetaflowTraining(datastore_root=str(tmp_path / "mf"), config_file=str(path))
+    run = Run(training.train(lakehouse, [], seed=1, max_epochs=2).pathspec)
+    start = run["start"].task.data
+    teacher = start.teacher
+    assert len(teacher.claim_id) == run.data.split_summary["train"]["rows"]
+    assert len(set(teacher.claim_id)) == len(teacher.claim_id) and teacher.folds == 4
+    assert ((teacher.probability >= 0) & (teacher.probability <= 1)).all()
+    assert run.data.lightgbm_baseline == start.tuned_lightgbm.describe()
+    assert len(run.data.lightgbm_baseline["candidates"]) == 2
+    assert all(c["epochs_run"] >= 1 for c in run.data.candidates)
 
 
 class _Client:

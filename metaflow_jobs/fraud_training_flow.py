@@ -144,7 +144,8 @@ class FraudTrainingFlow(FlowSpec):
         )
         split = self._split()
         started = time.perf_counter()
-        teacher = self.teacher.for_rows(split.train) if self.teacher is not None else None
+        distilled = getattr(self, "teacher", None)  # None: off, or a start from before it
+        teacher = distilled.for_rows(split.train) if distilled is not None else None
         result = fit(
             split.train, split.val, config, threads=self.threads_per_branch, teacher=teacher
         )
@@ -181,10 +182,12 @@ class FraudTrainingFlow(FlowSpec):
                 "threads_per_branch",
                 "lakehouse_uri",
                 "table_versions",
-                "tuned_lightgbm",
-                "teacher_seconds",
             ],
         )
+        # Not in include: a run resumed from one whose start step predates the teacher lacks
+        # them (evaluate then tunes the baseline itself).
+        self.tuned_lightgbm = getattr(inputs[0], "tuned_lightgbm", None)
+        self.teacher_seconds = getattr(inputs[0], "teacher_seconds", 0.0)
         self.candidates = [
             {
                 **inp.hparams,

@@ -72,8 +72,8 @@ def test_the_rate_schedule_reaches_each_candidate() -> None:
         parse_settings(_config(training__lr_schedule="step"))
 
 
-def test_distillation_is_off_by_default_and_reaches_each_candidate() -> None:
+def test_distillation_is_on_by_default_and_reaches_each_candidate() -> None:
     default = parse_settings(Path(DEFAULT_CONFIG).read_text())
-    assert train_config(default["training"], default["grid"][0], 0).distill_weight == 0.0
-    settings = parse_settings(_config(training__distill_weight=0.8))
-    assert train_config(settings["training"], settings["grid"][0], 0).distill_weight == 0.8
+    assert train_config(default["training"], default["grid"][0], 0).distill_weight == 0.8
+    settings = parse_settings(_config(training__distill_weight=0.0))
+    assert train_config(settings["training"], settings["grid"][0], 0).distill_weight == 0.0

@@ -34,6 +34,15 @@ def test_a_failing_branch_succeeds_on_retry(lakehouse, tmp_path, monkeypatch) ->
     assert len(tasks) == 2
     assert all(t.current_attempt == 1 and t.successful for t in tasks)
     assert Lakehouse(lakehouse).exists(f"models/{run.model_version}/manifest.json")
+    # the default config distills: start tuned the LightGBM baseline and scored the training
+    # rows out of fold (the branches' soft targets); evaluate reported that same baseline
+    flow = Run(run.pathspec)
+    start = flow["start"].task.data
+    teacher = start.teacher
+    assert len(teacher.claim_id) == flow.data.split_summary["train"]["rows"]
+    assert len(set(teacher.claim_id)) == len(teacher.claim_id) and teacher.folds == 4
+    assert ((teacher.probability >= 0) & (teacher.probability <= 1)).all()
+    assert flow.data.lightgbm_baseline == start.tuned_lightgbm.describe()
 
 
 @pytest.mark.slow
@@ -79,27 +88,22 @@ def test_a_failed_run_resumes_from_dagster_without_retraining(
 
 
 @pytest.mark.slow
-def test_a_distilled_search_fits_its_teacher_before_the_branches(lakehouse, tmp_path) -> None:
-    """With ``training.distill_weight``, ``start`` tunes the LightGBM baseline and scores the
-    training rows out of fold (the branches' soft targets); ``evaluate`` reports that same
-    baseline instead of tuning another."""
+def test_without_distillation_start_fits_no_teacher(lakehouse, tmp_path) -> None:
+    """``training.distill_weight`` 0: no teacher, and ``evaluate`` tunes the LightGBM baseline
+    itself (here over a smaller grid)."""
     from metaflow import Run
 
     from metaflow_jobs.settings import DEFAULT_CONFIG
 
     config = json.loads(Path(DEFAULT_CONFIG).read_text())
-    config["training"]["distill_weight"] = 0.8
+    config["training"]["distill_weight"] = 0.0
     config["lightgbm"]["search"] = {"num_leaves": [7, 15]}
-    path = tmp_path / "distill.json"
+    path = tmp_path / "labels.json"
     path.write_text(json.dumps(config))
     training = MetaflowTraining(datastore_root=str(tmp_path / "mf"), config_file=str(path))
     run = Run(training.train(lakehouse, [], seed=1, max_epochs=2).pathspec)
     start = run["start"].task.data
-    teacher = start.teacher
-    assert len(teacher.claim_id) == run.data.split_summary["train"]["rows"]
-    assert len(set(teacher.claim_id)) == len(teacher.claim_id) and teacher.folds == 4
-    assert ((teacher.probability >= 0) & (teacher.probability <= 1)).all()
-    assert run.data.lightgbm_baseline == start.tuned_lightgbm.describe()
+    assert start.teacher is None and start.tuned_lightgbm is None
     assert len(run.data.lightgbm_baseline["candidates"]) == 2
     assert all(c["epochs_run"] >= 1 for c in run.data.candidates)
 

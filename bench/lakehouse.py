@@ -393,28 +393,33 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "fastest, per round",
         )
     )
-    resident = [float(np.median(api_rss[d])) for d in HISTORY_DAYS]
-    figures.append(
-        figure(
+    # The goal is on the API process (what a deployment sizes); the process that only reads
+    # and indexes the window shows the history's own share of it.
+    for name, peaks, goal, what in (
+        (
             "api_start_memory_largest_over_smallest",
-            [max(resident) / min(resident)],
-            "x",
-            goal="<= 1.5",
-            notes="the scoring API process's peak resident set once ready: largest history "
-            "size over the smallest (" + ", ".join(f"{m:.0f}" for m in resident) + " MB)",
-        )
-    )
-    peaks = [memory[d]["peak_rss_mb"] for d in HISTORY_DAYS]
-    figures.append(
-        figure(
+            [float(np.median(api_rss[d])) for d in HISTORY_DAYS],
+            "<= 1.5",
+            "the scoring API process's peak resident set once ready",
+        ),
+        (
             "api_memory_largest_over_smallest",
-            [max(peaks) / min(peaks)],
-            "x",
-            goal="<= 1.5",
-            notes="the API process's peak memory with its history: largest history size over "
-            "the smallest",
+            [memory[d]["peak_rss_mb"] for d in HISTORY_DAYS],
+            None,
+            "the peak resident set of a process that only reads and indexes the window",
+        ),
+    ):
+        figures.append(
+            figure(
+                name,
+                [max(peaks) / min(peaks)],
+                "x",
+                goal=goal,
+                notes=f"{what}: largest history size over the smallest ("
+                + ", ".join(f"{m:.0f}" for m in peaks)
+                + " MB)",
+            )
         )
-    )
     return figures
 
 

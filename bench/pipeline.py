@@ -165,6 +165,7 @@ def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
         compare_on_test,
         lightgbm_baseline,
         load_labelled_features,
+        out_of_fold_teacher,
         time_split,
     )
     from fraud_core.warehouse import create_table_sql, merge_sql
@@ -190,12 +191,27 @@ def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
         settings["split"]["val_fraction"],
         settings["split"]["test_fraction"],
     )
+    # As the flow: the baseline tuned first, and with distillation the network's teacher
+    tuned = lightgbm_baseline(
+        split, settings["lightgbm"]["params"], settings["lightgbm"]["search"], threads
+    )
+    teacher = None
+    if settings["training"].get("distill_weight", 0.0):
+        teacher = out_of_fold_teacher(
+            split.train,
+            dict(settings["lightgbm"]["params"]),
+            tuned.params,
+            tuned.rounds,
+            threads=threads,
+            seed=seed,
+        ).for_rows(split.train)
     fits = [
         fit(
             split.train,
             split.val,
             train_config(settings["training"], point, seed, max_epochs),
             threads=threads,
+            teacher=teacher,
         )
         for point in settings["grid"]
     ]
@@ -211,9 +227,6 @@ def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
         settings["decision"]["investigation_cost"],
     )
     scores = bundle.predict_proba(split.test)
-    tuned = lightgbm_baseline(
-        split, settings["lightgbm"]["params"], settings["lightgbm"]["search"], threads
-    )
     baseline = tuned.test_scores
     test_metrics = compare_on_test(
         split.test, {"model": scores, "lightgbm": baseline}, settings["decision"]["precision_k"]

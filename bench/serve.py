@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -92,8 +93,16 @@ def build_lakehouse(root: Path, n_claims: int) -> list[dict[str, Any]]:
     # The network the flow's default config trains (its encoding and ensemble), few epochs.
     with open(DEFAULT_CONFIG) as fh:
         settings = parse_settings(fh.read())
+    # (on the labels alone: what the network was trained towards costs nothing to serve)
     fits = [
-        fit(split.train, split.val, train_config(settings["training"], point, 0, 4), threads=1)
+        fit(
+            split.train,
+            split.val,
+            dataclasses.replace(
+                train_config(settings["training"], point, 0, 4), distill_weight=0.0
+            ),
+            threads=1,
+        )
         for point in settings["grid"]
     ]
     net, _ = ensemble_of(

@@ -42,6 +42,13 @@ ENV PYTHONUNBUFFERED=1 \
     USERNAME=fraud \
     METAFLOW_SKIP_INSTALL_DEPENDENCIES=1
 
+# LightGBM's OpenMP runtime (libgomp1), which slim images lack: `import lightgbm` fails
+# without it unless torch happened to load its own copy first. Installed with apt only when
+# the base does not have it (the tests' base does: no network needed there).
+RUN ldconfig -p | grep -q 'libgomp\.so\.1' \
+    || (apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+        && rm -rf /var/lib/apt/lists/*)
+
 # torch first, CPU build, pinned like pyproject.toml (an unpinned torch pulls a CUDA build).
 RUN python3 -m venv "$VIRTUAL_ENV" \
     && pip install --no-compile --index-url "$TORCH_INDEX_URL" torch==2.13.0

@@ -41,8 +41,9 @@ from tests.support.wheelhouse import build_wheelhouse, image_requirements
 
 ROOT = Path(__file__).resolve().parents[2]
 # Bump the tag when the recipe below changes: a cached base of the old recipe is then rebuilt.
-BASE_IMAGE = "fraud-test-base:bookworm-1"
-BASE_PACKAGES = ("python3-minimal", "python3-venv", "ca-certificates")
+BASE_IMAGE = "fraud-test-base:bookworm-2"
+# libgomp1: LightGBM's OpenMP runtime (python:3.11-slim lacks it too; the Dockerfile adds it)
+BASE_PACKAGES = ("python3-minimal", "python3-venv", "ca-certificates", "libgomp1")
 WHEEL_PORT = 38_213
 WHEEL_CACHE = Path.home() / ".cache" / "fraud-mlops" / "wheels"
 APT_LOCK = "/tmp/fraud-mlops-apt.lock"  # noqa: S108 (apt is machine-wide, so is its lock)

@@ -38,10 +38,9 @@ BRIEF_TRAINING["search"]["lr"] = [0.003]
 def demo(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("demo")
     (workdir / "training.json").write_text(json.dumps(BRIEF_TRAINING))
-    saved = os.environ.get("DAGSTER_HOME")
-    os.environ.pop("DAGSTER_HOME", None)
-    os.environ["FRAUD_TRAINING_CONFIG"] = str(workdir / "training.json")
-    try:
+    with pytest.MonkeyPatch.context() as env:  # both restored after the run
+        env.delenv("DAGSTER_HOME", raising=False)
+        env.setenv("FRAUD_TRAINING_CONFIG", str(workdir / "training.json"))
         summary = run_demo(
             DemoOptions(
                 claims=24_000,
@@ -52,12 +51,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
                 max_epochs=6,
             )
         )
-    finally:
-        os.environ.pop("FRAUD_TRAINING_CONFIG", None)
-        if saved is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = saved
     return workdir, summary
 
 

@@ -26,7 +26,8 @@ from bench.common import ROOT, failed, not_measured
 
 # (slot, module, what it measures). Issues add their module; the slot is there before it.
 SLOTS: tuple[tuple[str, str, str], ...] = (
-    ("pipeline", "bench.pipeline", "overhead, scaling, peak memory, model quality"),
+    ("pipeline", "bench.pipeline", "overhead, scaling, peak memory"),
+    ("model_quality", "bench.model_quality", "champion vs tuned LightGBM and Bayes, two seeds"),
     ("features", "bench.features", "claim_features vs a plain DuckDB implementation"),
     ("training", "bench.training", "search speed-up, training throughput in the flow"),
     ("gx_suite", "bench.gx", "claims suite and drift check over 1M claims"),
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--append",
         action="store_true",
-        help="keep the other slots' figures of the last report (each keeps its own date/commit)",
+        help="keep the other slots' figures of the last report (each keeps its own date/commit);"
+        " a figure measured now replaces the old one of its name, whichever slot made it",
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("USERNAME", "fraud-bench")
@@ -155,7 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     previous = os.path.join(results, f"{name}.json")
     if args.append and os.path.exists(previous):
         with open(previous) as fh:
-            kept = [f for f in json.load(fh)["figures"] if f["slot"] not in (only or set())]
+            measured = {f["name"] for f in figures}
+            kept = [
+                f
+                for f in json.load(fh)["figures"]
+                if f["slot"] not in (only or set()) and f["name"] not in measured
+            ]
         figures = kept + figures
     report = {"quick": args.quick, "environment": env, "figures": figures}
     with open(os.path.join(results, f"{name}.json"), "w") as fh:

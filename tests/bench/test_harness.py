@@ -71,3 +71,28 @@ def test_peak_memory_of_a_child_is_its_own_not_its_parents() -> None:
     assert ballast.sum() > 0
     assert inherited > 250  # the kernel's figure carries the parent's 300 MB
     assert measured < 200  # a bare interpreter with numpy
+
+
+def test_append_keeps_other_slots_and_replaces_a_figure_measured_again(tmp_path) -> None:
+    """--append: the other slots' figures stay; a figure measured now replaces the old entry of
+    its name even when another slot made it (a figure that moved to a slot of its own)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    old = {"slot": "pipeline", "value": 1.0, "unit": "x", "runs": [1.0], "status": ""}
+    previous = {
+        "quick": True,
+        "environment": {},
+        "figures": [
+            {**old, "name": "features_vs_duckdb"},  # now the features slot's
+            {**old, "name": "pipeline_wall"},
+        ],
+    }
+    (results / "quick.json").write_text(json.dumps(previous))
+    args = ["--quick", "--only", "features", "--append", "--out", str(tmp_path)]
+    assert main(args) == 0
+    figures = json.loads((results / "quick.json").read_text())["figures"]
+    names = [(f["slot"], f["name"]) for f in figures]
+    assert names.count(("pipeline", "pipeline_wall")) == 1
+    assert [n for n in names if n[1] == "features_vs_duckdb"] == [
+        ("features", "features_vs_duckdb")
+    ]

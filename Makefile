@@ -35,8 +35,8 @@ install: $(STAMP)  ## create .venv and install the project (once; again when dep
 demo: $(STAMP)  ## simulate claims, materialize the whole graph, print a summary
 	$(BIN)/fraud demo
 
-# On every core (at most 4): one worker runs the container tests while the others run the rest;
-# each module's tests stay on one worker (tests/support/scheduling.py). TEST_WORKERS=0: one process.
+# On every core (at most 4), module by module; the container modules once the image (built by the
+# controlling process meanwhile) is ready (tests/support/scheduling.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= auto
 test: $(STAMP)  ## the whole test suite (unit, integration, end-to-end)
 	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadscope --junitxml=reports/junit.xml --durations=15

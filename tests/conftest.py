@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from fraud_core.layout import RAW
 from fraud_core.pipeline import featurize_batch
 from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches
-from tests.support.containers import TIMINGS, BackgroundImage, DockerEngine
-from tests.support.scheduling import CONTAINER_MODULES, ContainersFirst, module_of
+from tests.support.containers import TIMINGS, BackgroundImage, DockerEngine, published
+from tests.support.scheduling import CONTAINER_MODULES, ImageAware, module_of
+from tests.support.timeline import Timeline
 
 os.environ.setdefault("USERNAME", "fraud-tests")  # Metaflow refuses to run without a user
 
@@ -114,17 +116,26 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield connection
 
 
-# The project's image: built in a thread from the start of the session (see
-# pytest_collection_modifyitems), used by the tests that run containers, which run last.
+# The project's image: built in a thread from the start of the session, used by the tests that
+# run containers. In one process it is built here and those tests run last; under pytest-xdist
+# the controlling process builds it and publishes it in the file IMAGE_STATE names (inherited by
+# the workers), and the scheduler holds those tests back until it is ready.
 _IMAGE = BackgroundImage("fraud-mlops:test")
+IMAGE_STATE = "FRAUD_TEST_IMAGE_STATE"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On the xdist controller, before the workers start: where the image will be published."""
+    if config.getvalue("dist") == "loadscope" and not hasattr(config, "workerinput"):
+        folder = tempfile.mkdtemp(prefix="fraud-image-")
+        os.environ[IMAGE_STATE] = os.path.join(folder, "image.json")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that need the image run last (in their order). In one process, the image's build
-    starts now, in the background; on pytest-xdist workers (`make test`), the worker that runs
-    the container modules builds it when its first test asks (tests/support/scheduling.py)."""
+    """Tests that need the image run last (in their order); in one process, the image's build
+    starts now, in the background."""
     needs = [i for i in items if "project_image" in getattr(i, "fixturenames", ())]
-    strays = {module_of(i.nodeid) for i in needs} - CONTAINER_MODULES
+    strays = {module_of(i.nodeid) for i in needs} - set(CONTAINER_MODULES)
     if strays:
         raise pytest.UsageError(
             f"{', '.join(sorted(strays))} need the project's image: add them to "
@@ -137,9 +148,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> ContainersFirst | None:
-    """`--dist loadscope`: test modules as units, the container modules as one."""
-    return ContainersFirst(config, log) if config.getvalue("dist") == "loadscope" else None
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> ImageAware | None:
+    """`--dist loadscope`: test modules as units; the container modules once the image is
+    ready, which this process builds (at the session's priority: tests wait for it)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    state = Path(os.environ[IMAGE_STATE])
+    return ImageAware(
+        config,
+        log,
+        needs_image=lambda modules: _IMAGE.start(idle=False, publish=state),
+        image_ready=_IMAGE.ready,
+    )
+
+
+# Where the wall time goes: recorded by the controlling process only (not an xdist worker).
+_TIMELINE: list[Timeline] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):
+        _TIMELINE.append(Timeline())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each test phase with its worker (on the controller, xdist sets ``report.node``)."""
+    for timeline in _TIMELINE:
+        timeline.add(report)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -155,7 +190,13 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Where the container tests' time went (engine, base image, wheelhouse, build, wait)."""
+    """Where the container tests' time went (engine, base image, wheelhouse, build, wait), and
+    how busy the cores were (tests/support/timeline.py)."""
+    for timeline in _TIMELINE:
+        summary = timeline.close(terminalreporter.config.rootpath / "reports")
+        if summary:
+            terminalreporter.write_sep("-", "where the wall time went")
+            terminalreporter.write_line(summary)
     if TIMINGS:
         terminalreporter.write_sep("-", "docker engine and the project's image")
         for line in TIMINGS:
@@ -166,11 +207,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def project_image() -> str:
     """The project's image, built once per session from the Dockerfile on a local Debian base
     (tests/support/containers.py)."""
-    return _IMAGE.result()[1]
+    return _session_image()[1]
 
 
 @pytest.fixture(scope="session")
 def docker(project_image: str) -> DockerEngine:
     """The session's Docker engine (installed with apt if missing; host network only;
     stopped by PID at the end of the session)."""
-    return _IMAGE.result()[0]
+    return _session_image()[0]
+
+
+def _session_image() -> tuple[DockerEngine, str]:
+    """This process's engine and image, or on an xdist worker the controller's."""
+    state = os.environ.get(IMAGE_STATE)
+    if os.environ.get("PYTEST_XDIST_WORKER") and state:
+        return published(Path(state))
+    return _IMAGE.result()

@@ -14,6 +14,10 @@ and the project's image built from its Dockerfile.
   site-packages (tests/support/wheelhouse.py: the versions `make install` pinned, torch's CPU
   build included) and served over loopback HTTP as pip's ``PIP_FIND_LINKS`` with
   ``PIP_NO_INDEX=1``, build arguments the Dockerfile passes to pip.
+- Under pytest-xdist the controlling process owns the engine and builds the image (it is idle
+  otherwise); it publishes the engine's socket and the image's tag in a file (``publish``), and
+  the workers' container tests use that one engine (``published``). The scheduler holds the
+  container modules back until the image is ready (tests/support/scheduling.py).
 - What each phase took is kept in ``TIMINGS`` (the test session prints it at its end).
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
@@ -99,10 +104,11 @@ def debian_mirror() -> str:
 
 @dataclass
 class DockerEngine:
-    """A dockerd started by the tests; ``env`` points a docker client at it."""
+    """A dockerd started by the tests; ``env`` points a docker client at it. ``proc`` is None in
+    a process that uses an engine another process started (an xdist worker)."""
 
     host: str
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | None
     log_path: Path
 
     @property
@@ -287,14 +293,18 @@ class BackgroundImage:
 
     def __init__(self, tag: str) -> None:
         self.tag = tag
+        self._publish: Path | None = None
         self._stack = contextlib.ExitStack()
         self._pool: ThreadPoolExecutor | None = None
         self._future: Future[tuple[DockerEngine, str]] | None = None
 
-    def start(self, idle: bool = True) -> None:
+    def start(self, idle: bool = True, publish: Path | None = None) -> None:
         """Start preparing; ``idle``: at the lowest CPU and disk priority (the tests running
-        meanwhile come first), else at the test session's (a test is waiting for it)."""
+        meanwhile come first), else at the test session's (a test is waiting for it).
+        ``publish``: a file that then holds the engine and the image, or why it failed, for the
+        other processes of the session (``published``)."""
         if self._future is None:
+            self._publish = publish
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="image-build")
             self._future = self._pool.submit(self._prepare, idle)
 
@@ -307,10 +317,25 @@ class BackgroundImage:
             if shutil.which("ionice"):
                 subprocess.run(["ionice", "-c", "2", "-n", "7", "-p", str(thread)], check=False)
         started = time.monotonic()
-        engine = self._stack.enter_context(docker_engine())
-        image = build_project_image(engine, self.tag, build_base_image(engine))
+        try:
+            engine = self._stack.enter_context(docker_engine())
+            image = build_project_image(engine, self.tag, build_base_image(engine))
+        except BaseException as exc:
+            self._write({"error": f"{type(exc).__name__}: {exc}"})
+            raise
         _log(f"engine + image ready {time.monotonic() - started:.1f} s after the session began")
+        self._write({"host": engine.host, "log": str(engine.log_path), "image": image})
         return engine, image
+
+    def _write(self, state: dict[str, str]) -> None:
+        if self._publish is not None:
+            partial = self._publish.with_suffix(".partial")
+            partial.write_text(json.dumps(state))
+            partial.rename(self._publish)  # whole or absent, for a reader polling it
+
+    def ready(self) -> bool:
+        """Whether the engine and the image are prepared (or their preparation failed)."""
+        return self._future is not None and self._future.done()
 
     def result(self) -> tuple[DockerEngine, str]:
         self.start(idle=False)
@@ -325,3 +350,20 @@ class BackgroundImage:
         if self._pool is not None:
             self._pool.shutdown(wait=True)  # a build in progress finishes before dockerd stops
         self._stack.close()
+
+
+def published(path: Path, timeout: float = 1800) -> tuple[DockerEngine, str]:
+    """The engine and image another process of the session prepared (``BackgroundImage``
+    with ``publish=path``), once they are ready."""
+    started = time.monotonic()
+    while not path.exists():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"no Docker engine and image in {path} after {timeout:.0f} s")
+        time.sleep(1)
+    waited = time.monotonic() - started
+    if waited > 1:
+        _log(f"the first test needing the image waited {waited:.1f} s")
+    state = json.loads(path.read_text())
+    if "error" in state:
+        raise RuntimeError(f"the session's Docker engine or image failed: {state['error']}")
+    return DockerEngine(state["host"], None, Path(state["log"])), state["image"]

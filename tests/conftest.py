@@ -21,7 +21,7 @@ from fraud_core.schema import coerce_claims
 from fraud_core.simulate import SimulationConfig, simulate_claims, split_into_batches
 from tests.support.containers import TIMINGS, BackgroundImage, DockerEngine, published
 from tests.support.scheduling import CONTAINER_MODULES, ImageAware, module_of
-from tests.support.timeline import Timeline
+from tests.support.timeline import CPU_PROPERTY, Timeline, cpu_seconds
 
 os.environ.setdefault("USERNAME", "fraud-tests")  # Metaflow refuses to run without a user
 
@@ -169,6 +169,25 @@ _TIMELINE: list[Timeline] = []
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):
         _TIMELINE.append(Timeline())
+
+
+_CPU_AT = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    item.stash[_CPU_AT] = cpu_seconds()  # where the setup phase's CPU starts
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Each phase's report carries the CPU seconds the phase used (tests/support/timeline.py)."""
+    report = yield
+    started = item.stash.get(_CPU_AT, None)
+    if started is not None:
+        report.user_properties.append((CPU_PROPERTY, round(cpu_seconds() - started, 2)))
+    item.stash[_CPU_AT] = cpu_seconds()  # the next phase starts where this one ended
+    return report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,12 +123,14 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # the workers), and the scheduler holds those tests back until it is ready.
 _IMAGE = BackgroundImage("fraud-mlops:test")
 IMAGE_STATE = "FRAUD_TEST_IMAGE_STATE"
+_IMAGE_STATE_DIRS: list[str] = []  # made by this process (the controller): removed at its end
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """On the xdist controller, before the workers start: where the image will be published."""
     if config.getvalue("dist") == "loadscope" and not hasattr(config, "workerinput"):
         folder = tempfile.mkdtemp(prefix="fraud-image-")
+        _IMAGE_STATE_DIRS.append(folder)
         os.environ[IMAGE_STATE] = os.path.join(folder, "image.json")
 
 
@@ -198,6 +201,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     _IMAGE.close()  # stops dockerd (by PID)
+    for folder in _IMAGE_STATE_DIRS:
+        shutil.rmtree(folder, ignore_errors=True)
     if hasattr(session.config, "workeroutput"):  # a worker: its timings go to the controller
         session.config.workeroutput["container_timings"] = list(TIMINGS)
 

@@ -200,6 +200,7 @@ def _direct(workdir: str, max_epochs: int, seed: int) -> dict[str, Any]:
             dict(settings["lightgbm"]["params"]),
             tuned.params,
             tuned.rounds,
+            folds=settings["training"]["teacher_folds"],
             threads=threads,
             seed=seed,
         ).for_rows(split.train)

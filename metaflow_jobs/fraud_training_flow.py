@@ -119,6 +119,7 @@ class FraudTrainingFlow(FlowSpec):
             dict(self.settings.lightgbm.params),
             self.tuned_lightgbm.params,
             self.tuned_lightgbm.rounds,
+            folds=self.settings.training.teacher_folds,
             threads=self.threads_per_branch,
             seed=self.seed,
         )

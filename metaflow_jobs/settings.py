@@ -102,6 +102,13 @@ class TrainingKnobs(_Strict):
         description="train on (1 - w) * label + w * an out-of-fold LightGBM's probability "
         "(0: off, the labels; fraud_core.training.out_of_fold_teacher)",
     )
+    teacher_folds: int = Field(
+        default=4,
+        ge=2,
+        le=32,
+        description="with distill_weight: the folds of the out-of-fold teacher (each scored "
+        "by a LightGBM fitted on the others)",
+    )
 
 
 class SplitSettings(_Strict):

@@ -57,6 +57,7 @@ def test_a_bigger_search_is_one_change() -> None:
         ({"training__direction_penalty": -1.0}, "greater than or equal to 0"),
         ({"training__distill_weight": 1.5}, "less than or equal to 1"),
         ({"training__distill_weight": -0.1}, "greater than or equal to 0"),
+        ({"training__teacher_folds": 1}, "greater than or equal to 2"),
     ],
 )
 def test_bad_configs_are_refused(changes, message) -> None:

@@ -12,7 +12,7 @@ from fraud_assets.assets.model import fraud_model
 from fraud_assets.resources import LakehouseResource, MetaflowTraining
 from fraud_assets.resources.step_functions import StepFunctionsExecution, failure_summary
 from fraud_core.lakehouse import Lakehouse
-from metaflow_jobs.settings import FAIL_ALWAYS, FAIL_FIRST_ATTEMPT
+from metaflow_jobs.settings import DEFAULT_CONFIG, FAIL_ALWAYS, FAIL_FIRST_ATTEMPT, parse_settings
 
 
 @pytest.fixture
@@ -40,7 +40,8 @@ def test_a_failing_branch_succeeds_on_retry(lakehouse, tmp_path, monkeypatch) ->
     start = flow["start"].task.data
     teacher = start.teacher
     assert len(teacher.claim_id) == flow.data.split_summary["train"]["rows"]
-    assert len(set(teacher.claim_id)) == len(teacher.claim_id) and teacher.folds == 4
+    folds = parse_settings(Path(DEFAULT_CONFIG).read_text())["training"]["teacher_folds"]
+    assert len(set(teacher.claim_id)) == len(teacher.claim_id) and teacher.folds == folds
     assert ((teacher.probability >= 0) & (teacher.probability <= 1)).all()
     assert flow.data.lightgbm_baseline == start.tuned_lightgbm.describe()
 

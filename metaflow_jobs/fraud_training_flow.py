@@ -28,6 +28,11 @@ import metaflow_jobs
 from metaflow_jobs.settings import DEFAULT_CONFIG, FAIL_ALWAYS, FAIL_FIRST_ATTEMPT, parse_settings
 
 
+def _cores() -> int:
+    """The cores of the machine this task runs on."""
+    return os.cpu_count() or 1
+
+
 def _injected_failure(step_name: str) -> None:
     """Raise if the environment asks this step to fail (metaflow_jobs.settings: fault
     injection)."""
@@ -86,8 +91,9 @@ class FraudTrainingFlow(FlowSpec):
         self.split_summary = self._split().describe()
         self.grid = [dict(point) for point in self.settings.grid]
         workers = min(self.settings.max_workers, len(self.grid))
-        # Branches run side by side: give each a share of the cores, never more.
-        self.threads_per_branch = max(1, (os.cpu_count() or 1) // workers)
+        # Branches run side by side: give each a share of the cores, never more. The steps
+        # before and after the search run alone and use every core.
+        self.threads_per_branch = max(1, _cores() // workers)
         self._fit_teacher()
         self.next(self.train, foreach="grid")
 
@@ -99,7 +105,7 @@ class FraudTrainingFlow(FlowSpec):
             split,
             dict(lightgbm.params),
             {name: list(values) for name, values in lightgbm.search.items()},
-            threads=self.threads_per_branch,  # more threads only slow it on small data
+            threads=_cores(),  # tuned in start or evaluate: no branch runs beside it
         )
 
     def _fit_teacher(self) -> None:
@@ -120,7 +126,7 @@ class FraudTrainingFlow(FlowSpec):
             self.tuned_lightgbm.params,
             self.tuned_lightgbm.rounds,
             folds=self.settings.training.teacher_folds,
-            threads=self.threads_per_branch,
+            threads=_cores(),
             seed=self.seed,
         )
         self.teacher_seconds = time.perf_counter() - started
